@@ -1,0 +1,116 @@
+"""``create_app(settings)``: wiring only. Each component gets its own settings section."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway import handlers
+from gateway.batcher import Batcher
+from gateway.cache import create_cache
+from gateway.errors import GatewayError
+from gateway.middlewares import error_middleware
+from gateway.model.base import CrossEncoder
+from gateway.model.loader import load_encoder
+from gateway.reranker import Passage, Reranker
+from gateway.search import SearchFlow
+from gateway.settings import Settings
+from gateway.state import FLOW, HEALTH, UPSTREAM, Health
+from gateway.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+RESERVED_PREFIX = "/_gateway"
+_SEARCH_PATHS = ("/_search", "/{index}/_search", "/_msearch", "/{index}/_msearch")
+
+
+def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> web.Application:
+    """The gateway application. ``encoder`` replaces the configured ONNX model (tests)."""
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[error_middleware(settings.server.max_body_bytes)],
+    )
+    upstream = Upstream(settings.upstream)
+    health = Health()
+    app[UPSTREAM] = upstream
+    app[HEALTH] = health
+    app[FLOW] = SearchFlow(upstream, None, settings.rerank)
+
+    async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+        await upstream.start()
+        health.upstream_flavor = await upstream.probe()
+        yield
+        await upstream.close()
+
+    async def model_ctx(app: web.Application) -> AsyncIterator[None]:
+        cache = create_cache(settings.cache)
+        parts: dict[str, Batcher | Reranker] = {}
+
+        async def load() -> None:
+            try:
+                model = (
+                    encoder
+                    if encoder is not None
+                    else await asyncio.to_thread(load_encoder, settings.model)
+                )
+                batcher = Batcher(model, settings.batcher)
+                await batcher.start()
+                parts["batcher"] = batcher
+                reranker = Reranker(
+                    batcher,
+                    cache,
+                    fingerprint=model.fingerprint,
+                    score_mode=settings.model.score_mode,
+                )
+                parts["reranker"] = reranker
+                await _warm_up(reranker)
+            except GatewayError as exc:
+                health.model_error = str(exc)
+                log.error("model unavailable, searches pass through unreranked: %s", exc)
+                return
+            app[FLOW].reranker = reranker
+            health.model_ready = True
+            log.info("model ready: searches are reranked")
+
+        task = asyncio.create_task(load(), name="model-load")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        reranker = parts.get("reranker")
+        if isinstance(reranker, Reranker):
+            await reranker.drain()
+        batcher = parts.get("batcher")
+        if isinstance(batcher, Batcher):
+            await batcher.stop()
+        await cache.close()
+
+    app.cleanup_ctx.append(upstream_ctx)
+    app.cleanup_ctx.append(model_ctx)
+
+    app.router.add_get(f"{RESERVED_PREFIX}/health/live", handlers.live)
+    app.router.add_get(f"{RESERVED_PREFIX}/health/ready", handlers.ready)
+    for path in _SEARCH_PATHS:
+        app.router.add_route("GET", path, handlers.search)
+        app.router.add_route("POST", path, handlers.search)
+    app.router.add_route("*", "/{tail:.*}", handlers.passthrough)
+    return app
+
+
+async def _warm_up(reranker: Reranker) -> None:
+    """One real model run, so the first search does not pay for lazy initialisation."""
+    await reranker.score("warm up", [Passage("_warmup", "0", "warm up the model")], 60.0)
+
+
+async def wait_ready(app: web.Application, timeout_s: float = 120.0) -> None:
+    """Wait until the model is loaded (tests, benchmarks)."""
+    health = app[HEALTH]
+    async with asyncio.timeout(timeout_s):
+        while not health.model_ready:
+            if health.model_error:
+                raise RuntimeError(health.model_error)
+            await asyncio.sleep(0.02)

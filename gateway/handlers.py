@@ -1,0 +1,80 @@
+"""Thin aiohttp handlers: read the request, call the pipeline or the upstream, write the answer."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway.errors import UpstreamError
+from gateway.search import REASON_HEADER, RERANK_HEADER, SearchFlow, SearchResult
+from gateway.state import FLOW, HEALTH, UPSTREAM
+from gateway.upstream import ES_PRODUCT, strip_hop_by_hop
+
+log = logging.getLogger(__name__)
+
+_STREAM_CHUNK = 64 * 1024
+
+
+async def search(request: web.Request) -> web.StreamResponse:
+    flow: SearchFlow = request.app[FLOW]
+    body = await request.read()
+    index = request.match_info.get("index")
+    if request.path.endswith("/_msearch"):
+        result = await flow.msearch(request.method, request.rel_url, index, request.headers, body)
+    else:
+        result = await flow.search(request.method, request.rel_url, index, request.headers, body)
+    request["rerank"] = result.rerank
+    request["timings_ms"] = result.timings_ms
+    return _respond(request, result)
+
+
+def _respond(request: web.Request, result: SearchResult) -> web.Response:
+    headers = strip_hop_by_hop(result.headers)
+    headers.popall("Content-Encoding", None)
+    headers[RERANK_HEADER] = result.rerank
+    if result.reason:
+        headers[REASON_HEADER] = result.reason
+    if 200 <= result.status < 300 and ES_PRODUCT[0] not in headers:
+        headers[ES_PRODUCT[0]] = ES_PRODUCT[1]
+    response = web.Response(status=result.status, body=result.body, headers=headers)
+    if len(result.body) > 1024:
+        response.enable_compression()  # only if the client's Accept-Encoding allows it
+    return response
+
+
+async def passthrough(request: web.Request) -> web.StreamResponse:
+    """Anything the gateway does not rerank: forwarded as is, answer streamed back."""
+    upstream = request.app[UPSTREAM]
+    body = await request.read()
+    headers = upstream.outgoing_headers(request.headers)
+    async with upstream.open(
+        request.method, request.rel_url.raw_path_qs, headers, body or None
+    ) as reply:
+        out = strip_hop_by_hop(reply.headers)
+        response = web.StreamResponse(status=reply.status, headers=out)
+        if reply.content_length is not None:
+            # The bytes are relayed unchanged (still encoded), so the length holds.
+            response.content_length = reply.content_length
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.stream(reply, _STREAM_CHUNK):
+                await response.write(chunk)
+        except UpstreamError as exc:
+            # Headers are gone already: all that is left is to cut the connection.
+            log.warning("upstream broke off a passthrough answer: %s", exc)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
+
+
+async def live(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    health = request.app[HEALTH]
+    body = health.report()
+    return web.json_response(body, status=200 if body["ready"] else 503)

@@ -1,0 +1,48 @@
+"""Middlewares: every error leaves as an Elasticsearch-shaped JSON body."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from gateway.errors import BodyTooLarge, ClientRequestError, UpstreamError, es_error_body
+from gateway.upstream import ES_PRODUCT
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_middleware(max_body_bytes: int) -> Middleware:
+    """Translate the gateway's errors (and aiohttp's) into ES-shaped answers."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ClientRequestError as exc:
+            return _error(exc.status, exc.body())
+        except UpstreamError as exc:
+            log.warning("%s %s: %s", request.method, request.path, exc)
+            return _error(exc.status, exc.body())
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, BodyTooLarge(max_body_bytes).body())
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _error(exc.status, es_error_body(exc.status, "http_exception", exc.reason))
+        except Exception:
+            # A bug of ours: logged in full, reported without internals.
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            return _error(
+                500, es_error_body(500, "gateway_exception", "internal error in the gateway")
+            )
+
+    return middleware
+
+
+def _error(status: int, body: dict[str, object]) -> web.Response:
+    return web.json_response(body, status=status, headers={ES_PRODUCT[0]: ES_PRODUCT[1]})

@@ -1,0 +1,42 @@
+"""The interface between the pipeline and a scoring model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Pair = tuple[str, str]
+Scores = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """One tokenized (query, document) pair, unpadded."""
+
+    ids: npt.NDArray[np.int64]
+    type_ids: npt.NDArray[np.int64]
+    truncated: bool = False
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+class CrossEncoder(Protocol):
+    """Scores (query, document) pairs. Both methods run in worker threads."""
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the weights, tokenizer and length settings (cache keys use it)."""
+        ...
+
+    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
+        """Tokenize pairs, cutting the document side first."""
+        ...
+
+    def score(self, batch: Sequence[Encoded]) -> Scores:
+        """One raw relevance score (a logit) per encoded pair, shape ``[len(batch)]``."""
+        ...

@@ -1,0 +1,16 @@
+"""Build the configured cross-encoder: a local directory, else a Hub download."""
+
+from __future__ import annotations
+
+from gateway.model.base import CrossEncoder
+from gateway.model.hub import download
+from gateway.model.onnx import OnnxCrossEncoder
+from gateway.settings import ModelSettings
+
+
+def load_encoder(settings: ModelSettings) -> CrossEncoder:
+    """Blocking (file reads, session build): call from a worker thread."""
+    directory = (
+        settings.path if settings.path is not None else download(settings.hub_id, settings.file)
+    )
+    return OnnxCrossEncoder(directory, settings)

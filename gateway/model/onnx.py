@@ -1,0 +1,162 @@
+"""An ONNX cross-encoder run by onnxruntime over a ``tokenizers`` tokenizer.
+
+The only module that imports onnxruntime. Its exceptions, and the tokenizer's,
+become ``ModelError`` here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Encoding, Tokenizer
+
+from gateway.errors import ModelError
+from gateway.model.base import Encoded, Pair, Scores
+from gateway.model.hub import locate_onnx
+from gateway.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+
+
+def _fingerprint(model_file: Path, tokenizer_file: Path, max_length: int) -> str:
+    digest = hashlib.sha256()
+    for path in (model_file, tokenizer_file):
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\x00")
+    digest.update(f"max_length={max_length}".encode())
+    return digest.hexdigest()[:32]
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers for a device setting; fails clearly when CUDA is missing."""
+    if device == "cuda":
+        available = ort.get_available_providers()
+        if _CUDA not in available:
+            raise ModelError(
+                "GATEWAY_MODEL__DEVICE=cuda but this onnxruntime has no CUDAExecutionProvider "
+                f"(available: {', '.join(available)}); install onnxruntime-gpu"
+            )
+        return [_CUDA, _CPU]
+    return [_CPU]
+
+
+class OnnxCrossEncoder:
+    """Loads ``model.onnx`` + ``tokenizer.json`` from a directory."""
+
+    def __init__(self, directory: Path, settings: ModelSettings) -> None:
+        self.settings = settings
+        model_file = locate_onnx(directory, settings.file)
+        tokenizer_file = directory / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise ModelError(f"no tokenizer.json in {directory}")
+        try:
+            self._tok = self._tokenizer(tokenizer_file, "only_second")
+            self._tok_both = self._tokenizer(tokenizer_file, "longest_first")
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.intra_op_num_threads = settings.intra_op_threads
+            options.inter_op_num_threads = settings.inter_op_threads
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            self._session = ort.InferenceSession(
+                str(model_file), options, providers=providers_for(settings.device)
+            )
+        except ModelError:
+            raise
+        except Exception as exc:  # onnxruntime and tokenizers raise plain Exception types
+            raise ModelError(
+                f"could not load model from {directory}: {type(exc).__name__}"
+            ) from exc
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        missing = {"input_ids", "attention_mask"} - self._inputs
+        if missing:
+            raise ModelError(f"{model_file.name} lacks inputs {sorted(missing)}")
+        names = [o.name for o in self._session.get_outputs()]
+        self._output = "logits" if "logits" in names else names[0]
+        self._fingerprint = _fingerprint(model_file, tokenizer_file, settings.max_length)
+        self.model_file = model_file
+        log.info(
+            "model loaded: %s (providers %s, fingerprint %s)",
+            model_file,
+            ",".join(self._session.get_providers()),
+            self._fingerprint,
+        )
+
+    def _tokenizer(self, path: Path, strategy: str) -> Tokenizer:
+        tok = Tokenizer.from_file(str(path))
+        tok.no_padding()
+        tok.enable_truncation(self.settings.max_length, strategy=strategy)
+        return tok
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
+        try:
+            encodings = self._tok.encode_batch(list(pairs))
+        except Exception:
+            # A query longer than max_length cannot be kept whole: cut both sides.
+            try:
+                encodings = self._tok_both.encode_batch(list(pairs))
+            except Exception as exc:
+                raise ModelError(f"tokenization failed: {type(exc).__name__}") from exc
+        return [_encoded(e) for e in encodings]
+
+    def score(self, batch: Sequence[Encoded]) -> Scores:
+        feed = self._feed(batch)
+        try:
+            (out,) = self._session.run([self._output], feed)
+        except Exception as exc:
+            raise ModelError(f"inference failed: {type(exc).__name__}") from exc
+        return logits_to_scores(np.asarray(out))
+
+    def _feed(self, batch: Sequence[Encoded]) -> dict[str, Any]:
+        width = max(len(e) for e in batch)
+        ids = np.zeros((len(batch), width), dtype=np.int64)
+        types = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, enc in enumerate(batch):
+            n = len(enc)
+            ids[row, :n] = enc.ids
+            types[row, :n] = enc.type_ids
+            mask[row, :n] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = types
+        return feed
+
+
+def _encoded(enc: Encoding) -> Encoded:
+    return Encoded(
+        np.asarray(enc.ids, dtype=np.int64),
+        np.asarray(enc.type_ids, dtype=np.int64),
+        truncated=bool(enc.overflowing),
+    )
+
+
+def logits_to_scores(out: np.ndarray[Any, Any]) -> Scores:
+    """``[B]``, ``[B,1]`` or ``[B,2]`` model output → one logit per pair.
+
+    For two-class heads the score is ``logit(relevant) - logit(irrelevant)``, so
+    its sigmoid equals the softmax probability of the relevant class.
+    """
+    if out.ndim == 1:
+        scores = out
+    elif out.ndim == 2 and out.shape[1] == 1:
+        scores = out[:, 0]
+    elif out.ndim == 2 and out.shape[1] == 2:
+        scores = out[:, 1] - out[:, 0]
+    else:
+        raise ModelError(f"unsupported model output shape {list(out.shape)}")
+    return scores.astype(np.float32, copy=False)

@@ -1,0 +1,248 @@
+"""The one HTTP client session to the search cluster.
+
+Only this module talks aiohttp-client; its exceptions become
+``UpstreamUnavailable`` (502) or ``UpstreamTimeout`` (504) here. Targets are
+always ``<configured base URL><path and query of the request>``: nothing in a
+request can choose another host.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import ssl
+import zlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.settings import UpstreamSettings
+
+log = logging.getLogger(__name__)
+
+# RFC 9110 §7.6.1 hop-by-hop headers, plus the ones aiohttp recomputes.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+ES_PRODUCT = ("X-Elastic-Product", "Elasticsearch")
+_VENDOR_JSON = "application/vnd.elasticsearch+json"
+_VENDOR_NDJSON = "application/vnd.elasticsearch+x-ndjson"
+
+
+def strip_hop_by_hop(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """Headers fit to forward: hop-by-hop ones and those named in ``Connection`` dropped."""
+    named = {
+        token.strip().lower() for value in _all(headers, "connection") for token in value.split(",")
+    }
+    out: CIMultiDict[str] = CIMultiDict()
+    for key, value in headers.items():
+        lower = key.lower()
+        if lower in HOP_BY_HOP or lower in named:
+            continue
+        out.add(key, value)
+    return out
+
+
+def _all(headers: Mapping[str, str], name: str) -> list[str]:
+    if isinstance(headers, CIMultiDict | CIMultiDictProxy):
+        return list(headers.getall(name, []))
+    value = headers.get(name)
+    return [value] if value else []
+
+
+def generic_media_type(value: str) -> str:
+    """ES clients' vendor media type → the generic one an OpenSearch cluster accepts."""
+    lowered = value.lower()
+    if lowered.startswith(_VENDOR_NDJSON):
+        return "application/x-ndjson"
+    if lowered.startswith(_VENDOR_JSON):
+        return "application/json"
+    return value
+
+
+@dataclass(slots=True)
+class Reply:
+    """A fully read upstream answer, body decoded from any Content-Encoding."""
+
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+class Upstream:
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self.settings = settings
+        self.flavor: str = settings.flavor
+        self._session: aiohttp.ClientSession | None = None
+        self._auth = self._gateway_auth(settings)
+        self._preferred = 0
+
+    @staticmethod
+    def _gateway_auth(settings: UpstreamSettings) -> str | None:
+        if settings.api_key is not None:
+            return f"ApiKey {settings.api_key.get_secret_value()}"
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else ""
+            token = base64.b64encode(f"{settings.username}:{password}".encode()).decode()
+            return f"Basic {token}"
+        return None
+
+    async def start(self) -> None:
+        ssl_context: ssl.SSLContext | bool = True
+        if self.settings.ca_bundle is not None:
+            ssl_context = ssl.create_default_context(cafile=str(self.settings.ca_bundle))
+        if not self.settings.verify_tls:
+            ssl_context = False
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.settings.max_connections, ssl=ssl_context),
+            timeout=aiohttp.ClientTimeout(
+                total=self.settings.timeout_s, connect=self.settings.connect_timeout_s
+            ),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def probe(self) -> str | None:
+        """Ask ``GET /``; the product (``elasticsearch`` / ``opensearch``) or None if unreachable.
+
+        With ``flavor=auto`` the answer decides how requests are adapted; until the
+        cluster has answered once, Elasticsearch is assumed.
+        """
+        try:
+            reply = await self.fetch("GET", "/", CIMultiDict(self._auth_only()))
+        except UpstreamError as exc:
+            log.warning("search cluster did not answer GET /: %s", exc)
+            return None
+        info = _json(reply.body) if reply.status == 200 else None
+        version = info.get("version") if isinstance(info, dict) else None
+        distribution = version.get("distribution") if isinstance(version, dict) else None
+        found = "opensearch" if distribution == "opensearch" else "elasticsearch"
+        if self.settings.flavor == "auto" and self.flavor != found:
+            number = version.get("number") if isinstance(version, dict) else "?"
+            log.info("search cluster is %s %s", found, number)
+            self.flavor = "opensearch" if found == "opensearch" else "elasticsearch"
+        return self.flavor if self.flavor != "auto" else found
+
+    def _auth_only(self) -> dict[str, str]:
+        return {"Authorization": self._auth} if self._auth else {}
+
+    def outgoing_headers(self, incoming: Mapping[str, str]) -> CIMultiDict[str]:
+        headers = strip_hop_by_hop(incoming)
+        # The body was decoded on the way in (aiohttp server) and is sent as is.
+        headers.popall("Content-Encoding", None)
+        if self.flavor == "opensearch":
+            for name in ("Content-Type", "Accept"):
+                if name in headers:
+                    headers[name] = generic_media_type(headers[name])
+        if self._auth is not None:
+            headers["Authorization"] = self._auth
+        return headers
+
+    def _urls(self, path_qs: str) -> list[URL]:
+        if not path_qs.startswith("/"):
+            path_qs = "/" + path_qs
+        bases = self.settings.urls
+        ordered = bases[self._preferred :] + bases[: self._preferred]
+        return [URL(base + path_qs, encoded=True) for base in ordered]
+
+    @asynccontextmanager
+    async def open(
+        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """An upstream response whose body the caller streams (passthrough)."""
+        assert self._session is not None, "Upstream.start() was not awaited"
+        urls = self._urls(path_qs)
+        for attempt, url in enumerate(urls):
+            try:
+                response = await self._session.request(
+                    method, url, headers=headers, data=body, allow_redirects=False
+                )
+            except aiohttp.ClientConnectorError as exc:
+                if attempt + 1 < len(urls):
+                    log.warning("upstream %s unreachable, failing over", url.origin())
+                    continue
+                raise UpstreamUnavailable("could not connect to the search cluster") from exc
+            except TimeoutError as exc:
+                raise UpstreamTimeout("the search cluster did not answer in time") from exc
+            except aiohttp.ClientError as exc:
+                raise UpstreamUnavailable(
+                    f"the search cluster connection failed ({type(exc).__name__})"
+                ) from exc
+            self._preferred = (self._preferred + attempt) % len(self.settings.urls)
+            try:
+                yield response
+            finally:
+                response.release()
+            return
+
+    async def stream(
+        self, response: aiohttp.ClientResponse, chunk_bytes: int
+    ) -> AsyncIterator[bytes]:
+        """The raw (still encoded) body of an open response, in chunks."""
+        try:
+            async for chunk in response.content.iter_chunked(chunk_bytes):
+                yield chunk
+        except TimeoutError as exc:
+            raise UpstreamTimeout("the search cluster did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(
+                f"the search cluster broke off its answer ({type(exc).__name__})"
+            ) from exc
+
+    async def fetch(
+        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> Reply:
+        """A complete upstream answer (searches): read, decoded, status kept."""
+        async with self.open(method, path_qs, headers, body) as response:
+            try:
+                raw = await response.read()
+            except TimeoutError as exc:
+                raise UpstreamTimeout("the search cluster did not answer in time") from exc
+            except aiohttp.ClientError as exc:
+                raise UpstreamUnavailable(
+                    f"the search cluster broke off its answer ({type(exc).__name__})"
+                ) from exc
+            out_headers = CIMultiDict(response.headers)
+        encoding = out_headers.popall("Content-Encoding", [""])[0].lower()
+        if encoding in ("gzip", "deflate"):
+            try:
+                raw = _decompress(raw, encoding)
+            except zlib.error as exc:
+                raise UpstreamUnavailable("the search cluster sent a corrupt body") from exc
+        return Reply(response.status, out_headers, raw)
+
+
+def _decompress(raw: bytes, encoding: str) -> bytes:
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    return zlib.decompress(raw, wbits)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
