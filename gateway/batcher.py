@@ -25,7 +25,7 @@ from gateway.settings import BatcherSettings
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Item:
     enc: Encoded
     future: asyncio.Future[float]

@@ -24,8 +24,6 @@ async def search(request: web.Request) -> web.StreamResponse:
         result = await flow.msearch(request.method, request.rel_url, index, request.headers, body)
     else:
         result = await flow.search(request.method, request.rel_url, index, request.headers, body)
-    request["rerank"] = result.rerank
-    request["timings_ms"] = result.timings_ms
     return _respond(request, result)
 
 

@@ -1,0 +1,1 @@
+"""Operator tools: test runner, demo, benchmarks, evaluation."""

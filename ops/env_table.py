@@ -1,0 +1,42 @@
+"""Print (or check, or write) the README's table of environment variables.
+
+    python -m ops.env_table            # print the table
+    python -m ops.env_table --write    # replace the table in README.md
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gateway.settings import iter_variables
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BEGIN = "<!-- env-table:begin -->"
+END = "<!-- env-table:end -->"
+
+
+def table() -> str:
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, default, description in iter_variables():
+        lines.append(f"| `{name}` | `{default}` | {description.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def readme_table(text: str) -> str:
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return text[start:end].strip()
+
+
+def main() -> int:
+    if "--write" in sys.argv:
+        text = README.read_text()
+        start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+        README.write_text(text[:start] + "\n" + table() + "\n" + text[end:])
+        return 0
+    print(table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh machine, then lint, type-check and test.
+#   bash ops/test.sh            # the whole suite (what CI runs)
+#   bash ops/test.sh -k cache   # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Redis: the tests use a real one on 127.0.0.1:6379 (started here when none answers).
+redis_up() { (exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && head -c5 <&3 | grep -q PONG) 2>/dev/null; }
+if ! redis_up; then
+  if ! command -v redis-server >/dev/null; then
+    echo "ops/test.sh: installing redis-server (Debian package)"
+    (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
+  fi
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 50); do redis_up && break; sleep 0.1; done
+fi
+
+# The project and its test dependencies, in a virtual environment of its own.
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"

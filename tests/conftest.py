@@ -1,0 +1,172 @@
+"""Fixtures shared by every tier.
+
+Real parts: Redis (``GATEWAY_TEST_REDIS_URL``, default 127.0.0.1:6379 db 9), the
+search servers (osmem-server and noida-db, started here on free loopback
+ports), and the ONNX model from ``../shared/models`` (``GATEWAY_TEST_MODEL_DIR``).
+Every test starts from an environment without ``GATEWAY_*`` variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+from osmem_server import OsmemServer
+
+from gateway.app import create_app, wait_ready
+from gateway.model.base import CrossEncoder
+from gateway.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+DEFAULT_MODEL = REPO.parent / "shared" / "models" / "all-minilm-l6-v2-pair"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("GATEWAY_") and not key.startswith("GATEWAY_TEST_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    path = Path(os.environ.get("GATEWAY_TEST_MODEL_DIR", DEFAULT_MODEL))
+    if not (path / "tokenizer.json").is_file():
+        pytest.fail(f"model not found at {path}: set GATEWAY_TEST_MODEL_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http(method: str, url: str, body: Any = None, ndjson: bool = False) -> Any:
+    """Blocking JSON request for fixtures (seeding), raising on error status."""
+    if ndjson:
+        data = body.encode()
+        ctype = "application/x-ndjson"
+    else:
+        data = None if body is None else json.dumps(body).encode()
+        ctype = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": ctype})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        text = resp.read()
+    return json.loads(text) if text else None
+
+
+def load_docs() -> list[dict[str, Any]]:
+    with (DATA / "docs.jsonl").open() as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def seed_index(base_url: str, index: str, docs: list[dict[str, Any]], mappings: Any = None) -> None:
+    props = mappings or {
+        "properties": {"title": {"type": "text"}, "text": {"type": "text"}}
+    }
+    http("PUT", f"{base_url}/{index}", {"mappings": props})
+    lines = []
+    for doc in docs:
+        body = {k: v for k, v in doc.items() if k != "_id"}
+        lines.append(json.dumps({"index": {"_index": index, "_id": doc["_id"]}}))
+        lines.append(json.dumps(body))
+    http("POST", f"{base_url}/_bulk?refresh=true", "\n".join(lines) + "\n", ndjson=True)
+
+
+@pytest.fixture(scope="session")
+def osmem() -> Iterator[str]:
+    """A session-wide osmem-server (OpenSearch API), seeded with ``docs``."""
+    server = OsmemServer.start()
+    seed_index(server.url, "docs", load_docs())
+    yield server.url
+    server.close()
+    if server.process.stdout is not None:  # the launcher leaves its pipe open
+        server.process.stdout.close()
+
+
+def _wait_http(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def noida() -> Iterator[str]:
+    """A session-wide noida-db presenting Elasticsearch 8.15, seeded with ``docs``."""
+    binary = shutil.which("noida-db")
+    if binary is None:
+        pytest.fail("noida-db is not installed (pip install noida-db)")
+    data_dir = tempfile.mkdtemp(prefix="noida-")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "start", "--only", "elasticsearch", "--data-dir", data_dir,
+         "--elasticsearch-port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(url + "/", 30)
+        seed_index(url, "docs", load_docs())
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+GatewayFactory = Callable[..., Awaitable[str]]
+
+
+def make_settings(upstream: str, **sections: dict[str, Any]) -> Settings:
+    """Settings for tests, built explicitly (no environment involved)."""
+    values: dict[str, Any] = {"upstream": {"urls": [upstream]}}
+    for name, section in sections.items():
+        values[name] = {**values.get(name, {}), **section}
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[GatewayFactory]:
+    """Start gateways on free ports: ``url = await gateway(settings, encoder=None)``."""
+    servers: list[TestServer] = []
+
+    async def start(settings: Settings, encoder: CrossEncoder | None = None) -> str:
+        app = create_app(settings, encoder=encoder)
+        server = TestServer(app, host="127.0.0.1", port=free_port())
+        await server.start_server()
+        servers.append(server)
+        await wait_ready(app)
+        return str(server.make_url("")).rstrip("/")
+
+    yield start
+    for server in servers:
+        await server.close()
