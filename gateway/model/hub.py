@@ -17,7 +17,7 @@ def download(hub_id: str, file: str = "model.onnx") -> Path:
     repository root or under ``onnx/``); pass it as the model path.
     """
     try:
-        from huggingface_hub import snapshot_download  # noqa: PLC0415 (optional extra)
+        from huggingface_hub import snapshot_download
     except ImportError as exc:
         raise ModelError(
             "GATEWAY_MODEL__PATH is unset and huggingface-hub is not installed: "
