@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from gateway import __version__
+from gateway.access import redact_url
 from gateway.app import create_app
 from gateway.settings import ENV_DELIMITER, ENV_PREFIX, LogSettings, Settings
 
@@ -39,6 +40,9 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        extra = getattr(record, "fields", None)  # structured fields (the access line's)
+        if isinstance(extra, dict):
+            out.update(extra)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out)
@@ -72,7 +76,7 @@ def main() -> int:
         __version__,
         settings.server.host,
         settings.server.port,
-        ", ".join(settings.upstream.urls),
+        ", ".join(redact_url(u) for u in settings.upstream.urls),
         model,
         settings.model.device,
     )

@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from gateway import handlers
+from gateway.access import access_middleware, observe
 from gateway.batcher import Batcher
 from gateway.cache import create_cache
 from gateway.errors import GatewayError
+from gateway.experiment_web import setup_experiments
+from gateway.guard import guard_middleware
+from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware
 from gateway.model.base import CrossEncoder
 from gateway.model.loader import load_encoder
+from gateway.profiles import DEFAULT, Profiles
 from gateway.reranker import Passage, Reranker
 from gateway.search import SearchFlow
 from gateway.settings import Settings
@@ -30,15 +35,22 @@ _SEARCH_PATHS = ("/_search", "/{index}/_search", "/_msearch", "/{index}/_msearch
 
 def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> web.Application:
     """The gateway application. ``encoder`` replaces the configured ONNX model (tests)."""
+    metrics = Metrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[error_middleware(settings.server.max_body_bytes)],
+        middlewares=[
+            access_middleware(metrics),
+            error_middleware(settings.server.max_body_bytes),
+            guard_middleware(settings.access),
+        ],
     )
+    observe(app, metrics, f"{RESERVED_PREFIX}/metrics")
     upstream = Upstream(settings.upstream)
     health = Health()
     app[UPSTREAM] = upstream
     app[HEALTH] = health
-    app[FLOW] = SearchFlow(upstream, None, settings.rerank)
+    profiles = Profiles(settings.rerank, settings.relevance)
+    app[FLOW] = SearchFlow(upstream, None, settings.rerank, profiles)
 
     async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         await upstream.start()
@@ -48,6 +60,7 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
 
     async def model_ctx(app: web.Application) -> AsyncIterator[None]:
         cache = create_cache(settings.cache)
+        metrics.cache = cache
         parts: dict[str, Batcher | Reranker] = {}
 
         async def load() -> None:
@@ -60,6 +73,7 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
                 batcher = Batcher(model, settings.batcher)
                 await batcher.start()
                 parts["batcher"] = batcher
+                metrics.batcher = batcher
                 reranker = Reranker(
                     batcher,
                     cache,
@@ -91,14 +105,50 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
 
     app.cleanup_ctx.append(upstream_ctx)
     app.cleanup_ctx.append(model_ctx)
+    app.cleanup_ctx.append(_other_models(settings, app[FLOW]))
 
     app.router.add_get(f"{RESERVED_PREFIX}/health/live", handlers.live)
     app.router.add_get(f"{RESERVED_PREFIX}/health/ready", handlers.ready)
     for path in _SEARCH_PATHS:
         app.router.add_route("GET", path, handlers.search)
         app.router.add_route("POST", path, handlers.search)
+    setup_experiments(app, settings)
     app.router.add_route("*", "/{tail:.*}", handlers.passthrough)
     return app
+
+
+def _other_models(
+    settings: Settings, flow: SearchFlow
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Start-up of the models profiles name beside the default one (RELEVANCE__MODELS):
+    one Batcher + Reranker each. One that fails to load leaves its profiles unreranked."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        cache = create_cache(settings.cache)
+        batchers: list[Batcher] = []
+        for name in sorted(flow.profiles.models - {DEFAULT}):
+            model_settings = settings.relevance.models[name]
+            try:
+                model = await asyncio.to_thread(load_encoder, model_settings)
+            except GatewayError as exc:
+                log.error("model %s unavailable, its profiles pass through: %s", name, exc)
+                continue
+            batcher = Batcher(model, settings.batcher)
+            await batcher.start()
+            batchers.append(batcher)
+            reranker = Reranker(
+                batcher, cache, fingerprint=model.fingerprint, score_mode=model_settings.score_mode
+            )
+            await _warm_up(reranker)
+            flow.rerankers[name] = reranker
+        yield
+        for reranker in flow.rerankers.values():
+            await reranker.drain()
+        for batcher in batchers:
+            await batcher.stop()
+        await cache.close()
+
+    return ctx
 
 
 async def _warm_up(reranker: Reranker) -> None:

@@ -4,7 +4,9 @@
 
     GatewayError
     ├── ClientRequestError          400, the client's request is wrong; ES-shaped body
-    │   └── BodyTooLarge            413
+    │   ├── BodyTooLarge            413
+    │   ├── NotAuthenticated        401, gateway API key missing or wrong (guard.py)
+    │   └── NotAllowed              403, an index outside GATEWAY_ACCESS__INDICES
     ├── UpstreamError               the search cluster could not be used
     │   ├── UpstreamUnavailable     502, connection refused / reset / bad answer
     │   └── UpstreamTimeout         504
@@ -12,10 +14,11 @@
     │   ├── ModelError              upstream order and a header says why
     │   ├── Overloaded
     │   └── DeadlineExceeded
-    └── CacheError                  never reaches a client: scores are computed uncached
+    ├── CacheError                  never reaches a client: scores are computed uncached
+    └── EventStoreError             experiment events not stored (logged); the report answers 503
 
 Third-party exceptions are translated at exactly one boundary each:
-``upstream.py`` (aiohttp client), ``cache.py`` (redis), ``model/onnx.py``
+``upstream.py`` (aiohttp client), ``cache.py`` and ``events.py`` (redis), ``model/onnx.py``
 (onnxruntime, tokenizers). ``CancelledError`` is never caught.
 Configuration errors are pydantic ``ValidationError``\\ s, reported by
 ``__main__`` with exit status 2.
@@ -52,6 +55,20 @@ class BodyTooLarge(ClientRequestError):
             "content_too_long_exception",
             f"request body is larger than the limit of [{limit}] bytes",
         )
+
+
+class NotAuthenticated(ClientRequestError):
+    status = 401
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("security_exception", reason)
+
+
+class NotAllowed(ClientRequestError):
+    status = 403
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("security_exception", reason)
 
 
 class UpstreamError(GatewayError):
@@ -93,6 +110,10 @@ class DeadlineExceeded(RerankError):
 
 class CacheError(GatewayError):
     """The score cache failed; callers score without it."""
+
+
+class EventStoreError(GatewayError):
+    """Experiment events could not be written or read (Redis trouble)."""
 
 
 def es_error_body(status: int, error_type: str, reason: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Pure functions over ``_search`` JSON: plan, widen, passages, merge.
+"""Pure functions over ``_search`` JSON: plan, widen, merge (hit text: ``documents``).
 
 Nothing here does I/O. A body the gateway cannot read cleanly (invalid JSON,
 duplicate keys, wrong types) is never "fixed": the planner answers with a skip
@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import ClientRequestError
 from gateway.query_text import find_text
-from gateway.reranker import Passage
 
 FIRST_STAGE_FIELD = "_first_stage_score"
 FIRST_STAGE_RANK_FIELD = "_first_stage_rank"
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class _Unreadable(ValueError):
@@ -47,11 +50,49 @@ def load_object(raw: bytes) -> dict[str, Any] | None:
         value = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            dump(value)
+        except (UnicodeEncodeError, RecursionError):
+            return None  # an unpaired surrogate (``"\ud800"``) is no text to pass on
     return value if isinstance(value, dict) else None
 
 
 def dump(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def wants_pretty(params: Mapping[str, str]) -> bool:
+    """``?pretty`` as Elasticsearch reads it: present and not ``false``."""
+    return "pretty" in params and params["pretty"].lower() != "false"
+
+
+def dump_pretty(value: Any) -> bytes:
+    """``?pretty`` output as Elasticsearch writes it (Jackson's printer, 2-space indent,
+    ``"key" : value``, ``{ }`` and ``[ ]`` when empty, a line feed at the end)."""
+    out: list[str] = []
+    _pretty(value, "", out)
+    out.append("\n")
+    return "".join(out).encode()
+
+
+def _pretty(node: Any, indent: str, out: list[str]) -> None:
+    if not isinstance(node, dict | list):
+        out.append(json.dumps(node, ensure_ascii=False))
+        return
+    opening, closing = ("{", "}") if isinstance(node, dict) else ("[", "]")
+    if not node:
+        out.append(f"{opening} {closing}")
+        return
+    inner = indent + "  "
+    items = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+    out.append(opening)
+    for i, (key, child) in enumerate(items):
+        out.append(("," if i else "") + "\n" + inner)
+        if key is not None:
+            out.append(json.dumps(key, ensure_ascii=False) + " : ")
+        _pretty(child, inner, out)
+    out.append("\n" + indent + closing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +107,7 @@ class Plan:
     added_fields: tuple[str, ...]  # entries the gateway added to ``fields``
     client_fields: bool  # the client sent ``fields`` itself
     first_stage: bool  # show the first-stage score and rank in ``fields``
+    explain: bool = False  # each reranked hit's ``_explanation`` says how its score was made
 
 
 def _int_param(params: Mapping[str, str], body: dict[str, Any], name: str, default: int) -> int:
@@ -162,7 +204,15 @@ def plan(
         added_fields=added,
         client_fields=client_fields,
         first_stage=bool(option.get("first_stage_score", False)),
+        explain=_wants_explain(params, body, option),
     )
+
+
+def _wants_explain(params: Mapping[str, str], body: dict[str, Any], option: dict[str, Any]) -> bool:
+    """ES's ``explain`` (query parameter or body) or the gateway's ``ext.rerank.explain``."""
+    if "explain" in params:
+        return params["explain"].lower() in ("", "true")
+    return body.get("explain") is True or option.get("explain") is True
 
 
 def strip_gateway_ext(body: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +231,7 @@ def strip_gateway_ext(body: dict[str, Any]) -> dict[str, Any]:
 
 def widen(body: dict[str, Any], p: Plan) -> dict[str, Any]:
     """The body sent upstream: top ``fetch`` hits from 0, with the text fields returned."""
-    out = strip_gateway_ext(body)
+    out = dict(strip_gateway_ext(body))  # the caller's dict stays as the client sent it
     out["from"] = 0
     out["size"] = p.fetch
     if p.added_fields:
@@ -190,49 +240,15 @@ def widen(body: dict[str, Any], p: Plan) -> dict[str, Any]:
     return out
 
 
-def _values(hit: Mapping[str, Any], field: str) -> list[Any]:
-    fields = hit.get("fields")
-    if isinstance(fields, dict) and field in fields:
-        got = fields[field]
-        return got if isinstance(got, list) else [got]
-    node: Any = hit.get("_source")
-    for part in field.split("."):
-        if isinstance(node, dict):
-            node = node.get(part)
-        else:
-            return []
-    if node is None:
-        return []
-    return node if isinstance(node, list) else [node]
-
-
-def _text_of(values: list[Any]) -> list[str]:
-    out: list[str] = []
-    for value in values:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            text = str(value).strip()
-            if text:
-                out.append(text)
-        elif isinstance(value, list):
-            out.extend(_text_of(value))
-    return out
-
-
-def passages(
-    hits: Sequence[Mapping[str, Any]], fields: Sequence[str], max_chars: int
-) -> list[Passage | None]:
-    """Text of each hit (fields in order, arrays joined); None for a hit with none."""
-    out: list[Passage | None] = []
-    for hit in hits:
-        parts: list[str] = []
-        for field in fields:
-            parts.extend(_text_of(_values(hit, field)))
-        text = " ".join(parts)[:max_chars]
-        if text:
-            out.append(Passage(str(hit.get("_index", "")), str(hit.get("_id", "")), text))
-        else:
-            out.append(None)
-    return out
+def readable_hits(response: Mapping[str, Any]) -> bool:
+    """Whether an upstream answer has the ``hits.hits`` shape the merge relies on."""
+    section = response.get("hits")
+    if section is None:
+        return True
+    if not isinstance(section, dict):
+        return False
+    hits = section.get("hits")
+    return hits is None or (isinstance(hits, list) and all(isinstance(h, dict) for h in hits))
 
 
 def reorder(scores: Sequence[float | None], has_text: Sequence[bool]) -> list[int]:
@@ -265,8 +281,15 @@ def merge(
     scores: Sequence[float | None],
     has_text: Sequence[bool],
     gateway_ms: int,
+    *,
+    dropped: Sequence[bool] = (),
+    explanations: Sequence[dict[str, Any] | None] = (),
 ) -> dict[str, Any]:
-    """The client's page: reranked window, then upstream order beyond it."""
+    """The client's page: reranked window, then upstream order beyond it.
+
+    ``dropped`` hits of the window (below ``min_score``) leave it; ``explanations``
+    replace the hits' ``_explanation``.
+    """
     out = dict(response)
     hits_section = dict(out.get("hits") or {})
     hits: list[dict[str, Any]] = [dict(h) for h in hits_section.get("hits") or []]
@@ -283,8 +306,12 @@ def merge(
     new_window = []
     for i in order:
         hit = window[i]
+        if i < len(dropped) and dropped[i]:
+            continue
         if padded[i] is not None:
             hit["_score"] = padded[i]
+        if i < len(explanations) and explanations[i] is not None:
+            hit["_explanation"] = explanations[i]
         new_window.append(hit)
     ranked = new_window + rest
     page = ranked[p.from_ : p.from_ + p.size]

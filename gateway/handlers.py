@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
 
 from gateway.errors import UpstreamError
+from gateway.experiment_web import EXPERIMENTS
+from gateway.metrics import CONTENT_TYPE
 from gateway.search import REASON_HEADER, RERANK_HEADER, SearchFlow, SearchResult
-from gateway.state import FLOW, HEALTH, UPSTREAM
+from gateway.state import FLOW, HEALTH, METRICS, RECORD, UPSTREAM
 from gateway.upstream import ES_PRODUCT, strip_hop_by_hop
 
 log = logging.getLogger(__name__)
@@ -20,11 +23,25 @@ async def search(request: web.Request) -> web.StreamResponse:
     flow: SearchFlow = request.app[FLOW]
     body = await request.read()
     index = request.match_info.get("index")
+    experiments = request.app[EXPERIMENTS]
+    arm = None
     if request.path.endswith("/_msearch"):
-        result = await flow.msearch(request.method, request.rel_url, index, request.headers, body)
+        url = experiments.clean_url(request.rel_url)  # experiments cover _search only
+        result = await flow.msearch(request.method, url, index, request.headers, body)
     else:
-        result = await flow.search(request.method, request.rel_url, index, request.headers, body)
-    return _respond(request, result)
+        if experiments.enabled:
+            arm = experiments.assign(request.headers, request.rel_url)
+        url = arm.url if arm is not None else request.rel_url
+        result = await flow.search(request.method, url, index, request.headers, body, arm=arm)
+    record = request.get(RECORD)
+    if record is not None:
+        record.rerank, record.reason = result.rerank, result.reason
+        record.timings_ms.update(result.timings_ms)
+    response = _respond(request, result)
+    if arm is not None:
+        response.headers.update(arm.headers())
+        experiments.finish(arm, result.status, result.body)
+    return response
 
 
 def _respond(request: web.Request, result: SearchResult) -> web.Response:
@@ -46,9 +63,13 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     upstream = request.app[UPSTREAM]
     body = await request.read()
     headers = upstream.outgoing_headers(request.headers)
+    started = time.perf_counter()
     async with upstream.open(
         request.method, request.rel_url.raw_path_qs, headers, body or None
     ) as reply:
+        record = request.get(RECORD)
+        if record is not None:
+            record.timings_ms["upstream"] = (time.perf_counter() - started) * 1000
         out = strip_hop_by_hop(reply.headers)
         response = web.StreamResponse(status=reply.status, headers=out)
         if reply.content_length is not None:
@@ -74,5 +95,13 @@ async def live(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     health = request.app[HEALTH]
+    if health.upstream_flavor is None:
+        # Not known to be up (down at start-up, or seen failing since): ask again.
+        health.upstream_flavor = await request.app[UPSTREAM].probe()
     body = health.report()
     return web.json_response(body, status=200 if body["ready"] else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

@@ -8,7 +8,15 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from gateway.errors import BodyTooLarge, ClientRequestError, UpstreamError, es_error_body
+from gateway.errors import (
+    BodyTooLarge,
+    ClientRequestError,
+    UpstreamError,
+    UpstreamUnavailable,
+    es_error_body,
+)
+from gateway.es_body import dump_pretty, wants_pretty
+from gateway.state import HEALTH
 from gateway.upstream import ES_PRODUCT
 
 log = logging.getLogger(__name__)
@@ -24,25 +32,36 @@ def error_middleware(max_body_bytes: int) -> Middleware:
         try:
             return await handler(request)
         except ClientRequestError as exc:
-            return _error(exc.status, exc.body())
+            return _error(request, exc.status, exc.body())
         except UpstreamError as exc:
             log.warning("%s %s: %s", request.method, request.path, exc)
-            return _error(exc.status, exc.body())
+            if isinstance(exc, UpstreamUnavailable):
+                request.app[HEALTH].upstream_flavor = None  # readiness asks again
+            return _error(request, exc.status, exc.body())
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, BodyTooLarge(max_body_bytes).body())
+            return _error(request, 413, BodyTooLarge(max_body_bytes).body())
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return _error(exc.status, es_error_body(exc.status, "http_exception", exc.reason))
+            reason = exc.reason
+            return _error(request, exc.status, es_error_body(exc.status, "http_exception", reason))
         except Exception:
             # A bug of ours: logged in full, reported without internals.
             log.exception("unexpected error on %s %s", request.method, request.path)
             return _error(
-                500, es_error_body(500, "gateway_exception", "internal error in the gateway")
+                request,
+                500,
+                es_error_body(500, "gateway_exception", "internal error in the gateway"),
             )
 
     return middleware
 
 
-def _error(status: int, body: dict[str, object]) -> web.Response:
-    return web.json_response(body, status=status, headers={ES_PRODUCT[0]: ES_PRODUCT[1]})
+def _error(request: web.Request, status: int, body: dict[str, object]) -> web.Response:
+    """An ES-shaped error answer, pretty-printed when the request asked (``?pretty``)."""
+    headers = {ES_PRODUCT[0]: ES_PRODUCT[1]}
+    if not wants_pretty(request.query):
+        return web.json_response(body, status=status, headers=headers)
+    return web.Response(
+        body=dump_pretty(body), status=status, headers=headers, content_type="application/json"
+    )

@@ -62,7 +62,8 @@ class Reranker:
         self.fingerprint = fingerprint
         self.score_mode = score_mode
         self._writes: set[asyncio.Task[None]] = set()
-        self.cache_errors = 0
+        # Single-flight: cache key → the score another search is computing now.
+        self._inflight: dict[str, asyncio.Future[float | None]] = {}
 
     async def score(
         self, query: str, passages: Sequence[Passage], timeout_s: float
@@ -71,27 +72,18 @@ class Reranker:
         keys = [cache_key(self.fingerprint, query, p.index, p.doc_id, p.text) for p in passages]
         raw: list[float | None] = await self._cached(keys)
         cached = sum(s is not None for s in raw)
-        # One model pair per distinct text among the misses.
-        todo: dict[str, list[int]] = {}
-        for i, (p, s) in enumerate(zip(passages, raw, strict=True)):
+        misses: dict[str, list[int]] = {}
+        for i, s in enumerate(raw):
             if s is None:
-                todo.setdefault(p.text, []).append(i)
+                misses.setdefault(keys[i], []).append(i)
         status: Status = "full"
         reason: str | None = None
-        if todo:
-            try:
-                fresh = await self._model(query, list(todo), deadline)
-            except RerankError as exc:
-                fresh, reason = {}, exc.reason
-            written: dict[str, float] = {}
-            for text, score in fresh.items():
-                if score is None or not math.isfinite(score):
-                    reason = reason or "model_error"
-                    continue
-                for i in todo[text]:
+        if misses:
+            texts = {key: passages[where[0]].text for key, where in misses.items()}
+            fresh, reason = await self._single_flight(query, texts, deadline)
+            for key, score in fresh.items():
+                for i in misses[key]:
                     raw[i] = score
-                    written[keys[i]] = score
-            self._write_back(written)
         n_scored = sum(s is not None for s in raw)
         if n_scored < len(passages):
             status = "partial" if n_scored else "skipped"
@@ -99,11 +91,65 @@ class Reranker:
         scores = [None if s is None else self._transform(s) for s in raw]
         return RerankOutcome(scores, status, reason if status != "full" else None, cached)
 
+    async def _single_flight(
+        self, query: str, texts: dict[str, str], deadline: float
+    ) -> tuple[dict[str, float], str | None]:
+        """Scores of the missed keys: this search scores the keys nobody is scoring
+        and awaits, within its deadline, those an identical search is scoring now.
+
+        A scored key stays in flight (its future done) until its write-back has
+        landed, so a search that missed the cache meanwhile takes it from there.
+        """
+        shared = {key: self._inflight[key] for key in texts if key in self._inflight}
+        loop = asyncio.get_running_loop()
+        owned = {key: loop.create_future() for key in texts if key not in shared}
+        self._inflight.update(owned)
+        scored: dict[str, float] = {}
+        reason: str | None = None
+        try:
+            if owned:
+                scored, reason = await self._score_texts(
+                    query, {key: texts[key] for key in owned}, deadline
+                )
+        finally:
+            for key, fut in owned.items():
+                fut.set_result(scored.get(key))  # None: the waiters go without it
+                if key not in scored:
+                    del self._inflight[key]
+        self._write_back(scored)
+        if shared:
+            await asyncio.wait(list(shared.values()), timeout=max(deadline - time.monotonic(), 0))
+            got = {k: f.result() for k, f in shared.items() if f.done()}
+            coalesced = {k: s for k, s in got.items() if s is not None}
+            self.cache.stats.coalesced += len(coalesced)
+            scored.update(coalesced)
+        return scored, reason
+
+    async def _score_texts(
+        self, query: str, texts: dict[str, str], deadline: float
+    ) -> tuple[dict[str, float], str | None]:
+        """One model pair per distinct text."""
+        keys_of: dict[str, list[str]] = {}
+        for key, text in texts.items():
+            keys_of.setdefault(text, []).append(key)
+        reason: str | None = None
+        try:
+            fresh = await self._model(query, list(keys_of), deadline)
+        except RerankError as exc:
+            fresh, reason = {}, exc.reason
+        scored: dict[str, float] = {}
+        for text, score in fresh.items():
+            if score is None or not math.isfinite(score):
+                reason = reason or "model_error"
+                continue
+            for key in keys_of[text]:
+                scored[key] = score
+        return scored, reason
+
     async def _cached(self, keys: list[str]) -> list[float | None]:
         try:
             return await self.cache.get_many(keys)
         except CacheError as exc:
-            self.cache_errors += 1
             log.debug("score cache unavailable: %s", exc)
             return [None] * len(keys)
 
@@ -126,12 +172,13 @@ class Reranker:
         out: dict[str, float | None] = {}
         error: BaseException | None = None
         for text, fut in zip(texts, futures, strict=True):
-            if fut in done and not fut.cancelled() and fut.exception() is None:
+            if fut not in done or fut.cancelled():
+                continue  # past the deadline: left out, so the reason stays "deadline"
+            if fut.exception() is None:
                 out[text] = fut.result()
             else:
                 out[text] = None
-                if fut in done and not fut.cancelled():
-                    error = fut.exception()
+                error = fut.exception()
         if error is not None and not any(v is not None for v in out.values()):
             raise error if isinstance(error, RerankError) else ModelError()
         return out
@@ -150,8 +197,10 @@ class Reranker:
         try:
             await self.cache.set_many(items)
         except CacheError as exc:
-            self.cache_errors += 1
             log.debug("score cache write skipped: %s", exc)
+        finally:
+            for key in items:  # from now on the cache answers for them (or nobody does)
+                self._inflight.pop(key, None)
 
     async def drain(self) -> None:
         """Wait for pending cache writes (shutdown)."""

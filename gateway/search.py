@@ -6,7 +6,9 @@
     plan     es_body.plan: query text, page, window; or a skip reason
     widen    es_body.widen: top `fetch` hits from 0, text fields requested
     upstream its non-2xx answers go back verbatim
-    score    reranker.score (cache → batcher → model), within the deadline
+    profile  profiles.select: window, text, model, score use for this index / request
+    score    relevance.score_window: text → chunks → reranker (cache → batcher → model)
+             → pooling → fusion / cut-off, within the profile's deadline
     merge    es_body.merge: reorder the window, slice the page, keep the rest
 """
 
@@ -16,16 +18,20 @@ import fnmatch
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
+from urllib.parse import unquote_plus
 
-from multidict import CIMultiDict, MultiDict
+from multidict import CIMultiDict
 from yarl import URL
 
-from gateway import es_body
+from gateway import es_body, relevance
 from gateway.errors import ClientRequestError
+from gateway.experiments import Arm
+from gateway.profiles import DEFAULT, Profile, Profiles
 from gateway.reranker import Reranker
-from gateway.settings import RerankSettings
+from gateway.settings import RelevanceSettings, RerankSettings
 from gateway.upstream import Reply, Upstream
 
 RERANK_HEADER = "X-Rerank"  # full | partial | skipped, on every _search / _msearch answer
@@ -97,11 +103,31 @@ def _media_type(headers: Mapping[str, str]) -> str:
 
 class SearchFlow:
     def __init__(
-        self, upstream: Upstream, reranker: Reranker | None, settings: RerankSettings
+        self,
+        upstream: Upstream,
+        reranker: Reranker | None,
+        settings: RerankSettings,
+        profiles: Profiles | None = None,
     ) -> None:
         self.upstream = upstream
-        self.reranker = reranker
+        self.reranker = reranker  # the default model's
         self.settings = settings
+        self.profiles = profiles or Profiles(settings, RelevanceSettings.model_validate({}))
+        self.rerankers: dict[str, Reranker] = {}  # the other models', by name
+
+    def _plan(
+        self,
+        body: dict[str, Any],
+        params: Mapping[str, str],
+        index: str | None,
+        arm: Arm | None = None,
+    ) -> tuple[es_body.Plan | str, Profile]:
+        profile = self.profiles.select(index, es_body.rerank_option(body).get("profile"))
+        if arm is not None:  # an experiment variant may name its profile and window
+            profile = self.profiles.named.get(arm.profile or "", profile)
+            profile = replace(profile, window=arm.window or profile.window)
+        p = es_body.plan(body, params, window=profile.window, fields=profile.document.read_fields)
+        return p, profile
 
     def _skip_reason(
         self, index: str | None, headers: Mapping[str, str], params: Mapping[str, str]
@@ -128,10 +154,14 @@ class SearchFlow:
         index: str | None,
         headers: Mapping[str, str],
         body: bytes,
+        *,
+        arm: Arm | None = None,
     ) -> SearchResult:
         started = time.perf_counter()
         params = url.query
         reason = self._skip_reason(index, headers, params)
+        if reason is None and arm is not None and not arm.rerank:
+            reason = "experiment_control"
         parsed: dict[str, Any] | None = None
         if reason is None:
             if body.strip() and _media_type(headers) not in _JSON_TYPES:
@@ -140,15 +170,13 @@ class SearchFlow:
                 parsed = es_body.load_object(body)
                 reason = "unreadable_body" if parsed is None else None
         plan: es_body.Plan | str = reason or "unreadable_body"
+        profile = self.profiles.default
         if reason is None and parsed is not None:
-            plan = es_body.plan(
-                parsed, params, window=self.settings.window, fields=self.settings.fields
-            )
+            plan, profile = self._plan(parsed, params, index, arm)
         out_headers = self.upstream.outgoing_headers(headers)
         if isinstance(plan, str):
             # Forward as sent (minus the gateway's own parameter and ext section).
-            if parsed is not None and "ext" in parsed:
-                body = es_body.dump(es_body.strip_gateway_ext(parsed))
+            body = _without_gateway_ext(body, parsed, headers)
             reply = await self.upstream.fetch(
                 method, _forward_url(url, ()), out_headers, body or None
             )
@@ -166,41 +194,52 @@ class SearchFlow:
         )
         upstream_ms = (time.perf_counter() - t0) * 1000
         response = _json_object(reply) if 200 <= reply.status < 300 else None
-        if response is None:
+        if response is None or not es_body.readable_hits(response):
             return _verbatim(reply, "upstream_status" if reply.status >= 300 else "upstream_body")
-        merged, status, why, rerank_ms = await self._rerank_one(
-            plan, response, started, upstream_ms
-        )
-        result = _json_result(reply, merged, status, why)
+        rerank = partial(self._rerank_one, profile=profile)
+        serve = arm.serve(rerank, plan, response, started, upstream_ms) if arm else None
+        serve = serve or rerank(plan, response, started, upstream_ms)
+        merged, status, why, rerank_ms = await serve
+        result = _json_result(reply, merged, status, why, pretty=es_body.wants_pretty(params))
         result.timings_ms = {"upstream": upstream_ms, "rerank": rerank_ms}
         return result
 
     async def _rerank_one(
-        self, plan: es_body.Plan, response: dict[str, Any], started: float, upstream_ms: float
+        self,
+        plan: es_body.Plan,
+        response: dict[str, Any],
+        started: float,
+        upstream_ms: float,
+        profile: Profile | None = None,
     ) -> tuple[dict[str, Any], str, str | None, float]:
-        assert self.reranker is not None
-        hits = (response.get("hits") or {}).get("hits") or []
-        window = hits[: plan.window]
-        found = es_body.passages(window, self.settings.fields, self.settings.max_doc_chars)
-        texts = [p for p in found if p is not None]
-        t0 = time.perf_counter()
-        if not texts:
+        profile = profile or self.profiles.default
+        reranker = self.reranker if profile.model == DEFAULT else self.rerankers.get(profile.model)
+        if reranker is None:
             gateway_ms = _gateway_ms(started, upstream_ms)
-            return es_body.passthrough_page(response, plan, gateway_ms), "skipped", "no_text", 0.0
-        outcome = await self.reranker.score(plan.query, texts, self.settings.timeout_s)
+            page = es_body.passthrough_page(response, plan, gateway_ms)
+            return page, "skipped", "model_not_ready", 0.0
+        hits = (response.get("hits") or {}).get("hits") or []
+        t0 = time.perf_counter()
+        scored = await relevance.score_window(
+            reranker, profile, plan.query, hits[: plan.window], explain=plan.explain
+        )
         rerank_ms = (time.perf_counter() - t0) * 1000
-        scores_iter = iter(outcome.scores)
-        scores = [next(scores_iter) if p is not None else None for p in found]
-        has_text = [p is not None for p in found]
         gateway_ms = _gateway_ms(started, upstream_ms)
-        if outcome.status == "skipped":
+        if scored.status == "skipped":
             merged = es_body.passthrough_page(response, plan, gateway_ms)
-        else:
-            merged = es_body.merge(response, plan, scores, has_text, gateway_ms)
-        reason = outcome.reason
-        if outcome.status == "full" and not all(has_text):
+            return merged, "skipped", scored.reason, rerank_ms
+        merged = es_body.merge(
+            response,
+            plan,
+            scored.scores,
+            scored.has_text,
+            gateway_ms,
+            dropped=scored.dropped,
+            explanations=scored.explanations,
+        )
+        if scored.status == "full" and not all(scored.has_text):
             return merged, "partial", "no_text", rerank_ms
-        return merged, outcome.status, reason, rerank_ms
+        return merged, scored.status, scored.reason, rerank_ms
 
     async def msearch(
         self,
@@ -219,18 +258,22 @@ class SearchFlow:
         if reason is None and (lines is None or _media_type(headers) not in _NDJSON_TYPES):
             reason = "unreadable_body"
         if reason is not None or lines is None:
+            body = _msearch_without_gateway_ext(body)
             reply = await self.upstream.fetch(method, _forward_url(url, ()), out_headers, body)
             return _verbatim(reply, reason or "unreadable_body")
         plans: list[es_body.Plan | str] = []
+        profiles: list[Profile] = []
         out_lines: list[bytes] = []
         for head, sub in zip(lines[0::2], lines[1::2], strict=True):
             sub_index = head.get("index", index)
             if isinstance(sub_index, list):
                 sub_index = ",".join(str(x) for x in sub_index)
             p: es_body.Plan | str = "index_not_configured"
+            profile = self.profiles.default
             if _opt(headers, params) is True or index_allowed(sub_index, self.settings.indices):
-                p = es_body.plan(sub, {}, window=self.settings.window, fields=self.settings.fields)
+                p, profile = self._plan(sub, {}, sub_index)
             plans.append(p)
+            profiles.append(profile)
             wide = es_body.widen(sub, p) if isinstance(p, es_body.Plan) else sub
             out_lines += [es_body.dump(head), es_body.dump(es_body.strip_gateway_ext(wide))]
         t0 = time.perf_counter()
@@ -250,17 +293,27 @@ class SearchFlow:
                 statuses.append("skipped")
                 reasons.append(p)
                 continue
-            if not isinstance(sub_resp, dict) or "error" in sub_resp:
+            if (
+                not isinstance(sub_resp, dict)
+                or "error" in sub_resp
+                or not es_body.readable_hits(sub_resp)
+            ):
                 statuses.append("skipped")
                 reasons.append("upstream_status")
                 continue
-            merged, status, why, _ = await self._rerank_one(p, sub_resp, started, upstream_ms)
+            merged, status, why, _ = await self._rerank_one(
+                p, sub_resp, started, upstream_ms, profiles[i]
+            )
             responses[i] = merged
             statuses.append(status)
             if why:
                 reasons.append(why)
         overall = _overall(statuses)
-        return _json_result(reply, response, overall, ",".join(sorted(set(reasons))) or None)
+        why = ",".join(sorted(set(reasons))) or None
+        timings = {"upstream": upstream_ms}
+        return _json_result(
+            reply, response, overall, why, pretty=es_body.wants_pretty(params), timings=timings
+        )
 
 
 def _overall(statuses: list[str]) -> str:
@@ -278,11 +331,15 @@ def _gateway_ms(started: float, upstream_ms: float) -> int:
 def _forward_url(url: URL, moved: tuple[str, ...]) -> str:
     """Path and query for upstream: the gateway's own parameter (and ``moved`` ones) removed."""
     drop = {OPT_PARAM, *moved}
-    query = url.query
-    if not any(key in query for key in drop):
+    if not any(key in url.query for key in drop):
         return url.raw_path_qs
-    kept: MultiDict[str] = MultiDict((k, v) for k, v in query.items() if k not in drop)
-    return url.with_query(kept).raw_path_qs if kept else url.raw_path
+    # The other parameters keep their bytes exactly (no re-encoding of %20 as +).
+    kept = [
+        part
+        for part in url.raw_query_string.split("&")
+        if part and unquote_plus(part.split("=", 1)[0]) not in drop
+    ]
+    return f"{url.raw_path}?{'&'.join(kept)}" if kept else url.raw_path
 
 
 def _ndjson(body: bytes) -> list[dict[str, Any]] | None:
@@ -311,6 +368,38 @@ def _verbatim(reply: Reply, reason: str) -> SearchResult:
 
 
 def _json_result(
-    reply: Reply, value: dict[str, Any], status: str, reason: str | None
+    reply: Reply,
+    value: dict[str, Any],
+    status: str,
+    reason: str | None,
+    *,
+    pretty: bool = False,
+    timings: dict[str, float] | None = None,
 ) -> SearchResult:
-    return SearchResult(reply.status, reply.headers, es_body.dump(value), status, reason)
+    body = es_body.dump_pretty(value) if pretty else es_body.dump(value)
+    return SearchResult(reply.status, reply.headers, body, status, reason, timings_ms=timings or {})
+
+
+def _has_gateway_ext(value: dict[str, Any]) -> bool:
+    ext = value.get("ext")
+    return isinstance(ext, dict) and "rerank" in ext
+
+
+def _without_gateway_ext(
+    body: bytes, parsed: dict[str, Any] | None, headers: Mapping[str, str]
+) -> bytes:
+    """A skipped search's body minus ``ext.rerank`` (the cluster rejects it); else as sent."""
+    if parsed is None and _media_type(headers) in (*_JSON_TYPES, ""):
+        parsed = es_body.load_object(body)
+    if parsed is None or not _has_gateway_ext(parsed):
+        return body
+    return es_body.dump(es_body.strip_gateway_ext(parsed))
+
+
+def _msearch_without_gateway_ext(body: bytes) -> bytes:
+    """A skipped ``_msearch`` minus each sub-search's ``ext.rerank``; unreadable ones as sent."""
+    lines = _ndjson(body)
+    if lines is None or not any(_has_gateway_ext(sub) for sub in lines[1::2]):
+        return body
+    out = [es_body.dump(es_body.strip_gateway_ext(line)) for line in lines]
+    return b"\n".join(out) + b"\n"

@@ -15,7 +15,15 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "GATEWAY_"
@@ -70,6 +78,12 @@ class UpstreamSettings(_Section):
         None, description="ES API key the gateway adds upstream (`Authorization: ApiKey ...`)."
     )
     ca_bundle: Path | None = Field(None, description="CA bundle to verify the upstream's TLS.")
+    client_cert: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS with the upstream."
+    )
+    client_key: Path | None = Field(
+        None, description="Private key (PEM) of CLIENT_CERT; unset when the cert file holds it."
+    )
     verify_tls: bool = Field(True, description="Verify the upstream's TLS certificate.")
     connect_timeout_s: float = Field(5.0, gt=0, description="TCP connect timeout to upstream.")
     timeout_s: float = Field(
@@ -81,6 +95,13 @@ class UpstreamSettings(_Section):
     @classmethod
     def _urls(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator("ca_bundle", "client_cert", "client_key")
+    @classmethod
+    def _pem_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
 
     @field_validator("urls")
     @classmethod
@@ -119,6 +140,38 @@ class ModelSettings(_Section):
     score_mode: Literal["logit", "sigmoid"] = Field(
         "logit", description="`logit` keeps the raw model output; `sigmoid` maps it to (0, 1)."
     )
+    backend: Literal["onnx", "tei"] = Field(
+        "onnx",
+        description=(
+            "`onnx` runs the model in the gateway; `tei` sends pairs to a Hugging Face"
+            " text-embeddings-inference server's `/rerank` (MODEL__TEI_URL)."
+        ),
+    )
+    tei_url: str | None = Field(
+        None, description="Base URL of the text-embeddings-inference server (backend `tei`)."
+    )
+    tei_api_key: SecretStr | None = Field(
+        None, description="Bearer token for the TEI server (its `--api-key`)."
+    )
+    tei_timeout_s: float = Field(
+        10.0, gt=0, description="Time allowed for one TEI `/rerank` call."
+    )
+    tei_max_batch: int = Field(
+        32, ge=1, description="Texts per TEI call at most (TEI's `--max-client-batch-size`)."
+    )
+
+    @field_validator("tei_url")
+    @classmethod
+    def _tei_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _tei_needs_url(self) -> ModelSettings:
+        if self.backend == "tei" and self.tei_url is None:
+            raise ValueError("MODEL__BACKEND=tei needs MODEL__TEI_URL")
+        return self
 
     @field_validator("path")
     @classmethod
@@ -160,6 +213,131 @@ class RerankSettings(_Section):
         return _split_commas(value)
 
 
+LongDocs = Literal["truncate", "chunk"]
+Pooling = Literal["max", "mean", "first"]
+ScoreUse = Literal["replace", "linear", "rrf"]
+Normalize = Literal["minmax", "zscore"]
+
+
+class RelevanceOptions(_Section):
+    """How hits become text and how scores are used; the defaults of every profile."""
+
+    template: str | None = Field(
+        None,
+        description=(
+            "Document text template, e.g. `{title}. {text}` (dotted paths; arrays joined)."
+            " Unset: RERANK__FIELDS joined by spaces."
+        ),
+    )
+    field_max_chars: dict[str, int] = Field(
+        default_factory=dict,
+        description='Character cap per field before it enters the text, JSON `{"text": 2000}`.',
+    )
+    highlight: bool = Field(
+        False,
+        description=(
+            "Score the hits' `highlight` fragments (as chunks) when the upstream returns them."
+        ),
+    )
+    long_docs: LongDocs = Field(
+        "truncate",
+        description=(
+            "`truncate`: the document side is cut at MODEL__MAX_LENGTH. `chunk`: overlapping"
+            " token windows, scored separately and pooled."
+        ),
+    )
+    chunk_tokens: int = Field(
+        200, ge=8, le=8192, description="Document tokens per chunk (leave room for the query)."
+    )
+    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks.")
+    max_chunks: int = Field(8, ge=1, le=64, description="Chunks scored per document at most.")
+    pooling: Pooling = Field(
+        "max", description="Chunk scores → document score: `max`, `mean` or `first`."
+    )
+    score_use: ScoreUse = Field(
+        "replace",
+        description=(
+            "`replace`: the reranker score is `_score`. `linear`: weighted sum with the"
+            " first-stage score, both normalized over the window. `rrf`: reciprocal-rank fusion."
+        ),
+    )
+    normalize: Normalize = Field(
+        "minmax", description="Normalization for `linear`: `minmax` or `zscore`."
+    )
+    weight: float = Field(
+        0.7, ge=0, le=1, description="Reranker weight in `linear` (first stage gets 1 - weight)."
+    )
+    rrf_k: int = Field(60, ge=1, description="k in `1 / (k + rank)` for `rrf`.")
+    min_score: float | None = Field(
+        None,
+        description=(
+            "Hits whose reranker score (after SCORE_MODE) is below this leave the window;"
+            " `hits.total` stays the upstream's count."
+        ),
+    )
+    model: str = Field(
+        "default",
+        description="Model that scores: `default` (MODEL__*) or a name from RELEVANCE__MODELS.",
+    )
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap(cls, value: int, info: ValidationInfo) -> int:
+        tokens = info.data.get("chunk_tokens")
+        if isinstance(tokens, int) and value >= tokens:
+            raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        return value
+
+
+class ProfileSettings(RelevanceOptions):
+    """A named profile: RELEVANCE defaults, overridden by what it sets, for some indices."""
+
+    indices: list[str] = Field(
+        default_factory=list, description="Index patterns served by this profile."
+    )
+    window: int | None = Field(None, ge=1, le=10_000, description="Rerank window.")
+    fields: list[str] | None = Field(None, description="Document fields to read.")
+    max_doc_chars: int | None = Field(None, gt=0, description="Document character cap.")
+    timeout_s: float | None = Field(None, gt=0, description="Rerank deadline.")
+
+
+class RelevanceSettings(RelevanceOptions):
+    profiles: dict[str, ProfileSettings] = Field(
+        default_factory=dict,
+        description=(
+            'Named profiles, JSON: `{"papers": {"indices": ["papers-*"], "window": 50,'
+            ' "score_use": "linear"}}`; the first whose pattern matches the index is used.'
+        ),
+    )
+    models: dict[str, ModelSettings] = Field(
+        default_factory=dict,
+        description=(
+            'Extra models loaded beside MODEL__*, JSON: `{"int8": {"path": "/m",'
+            ' "file": "model_int8.onnx"}}`; profiles name them.'
+        ),
+    )
+    request_profiles: CsvList = Field(
+        default_factory=lambda: ["*"],
+        description=(
+            "Profiles a search may pick with `ext.rerank.profile` (`*`: all; empty: none)."
+        ),
+    )
+
+    @field_validator("request_profiles", mode="before")
+    @classmethod
+    def _request_profiles(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @model_validator(mode="after")
+    def _known_models(self) -> RelevanceSettings:
+        known = {"default", *self.models}
+        for name, profile in {"": self, **self.profiles}.items():
+            if profile.model not in known:
+                where = f"profile {name!r}" if name else "RELEVANCE__MODEL"
+                raise ValueError(f"{where} names unknown model {profile.model!r}")
+        return self
+
+
 class BatcherSettings(_Section):
     max_batch_tokens: int = Field(
         16384, gt=0, description="Padded tokens per model run (batch size x longest pair)."
@@ -185,11 +363,166 @@ class CacheSettings(_Section):
     timeout_s: float = Field(
         0.05, gt=0, description="Redis call budget; past it the search is scored uncached."
     )
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password (AUTH); overrides one in the URL. Never logged."
+    )
+    redis_username: str | None = Field(None, description="Redis ACL user name (Redis 6+).")
+    redis_cluster: bool = Field(
+        False, description="Talk to a Redis Cluster (the URL names any one node)."
+    )
+    redis_ca_bundle: Path | None = Field(
+        None, description="CA bundle to verify Redis's TLS certificate (`rediss://`)."
+    )
+    redis_verify_tls: bool = Field(
+        True, description="Verify Redis's TLS certificate and host name (`rediss://`)."
+    )
+    breaker_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        description="After a Redis failure, skip Redis this long before trying it again.",
+    )
+
+
+class AccessSettings(_Section):
+    """Who may use the gateway: optional keys and an allow-list of indices (all open by default)."""
+
+    api_key: SecretStr | None = Field(
+        None,
+        description=(
+            "When set, every request but `/_gateway/health/*` needs the header"
+            " `X-Gateway-Api-Key: <key>` (401 otherwise). The header never goes upstream."
+        ),
+    )
+    admin_api_key: SecretStr | None = Field(
+        None,
+        description=(
+            "When set, the reserved `/_gateway/...` endpoints (health excepted) need"
+            " `X-Gateway-Api-Key: <admin key>` instead of the client key."
+        ),
+    )
+    indices: CsvList = Field(
+        default_factory=lambda: ["*"],
+        description=(
+            "Index patterns clients may reach, reranked and passthrough routes alike (`-x`"
+            " excludes; 403 otherwise). With anything but `*`, endpoints without an index in"
+            " the path (`/_bulk`, `/_cat/...`) are refused, except `GET /`."
+        ),
+    )
+
+    @field_validator("indices", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_commas(value)
 
 
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_lines: bool = Field(False, description="One JSON object per log line.")
+
+
+class Variant(_Section):
+    """One arm of an experiment; written ``name:share`` or ``name:share:window`` in a list."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    share: float = Field(ge=0)
+    rerank: bool = True
+    window: Annotated[int | None, Field(ge=1, le=10_000)] = None
+    profile: str | None = None  # a relevance profile (its model, text, window)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _baseline_is_control(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "rerank" not in value and value.get("name") == "baseline":
+            return {**value, "rerank": False}
+        return value
+
+    def __str__(self) -> str:
+        share = f"{self.share:g}"
+        return f"{self.name}:{share}" + (f":{self.window}" if self.window else "")
+
+
+def _variants(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip().startswith("["):
+        out = []
+        for item in _split_commas(value):
+            name, share, *rest = [*item.split(":"), ""][:3]
+            spec: dict[str, Any] = {"name": name, "share": share or 0}
+            if rest and rest[0]:
+                spec["window"] = rest[0]
+            out.append(spec)
+        return out
+    return _split_commas(value)
+
+
+class ExperimentSettings(_Section):
+    mode: Literal["off", "ab", "interleave", "shadow"] = Field(
+        "off",
+        description=(
+            "`ab` serves each user one variant; `interleave` merges the control's and the first "
+            "rerank variant's lists (team draft); `shadow` serves the control and reranks in the "
+            "background to measure the change; `off` disables experiments."
+        ),
+    )
+    name: str = Field(
+        "exp1",
+        pattern=r"^[A-Za-z0-9_.-]{1,60}$",
+        description="Experiment name: salts the assignment hash and names the event stream.",
+    )
+    variants: Annotated[list[Variant], NoDecode] = Field(
+        default_factory=lambda: [
+            Variant(name="baseline", share=50, rerank=False),
+            Variant(name="rerank", share=50),
+        ],
+        description=(
+            "Arms as `name:share[:window]` (or JSON objects with `rerank: false` for a control); "
+            "`baseline` is the control (upstream order). Shares are relative weights."
+        ),
+    )
+    key: str = Field(
+        "header:X-User-Id",
+        pattern=r"^(header|cookie|param):[A-Za-z0-9_.-]+$",
+        description=(
+            "Where the sticky assignment key is read: `header:NAME`, `cookie:NAME` or "
+            "`param:NAME` (the parameter is removed before forwarding). Requests without one "
+            "are assigned per request."
+        ),
+    )
+    override_header: str | None = Field(
+        "X-Experiment-Override",
+        description="Request header naming the variant to serve (QA); empty disables overrides.",
+    )
+    k: int = Field(10, ge=1, le=1000, description="Depth of CTR@k, overlap@k and impressions.")
+    shadow_timeout_s: float = Field(
+        2.0, gt=0, description="Budget of one background (shadow) rerank."
+    )
+    shadow_max_inflight: int = Field(
+        8, ge=1, description="Shadow reranks running at once at most; more are not measured."
+    )
+    events_redis_url: SecretStr | None = Field(
+        None,
+        description=(
+            "Redis for experiment events (a Stream); unset: GATEWAY_CACHE__REDIS_URL, "
+            "and without either an in-process ring."
+        ),
+    )
+    events_max: int = Field(
+        100_000, ge=10, description="Events kept (Redis `MAXLEN ~`, or the ring's size)."
+    )
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _parse_variants(cls, value: Any) -> Any:
+        return _variants(value)
+
+    @field_validator("variants")
+    @classmethod
+    def _check_variants(cls, value: list[Variant]) -> list[Variant]:
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique")
+        if not value or sum(v.share for v in value) <= 0:
+            raise ValueError("at least one variant needs a positive share")
+        return value
 
 
 class Settings(BaseSettings):
@@ -207,6 +540,9 @@ class Settings(BaseSettings):
     batcher: BatcherSettings = Field(default_factory=BatcherSettings)  # type: ignore[arg-type]
     cache: CacheSettings = Field(default_factory=CacheSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
+    access: AccessSettings = Field(default_factory=AccessSettings)  # type: ignore[arg-type]
+    relevance: RelevanceSettings = Field(default_factory=RelevanceSettings)  # type: ignore[arg-type]
+    experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)  # type: ignore[arg-type]
 
 
 def env_name(section: str, field: str) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from gateway.metrics import Metrics
 from gateway.search import SearchFlow
 from gateway.upstream import Upstream
 
@@ -29,6 +30,19 @@ class Health:
         return out
 
 
+@dataclass(slots=True)
+class RequestRecord:
+    """What a request's handler reports for the access line and the metrics (access.py)."""
+
+    request_id: str
+    route: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    rerank: str | None = None
+    reason: str | None = None
+
+
+RECORD = web.RequestKey("record", RequestRecord)
 UPSTREAM = web.AppKey("upstream", Upstream)
 FLOW = web.AppKey("flow", SearchFlow)
 HEALTH = web.AppKey("health", Health)
+METRICS = web.AppKey("metrics", Metrics)

@@ -9,6 +9,7 @@ request can choose another host.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import ssl
@@ -17,12 +18,13 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import ClientRequestError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.settings import UpstreamSettings
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,11 @@ HOP_BY_HOP = frozenset(
     }
 )
 ES_PRODUCT = ("X-Elastic-Product", "Elasticsearch")
+GATEWAY_KEY_HEADER = "X-Gateway-Api-Key"  # see guard.py
 _VENDOR_JSON = "application/vnd.elasticsearch+json"
 _VENDOR_NDJSON = "application/vnd.elasticsearch+x-ndjson"
+# aiohttp warns (ResourceWarning) about raw bytes bodies above 1 MiB; those go as a stream.
+_STREAMED_BODY_BYTES = 1 << 20
 
 
 def strip_hop_by_hop(headers: Mapping[str, str]) -> CIMultiDict[str]:
@@ -79,6 +84,23 @@ def generic_media_type(value: str) -> str:
     return value
 
 
+def confine(path_qs: str) -> None:
+    """Refuse a path that could climb out of the configured base URL's path.
+
+    A dot segment (``.``, ``..``), even percent-encoded (``%2e%2e``, ``%252e``) or
+    behind an encoded slash or a backslash (``..%2f``, ``..\\``), would let any
+    normalizing hop between here and the cluster resolve the target outside
+    ``http://host/prefix``; such requests get a 400 instead.
+    """
+    decoded = path_qs.split("?", 1)[0]
+    for _ in range(3):
+        decoded = unquote(decoded)
+    if any(part in (".", "..") for part in decoded.replace("\\", "/").split("/")):
+        raise ClientRequestError(
+            "illegal_argument_exception", "request path must not contain dot segments"
+        )
+
+
 @dataclass(slots=True)
 class Reply:
     """A fully read upstream answer, body decoded from any Content-Encoding."""
@@ -107,11 +129,7 @@ class Upstream:
         return None
 
     async def start(self) -> None:
-        ssl_context: ssl.SSLContext | bool = True
-        if self.settings.ca_bundle is not None:
-            ssl_context = ssl.create_default_context(cafile=str(self.settings.ca_bundle))
-        if not self.settings.verify_tls:
-            ssl_context = False
+        ssl_context = _ssl_context(self.settings)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.settings.max_connections, ssl=ssl_context),
             timeout=aiohttp.ClientTimeout(
@@ -158,6 +176,7 @@ class Upstream:
             for name in ("Content-Type", "Accept"):
                 if name in headers:
                     headers[name] = generic_media_type(headers[name])
+        headers.popall(GATEWAY_KEY_HEADER, None)  # the gateway's own credential stays here
         if self._auth is not None:
             headers["Authorization"] = self._auth
         return headers
@@ -165,6 +184,7 @@ class Upstream:
     def _urls(self, path_qs: str) -> list[URL]:
         if not path_qs.startswith("/"):
             path_qs = "/" + path_qs
+        confine(path_qs)
         bases = self.settings.urls
         ordered = bases[self._preferred :] + bases[: self._preferred]
         return [URL(base + path_qs, encoded=True) for base in ordered]
@@ -179,7 +199,7 @@ class Upstream:
         for attempt, url in enumerate(urls):
             try:
                 response = await self._session.request(
-                    method, url, headers=headers, data=body, allow_redirects=False
+                    method, url, headers=headers, data=_payload(body), allow_redirects=False
                 )
             except aiohttp.ClientConnectorError as exc:
                 if attempt + 1 < len(urls):
@@ -217,6 +237,7 @@ class Upstream:
         self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | None = None
     ) -> Reply:
         """A complete upstream answer (searches): read, decoded, status kept."""
+        headers = _decodable(headers)
         async with self.open(method, path_qs, headers, body) as response:
             try:
                 raw = await response.read()
@@ -234,6 +255,40 @@ class Upstream:
             except zlib.error as exc:
                 raise UpstreamUnavailable("the search cluster sent a corrupt body") from exc
         return Reply(response.status, out_headers, raw)
+
+
+def _ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | bool:
+    """TLS to the cluster: system CAs or CA_BUNDLE, an optional client certificate."""
+    if not settings.verify_tls and settings.client_cert is None:
+        return False
+    cafile = str(settings.ca_bundle) if settings.ca_bundle is not None else None
+    if settings.ca_bundle is None and settings.client_cert is None:
+        return True
+    context = ssl.create_default_context(cafile=cafile)
+    if not settings.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if settings.client_cert is not None:
+        key = str(settings.client_key) if settings.client_key is not None else None
+        context.load_cert_chain(str(settings.client_cert), key)
+    return context
+
+
+def _decodable(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """``Accept-Encoding`` narrowed to what ``fetch`` decodes (gzip, deflate): never ``br``."""
+    out = CIMultiDict(headers)
+    offered = [t.strip() for v in out.popall("Accept-Encoding", []) for t in v.split(",")]
+    kept = [t for t in offered if t.split(";")[0].strip().lower() in ("gzip", "deflate")]
+    if kept:
+        out["Accept-Encoding"] = ", ".join(kept)
+    return out
+
+
+def _payload(body: bytes | None) -> bytes | io.BytesIO | None:
+    """A request body as aiohttp sends it without blocking: large ones as a stream (per attempt)."""
+    if body is not None and len(body) > _STREAMED_BODY_BYTES:
+        return io.BytesIO(body)
+    return body
 
 
 def _decompress(raw: bytes, encoding: str) -> bytes:

@@ -500,7 +500,9 @@ def _ov_ep(model: Callable[[Ctx], Path], opts: dict[str, str]) -> Callable[[Ctx]
         po = {"device_type": "CPU", "num_of_threads": str(c.threads)}
         po.update(opts)
         sess = ort_session(
-            model(c), threads=c.threads, providers=["OpenVINOExecutionProvider"],
+            model(c),
+            threads=c.threads,
+            providers=["OpenVINOExecutionProvider"],
             provider_options=[po],
         )
         return ort_runner(sess)
@@ -517,49 +519,58 @@ def _qdq(c: Ctx) -> Path:
 
 OPTIONS: list[Option] = [
     Option(
-        "ort-fp32-default", "main",
+        "ort-fp32-default",
+        "main",
         lambda c: ort_runner(ort_session(c.model_dir / "model.onnx", threads=None)),
         "model.onnx, InferenceSession(path, providers=['CPUExecutionProvider'])",
     ),
     Option(
-        "ort-fp32-tuned", "main",
+        "ort-fp32-tuned",
+        "main",
         lambda c: ort_runner(ort_session(c.model_dir / "model.onnx", threads=c.threads)),
         "model.onnx, intra_op=threads, inter_op=1, ORT_SEQUENTIAL, ORT_ENABLE_ALL",
     ),
     Option(
-        "ort-fp32-fused", "main",
+        "ort-fp32-fused",
+        "main",
         lambda c: ort_runner(ort_session(fused_path(c.model_dir, c.cache), threads=c.threads)),
         "optimizer.optimize_model(model.onnx, 'bert', num_heads=12, hidden_size=384)",
     ),
     Option(
-        "ort-int8-dyn", "main",
+        "ort-int8-dyn",
+        "main",
         lambda c: ort_runner(ort_session(c.model_dir / "model_int8.onnx", threads=c.threads)),
         "shipped model_int8.onnx (fused + quantize_dynamic QInt8 per-channel)",
     ),
     Option(
-        "ort-int8-dyn-raw", "main",
+        "ort-int8-dyn-raw",
+        "main",
         lambda c: ort_runner(ort_session(dyn_raw_path(c.model_dir, c.cache), threads=c.threads)),
         "quantize_dynamic(model.onnx, QInt8, per_channel, MatMul const-B only), unfused",
     ),
     Option(
-        "ort-int8-qdq", "main",
+        "ort-int8-qdq",
+        "main",
         lambda c: ort_runner(
             ort_session(qdq_path(c.model_dir, c.cache, c.calib), threads=c.threads)
         ),
         "quantize_static QDQ, MatMul const-B, w int8 per-channel sym, act uint8, MinMax",
     ),
     Option(
-        "ort-fp16", "main",
+        "ort-fp16",
+        "main",
         lambda c: ort_runner(ort_session(fp16_path(c.model_dir, c.cache), threads=c.threads)),
         "fused graph -> convert_float_to_float16(keep_io_types=True)",
     ),
     Option(
-        "ov-ep-fp32", "ov",
+        "ov-ep-fp32",
+        "ov",
         _ov_ep(lambda c: c.model_dir / "model.onnx", {}),
         "onnxruntime-openvino, OpenVINOExecutionProvider device_type=CPU, model.onnx",
     ),
     Option(
-        "ov-ep-bf16", "ov",
+        "ov-ep-bf16",
+        "ov",
         _ov_ep(
             lambda c: c.model_dir / "model.onnx",
             {"load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})},
@@ -567,32 +578,38 @@ OPTIONS: list[Option] = [
         "OV EP + load_config CPU INFERENCE_PRECISION_HINT=bf16",
     ),
     Option(
-        "ov-ep-int8-qdq", "ov",
+        "ov-ep-int8-qdq",
+        "ov",
         _ov_ep(_qdq, {}),
         "OV EP on the static QDQ int8 model",
     ),
     Option(
-        "ov-ep-int8-dyn", "ov",
+        "ov-ep-int8-dyn",
+        "ov",
         _ov_ep(lambda c: c.model_dir / "model_int8.onnx", {}),
         "OV EP on the shipped dynamic int8 model (com.microsoft ops)",
     ),
     Option(
-        "ov-native-fp32", "ov",
+        "ov-native-fp32",
+        "ov",
         lambda c: ov_native_runner(c.model_dir / "model.onnx", c.threads, {}),
         "openvino.Core().compile_model(model.onnx, 'CPU', LATENCY, threads)",
     ),
     Option(
-        "ov-native-int8-qdq", "ov",
+        "ov-native-int8-qdq",
+        "ov",
         lambda c: ov_native_runner(_qdq(c), c.threads, {}),
         "openvino compile_model on the static QDQ int8 model",
     ),
     Option(
-        "torch-fp32", "main",
+        "torch-fp32",
+        "main",
         lambda c: torch_runner(c.torch_weights, c.threads, bf16=False),
         "transformers BertModel (sdpa) + mean pooling, fp32",
     ),
     Option(
-        "torch-bf16", "main",
+        "torch-bf16",
+        "main",
         lambda c: torch_runner(c.torch_weights, c.threads, bf16=True),
         "same, torch.autocast('cpu', dtype=torch.bfloat16)",
     ),
@@ -633,9 +650,22 @@ def run_in_ov_venv(opt: Option, args: argparse.Namespace, feeds_path: Path) -> R
     out = Path(args.cache) / f"worker_{opt.name}.npz"
     out.unlink(missing_ok=True)
     cmd = [
-        str(py), os.path.abspath(__file__), "--worker", opt.name, "--feeds", str(feeds_path),
-        "--out", str(out), "--model-dir", str(args.model_dir), "--cache", str(args.cache),
-        "--threads", str(args.threads), "--repeats", str(args.repeats),
+        str(py),
+        os.path.abspath(__file__),
+        "--worker",
+        opt.name,
+        "--feeds",
+        str(feeds_path),
+        "--out",
+        str(out),
+        "--model-dir",
+        str(args.model_dir),
+        "--cache",
+        str(args.cache),
+        "--threads",
+        str(args.threads),
+        "--repeats",
+        str(args.repeats),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.worker_timeout)
     if proc.returncode != 0 or not out.exists():
@@ -712,7 +742,8 @@ def main(argv: list[str] | None = None) -> int:
     padded = [f["input_ids"].shape[1] for f in feeds]
     print(
         f"{len(ps.pairs)} pairs = {len(ps.qrels)} SciFact test queries x BM25 top-{args.per_query};"
-        f" batch {args.batch}; mean tokens/pair {np.mean(tokens):.0f} (padded {np.mean(padded):.0f});"
+        f" batch {args.batch}; mean tokens/pair {np.mean(tokens):.0f}"
+        f" (padded {np.mean(padded):.0f});"
         f" tokenize {len(ps.pairs) / tok_s:.0f} pairs/s; setup {time.perf_counter() - t0:.1f}s"
     )
 
@@ -736,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
             res = Result(opt.name)
             try:
                 res.scores, res.pairs_per_s = time_runner(opt.build(ctx), feeds, args.repeats)
-            except Exception as exc:  # noqa: BLE001 - report and continue with the next option
+            except Exception as exc:  # report it, go on with the next option
                 res.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         if res.error:
             print(f"    -> unavailable: {res.error}")
@@ -762,7 +793,8 @@ def main(argv: list[str] | None = None) -> int:
         ms = 1000.0 * args.batch / max(res.pairs_per_s)
         print(
             f"{res.name:20s} {_fmt_rates(res.pairs_per_s):>11s} {ms:9.0f} {ag.mean_tau:8.4f}"
-            f" {ag.min_tau:7.3f} {ag.top1:5.2f} {ag.max_abs:7.3f} {_fmt(ndcg10(ps, res.scores)):>7s}"
+            f" {ag.min_tau:7.3f} {ag.top1:5.2f} {ag.max_abs:7.3f}"
+            f" {_fmt(ndcg10(ps, res.scores)):>7s}"
         )
     print("\nrecipes:")
     for res in results:

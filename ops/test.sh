@@ -16,6 +16,12 @@ if ! redis_up; then
   for _ in $(seq 50); do redis_up && break; sleep 0.1; done
 fi
 
+# Headless Chromium: the experiment report page is rendered in a real browser by the tests.
+if ! command -v chromium >/dev/null; then
+  echo "ops/test.sh: installing chromium and chromium-driver (Debian packages)"
+  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null
+fi
+
 # The project and its test dependencies, in a virtual environment of its own.
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null

@@ -8,11 +8,13 @@ Every test starts from an environment without ``GATEWAY_*`` variables.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -115,10 +117,12 @@ def _wait_http(url: str, timeout_s: float) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout_s} s")
 
 
-@pytest.fixture(scope="session")
-def noida() -> Iterator[str]:
-    """A session-wide noida-db presenting Elasticsearch 8.15, seeded with ``docs``."""
-    binary = shutil.which("noida-db")
+@contextlib.contextmanager
+def start_noida() -> Iterator[str]:
+    """A fresh, empty noida-db (``--only elasticsearch``) on a free port; its URL."""
+    # Also next to this interpreter: the venv's bin/ need not be on PATH.
+    venv_bin = str(Path(sys.executable).parent)
+    binary = shutil.which("noida-db") or shutil.which("noida-db", path=venv_bin)
     if binary is None:
         pytest.fail("noida-db is not installed (pip install noida-db)")
     data_dir = tempfile.mkdtemp(prefix="noida-")
@@ -132,7 +136,6 @@ def noida() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(url + "/", 30)
-        seed_index(url, "docs", load_docs())
         yield url
     finally:
         proc.terminate()
@@ -141,6 +144,14 @@ def noida() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def noida() -> Iterator[str]:
+    """A session-wide noida-db presenting Elasticsearch 8.15, seeded with ``docs``."""
+    with start_noida() as url:
+        seed_index(url, "docs", load_docs())
+        yield url
 
 
 GatewayFactory = Callable[..., Awaitable[str]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -40,3 +40,27 @@ class CrossEncoder(Protocol):
     def score(self, batch: Sequence[Encoded]) -> Scores:
         """One raw relevance score (a logit) per encoded pair, shape ``[len(batch)]``."""
         ...
+
+
+@runtime_checkable
+class TextSplitter(Protocol):
+    """Optional encoder capability: cut documents into overlapping token windows."""
+
+    def split(self, texts: Sequence[str], max_tokens: int, overlap: int) -> list[list[str]]:
+        """Each text as pieces of at most ``max_tokens`` tokens, consecutive ones sharing
+        ``overlap`` tokens; a text that fits is one piece, an empty text none."""
+        ...
+
+
+def token_windows(n_tokens: int, max_tokens: int, overlap: int) -> list[tuple[int, int]]:
+    """``[start, end)`` token ranges covering ``n_tokens`` in windows of ``max_tokens``."""
+    step = max(max_tokens - overlap, 1)
+    out = []
+    start = 0
+    while start < n_tokens:
+        end = min(start + max_tokens, n_tokens)
+        out.append((start, end))
+        if end == n_tokens:
+            break
+        start += step
+    return out

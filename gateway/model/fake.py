@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gateway.model.base import Encoded, Pair, Scores
+from gateway.model.base import Encoded, Pair, Scores, token_windows
 
 _WORD = re.compile(r"\w+")
 _CLS, _SEP = 101, 102
@@ -65,3 +65,12 @@ class FakeEncoder:
             # More matching words score higher; shorter documents break ties.
             scores[i] = hits + 1.0 / (1.0 + len(doc))
         return scores
+
+    def split(self, texts: Sequence[str], max_tokens: int, overlap: int) -> list[list[str]]:
+        """Word windows (a word is a token here), cut at the words' character offsets."""
+        out = []
+        for text in texts:
+            spans = [m.span() for m in _WORD.finditer(text)]
+            windows = token_windows(len(spans), max_tokens, overlap)
+            out.append([text[spans[a][0] : spans[b - 1][1]] for a, b in windows])
+        return out

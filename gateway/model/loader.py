@@ -1,15 +1,18 @@
-"""Build the configured cross-encoder: a local directory, else a Hub download."""
+"""Build the configured cross-encoder: a local directory, a Hub download, or a TEI server."""
 
 from __future__ import annotations
 
 from gateway.model.base import CrossEncoder
 from gateway.model.hub import download
 from gateway.model.onnx import OnnxCrossEncoder
+from gateway.model.tei import TeiCrossEncoder
 from gateway.settings import ModelSettings
 
 
 def load_encoder(settings: ModelSettings) -> CrossEncoder:
     """Blocking (file reads, session build): call from a worker thread."""
+    if settings.backend == "tei":
+        return TeiCrossEncoder(settings)
     directory = (
         settings.path if settings.path is not None else download(settings.hub_id, settings.file)
     )

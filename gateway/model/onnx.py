@@ -17,7 +17,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from gateway.errors import ModelError
-from gateway.model.base import Encoded, Pair, Scores
+from gateway.model.base import Encoded, Pair, Scores, token_windows
 from gateway.model.hub import locate_onnx
 from gateway.settings import ModelSettings
 
@@ -63,6 +63,9 @@ class OnnxCrossEncoder:
         try:
             self._tok = self._tokenizer(tokenizer_file, "only_second")
             self._tok_both = self._tokenizer(tokenizer_file, "longest_first")
+            self._tok_plain = Tokenizer.from_file(str(tokenizer_file))
+            self._tok_plain.no_padding()
+            self._tok_plain.no_truncation()
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.intra_op_num_threads = settings.intra_op_threads
@@ -112,6 +115,19 @@ class OnnxCrossEncoder:
             except Exception as exc:
                 raise ModelError(f"tokenization failed: {type(exc).__name__}") from exc
         return [_encoded(e) for e in encodings]
+
+    def split(self, texts: Sequence[str], max_tokens: int, overlap: int) -> list[list[str]]:
+        """Token windows of each text, cut at the tokens' character offsets."""
+        try:
+            encodings = self._tok_plain.encode_batch(list(texts), add_special_tokens=False)
+        except Exception as exc:
+            raise ModelError(f"tokenization failed: {type(exc).__name__}") from exc
+        out = []
+        for text, enc in zip(texts, encodings, strict=True):
+            offsets = enc.offsets
+            windows = token_windows(len(offsets), max_tokens, overlap)
+            out.append([text[offsets[a][0] : offsets[b - 1][1]] for a, b in windows])
+        return out
 
     def score(self, batch: Sequence[Encoded]) -> Scores:
         feed = self._feed(batch)

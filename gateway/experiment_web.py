@@ -1,0 +1,126 @@
+"""The experiment endpoints and their wiring (``setup_experiments``), under ``/_gateway``.
+
+::
+
+    POST /_gateway/events                 clicks: {"search_id", "id" | "position", "index"?}
+                                          (or a JSON array of them); 202 {"accepted": n}
+    GET  /_gateway/experiments/report     figures as JSON (see gateway.report)
+    GET  /_gateway/experiments            an HTML page plotting them (SVG, local JS asset)
+    GET  /_gateway/experiments/report.js  that asset
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from importlib.resources import files
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import ClientRequestError, EventStoreError, es_error_body
+from gateway.events import EventLog, create_event_log
+from gateway.experiments import Experiments
+from gateway.report import build_report
+from gateway.settings import Settings
+
+EXPERIMENTS = web.AppKey("experiments", Experiments)
+PREFIX = "/_gateway"
+MAX_EVENTS_PER_POST = 1000
+_STATIC = files("gateway") / "static"
+
+
+def setup_experiments(app: web.Application, settings: Settings) -> None:
+    """Create the experiment state, its cleanup context and its routes."""
+    conf = settings.experiment
+    events = create_event_log(
+        conf.events_redis_url or settings.cache.redis_url, conf.name, conf.events_max, k=conf.k
+    )
+    experiments = Experiments(conf, events)
+    app[EXPERIMENTS] = experiments
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await events.start()
+        yield
+        await experiments.close()
+        await events.close()
+
+    app.cleanup_ctx.append(ctx)
+    app.router.add_post(f"{PREFIX}/events", post_events)
+    app.router.add_get(f"{PREFIX}/experiments/report", get_report)
+    app.router.add_get(f"{PREFIX}/experiments", get_page)
+    app.router.add_get(f"{PREFIX}/experiments/report.js", get_script)
+
+
+def _bad(reason: str) -> ClientRequestError:
+    return ClientRequestError("illegal_argument_exception", reason)
+
+
+def parse_click(value: Any) -> dict[str, Any]:
+    """One validated click event from a posted object."""
+    if not isinstance(value, dict):
+        raise _bad("an event must be a JSON object")
+    kind = value.get("type", "click")
+    sid = value.get("search_id")
+    if kind != "click":
+        raise _bad("[type] must be [click]")
+    if not isinstance(sid, str) or not sid or len(sid) > 100:
+        raise _bad("[search_id] is required: the X-Search-Id header of the search")
+    event: dict[str, Any] = {"type": "click", "search_id": sid}
+    position = value.get("position")
+    if position is not None:
+        if isinstance(position, bool) or not isinstance(position, int) or position < 1:
+            raise _bad("[position] must be a positive integer (1 = first hit shown)")
+        event["position"] = position
+    for name in ("id", "index"):
+        if name in value:
+            if not isinstance(value[name], str):
+                raise _bad(f"[{name}] must be a string")
+            event[name] = value[name]
+    if "position" not in event and "id" not in event:
+        raise _bad("a click needs [id] or [position]")
+    return event
+
+
+async def post_events(request: web.Request) -> web.Response:
+    try:
+        payload = json.loads(await request.read())
+    except ValueError:
+        raise _bad("the body must be JSON") from None
+    items = payload if isinstance(payload, list) else [payload]
+    if len(items) > MAX_EVENTS_PER_POST:
+        raise _bad(f"at most {MAX_EVENTS_PER_POST} events per request")
+    clicks = [parse_click(item) for item in items]
+    events = request.app[EXPERIMENTS].events
+    for click in clicks:
+        events.record(click)
+    return web.json_response({"accepted": len(clicks)}, status=202)
+
+
+async def report_of(experiments: Experiments) -> dict[str, Any]:
+    events: EventLog = experiments.events
+    figures = build_report(await events.read(), experiments.settings.k)
+    figures["experiment"] = experiments.settings.name
+    figures["mode"] = experiments.settings.mode
+    figures["events_dropped"] = events.dropped + events.failed
+    figures["shadow_skipped"] = experiments.shadow_skipped
+    return figures
+
+
+async def get_report(request: web.Request) -> web.Response:
+    try:
+        figures = await report_of(request.app[EXPERIMENTS])
+    except EventStoreError:
+        body = es_error_body(503, "event_store_exception", "experiment events are unavailable")
+        return web.json_response(body, status=503)
+    return web.json_response(figures)
+
+
+async def get_page(request: web.Request) -> web.Response:
+    text = (_STATIC / "experiments.html").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="text/html")
+
+
+async def get_script(request: web.Request) -> web.Response:
+    text = (_STATIC / "report.js").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="application/javascript")

@@ -1,0 +1,173 @@
+"""Prometheus metrics, one ``CollectorRegistry`` per application (no global registry).
+
+Two kinds of figures:
+
+- counted as requests happen (the access middleware calls ``request_done``;
+  experiments call ``variant``): request counts and latency by route kind and
+  outcome, upstream and model latency, rerank outcomes;
+- read at scrape time from the stats objects the components already keep
+  (``Batcher.stats``, ``Batcher.queued_pairs``, the cache's ``stats``), by a
+  custom collector, so the hot paths carry no metric calls.
+
+Served as text at ``/_gateway/metrics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import fields
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from gateway.batcher import Batcher
+from gateway.cache import ScoreCache
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _ComponentCollector(Collector):
+    """Reads the batcher's and the cache's running totals when Prometheus scrapes."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        batcher = self._metrics.batcher
+        queued = GaugeMetricFamily("gateway_batcher_queue_pairs", "Pairs waiting for a model run.")
+        queued.add_metric([], batcher.queued_pairs if batcher else 0)
+        yield queued
+        if batcher is not None:
+            s = batcher.stats
+            yield SummaryMetricFamily(
+                "gateway_batch_pairs",
+                "Pairs per model run.",
+                count_value=s.batches,
+                sum_value=s.pairs,
+            )
+            yield SummaryMetricFamily(
+                "gateway_batch_padded_tokens",
+                "Padded tokens per model run (pairs x longest).",
+                count_value=s.batches,
+                sum_value=s.padded_tokens,
+            )
+            yield SummaryMetricFamily(
+                "gateway_model_run_seconds",
+                "Time of one model run (one batch).",
+                count_value=s.batches,
+                sum_value=s.model_seconds,
+            )
+            yield _counter("gateway_batch_real_tokens", "Unpadded tokens run.", s.real_tokens)
+            yield _counter(
+                "gateway_batch_skipped_pairs",
+                "Queued pairs dropped because their search had given up.",
+                s.skipped_pairs,
+            )
+            yield _counter(
+                "gateway_batch_truncated_pairs",
+                "Pairs whose document was cut to the model's token limit.",
+                s.truncated_pairs,
+            )
+        cache = self._metrics.cache
+        if cache is not None:
+            ops = CounterMetricFamily(
+                "gateway_cache_operations",
+                "Score cache operations, by cache stats field (hits, misses, errors, writes...).",
+                labels=["result"],
+            )
+            for f in fields(cache.stats):
+                value = getattr(cache.stats, f.name)
+                if isinstance(value, int | float):
+                    ops.add_metric([f.name], value)
+            yield ops
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family
+
+
+class Metrics:
+    """The application's metrics. ``batcher`` and ``cache`` are attached once they exist."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.batcher: Batcher | None = None
+        self.cache: ScoreCache | None = None
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests answered, by route kind (search, msearch, passthrough, gateway) and outcome"
+            " (status class).",
+            ["route", "outcome"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "gateway_request_seconds",
+            "Time to answer a request, by route kind.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "gateway_upstream_seconds",
+            "Time the search cluster took to answer (to headers for passthrough), by route kind.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_seconds = Histogram(
+            "gateway_rerank_seconds",
+            "Time spent scoring one search (cache + queue + model).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rerank = Counter(
+            "gateway_rerank",
+            "Search answers by rerank outcome (full, partial, skipped) and reason.",
+            ["status", "reason"],
+            registry=r,
+        )
+        self.variants = Counter(
+            "gateway_experiment_variant",
+            "Searches served per experiment arm.",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        r.register(_ComponentCollector(self))
+
+    def request_done(
+        self,
+        route: str,
+        status: int,
+        seconds: float,
+        *,
+        upstream_s: float | None = None,
+        rerank_s: float | None = None,
+        rerank: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """One answered request (called by the access middleware)."""
+        self.requests.labels(route, f"{status // 100}xx").inc()
+        self.request_seconds.labels(route).observe(seconds)
+        if upstream_s is not None:
+            self.upstream_seconds.labels(route).observe(upstream_s)
+        if rerank_s is not None:
+            self.model_seconds.observe(rerank_s)
+        if rerank is not None:
+            self.rerank.labels(rerank, reason or "").inc()
+
+    def variant(self, name: str, experiment: str = "") -> None:
+        """Count one search served by arm ``name`` (the experiments module calls this)."""
+        self.variants.labels(experiment, name).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,131 @@
+"""Named relevance profiles bound to index patterns, and the per-request choice among them.
+
+The ``default`` profile is RERANK__* plus RELEVANCE__*; each profile in
+RELEVANCE__PROFILES starts from it and overrides what it sets. A search uses,
+in order: the profile named in ``ext.rerank.profile`` (when RELEVANCE__
+REQUEST_PROFILES allows that name; otherwise a 400), the first profile whose
+``indices`` patterns match every index the search names, or ``default``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from gateway.chunking import ChunkSpec
+from gateway.documents import DocumentSpec
+from gateway.errors import ClientRequestError
+from gateway.fusion import FusionSpec
+from gateway.settings import RelevanceOptions, RelevanceSettings, RerankSettings
+
+DEFAULT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    indices: tuple[str, ...]
+    window: int
+    timeout_s: float
+    model: str
+    document: DocumentSpec
+    chunking: ChunkSpec
+    fusion: FusionSpec
+
+
+def _profile(
+    name: str,
+    options: RelevanceOptions,
+    *,
+    indices: tuple[str, ...],
+    window: int,
+    timeout_s: float,
+    fields: tuple[str, ...],
+    max_doc_chars: int,
+) -> Profile:
+    return Profile(
+        name=name,
+        indices=indices,
+        window=window,
+        timeout_s=timeout_s,
+        model=options.model,
+        document=DocumentSpec(
+            fields=fields,
+            template=options.template,
+            field_max_chars=dict(options.field_max_chars),
+            max_chars=max_doc_chars,
+            highlight=options.highlight,
+        ),
+        chunking=ChunkSpec(
+            strategy=options.long_docs,
+            tokens=options.chunk_tokens,
+            overlap=options.chunk_overlap,
+            max_chunks=options.max_chunks,
+            pooling=options.pooling,
+        ),
+        fusion=FusionSpec(
+            use=options.score_use,
+            normalize=options.normalize,
+            weight=options.weight,
+            rrf_k=options.rrf_k,
+            min_score=options.min_score,
+        ),
+    )
+
+
+def _covers(index: str | None, patterns: tuple[str, ...]) -> bool:
+    names = [n for n in (index or "").split(",") if n and not n.startswith("-")]
+    return bool(names) and all(any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names)
+
+
+class Profiles:
+    """All profiles of a deployment; ``select`` picks one per search."""
+
+    def __init__(self, rerank: RerankSettings, relevance: RelevanceSettings) -> None:
+        option_names = set(RelevanceOptions.model_fields)
+        base = relevance.model_dump(include=option_names)
+        self.default = _profile(
+            DEFAULT,
+            relevance,
+            indices=(),
+            window=rerank.window,
+            timeout_s=rerank.timeout_s,
+            fields=tuple(rerank.fields),
+            max_doc_chars=rerank.max_doc_chars,
+        )
+        self.named: dict[str, Profile] = {DEFAULT: self.default}
+        for name, spec in relevance.profiles.items():
+            overrides = spec.model_dump(include=spec.model_fields_set & option_names)
+            options = RelevanceOptions.model_validate({**base, **overrides})
+            self.named[name] = _profile(
+                name,
+                options,
+                indices=tuple(spec.indices),
+                window=spec.window or rerank.window,
+                timeout_s=spec.timeout_s or rerank.timeout_s,
+                fields=tuple(spec.fields if spec.fields is not None else rerank.fields),
+                max_doc_chars=spec.max_doc_chars or rerank.max_doc_chars,
+            )
+        self.allowed = tuple(relevance.request_profiles)
+
+    @property
+    def models(self) -> set[str]:
+        """Names of the models some profile uses."""
+        return {p.model for p in self.named.values()}
+
+    def select(self, index: str | None, requested: object = None) -> Profile:
+        """The profile for a search on ``index``; ``requested`` is ``ext.rerank.profile``."""
+        if requested is not None:
+            if not isinstance(requested, str) or requested not in self.named:
+                raise ClientRequestError(
+                    "illegal_argument_exception", f"unknown rerank profile [{requested}]"
+                )
+            if not any(fnmatch.fnmatchcase(requested, p) for p in self.allowed):
+                raise ClientRequestError(
+                    "illegal_argument_exception", f"rerank profile [{requested}] is not allowed"
+                )
+            return self.named[requested]
+        for profile in self.named.values():
+            if profile.indices and _covers(index, profile.indices):
+                return profile
+        return self.default

@@ -1,0 +1,33 @@
+"""Fixtures for the fault suite: a scripted upstream, a hung TCP peer, a private Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.faults.scripted import BlackHole, OwnRedis, ScriptedUpstream
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedUpstream]:
+    upstream = ScriptedUpstream()
+    await upstream.start()
+    yield upstream
+    await upstream.close()
+
+
+@pytest.fixture
+async def black_hole() -> AsyncIterator[BlackHole]:
+    hole = BlackHole()
+    await hole.start()
+    yield hole
+    await hole.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    server = OwnRedis()
+    server.start()
+    yield server
+    server.stop()

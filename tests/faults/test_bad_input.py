@@ -1,0 +1,165 @@
+"""A corpus of bad requests through the gateway in front of noida-db (Elasticsearch 8).
+
+Bodies the gateway cannot read go to the cluster unchanged, so the client gets
+the cluster's own verdict: for every input the gateway's status and error type
+equal what the cluster answers directly. The gateway's own checks (body size,
+its ``rerank`` options) answer in Elasticsearch's error shape. Nothing is a 500.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.model.fake import FakeEncoder
+from tests.conftest import GatewayFactory, make_settings
+from tests.faults.scripted import Answer, send
+
+MAX_BODY = 256 * 1024  # the 10,000-deep body (~90 kB) fits
+
+
+def nested(depth: int) -> bytes:
+    """A valid query that is ``depth`` bool clauses deep."""
+    query: dict[str, object] = {"match": {"text": "berlin"}}
+    for _ in range(depth):
+        query = {"bool": {"must": [query]}}
+    return json.dumps({"query": query}).encode()
+
+
+# name → (body, content type); sent to POST /docs/_search.
+BODIES: dict[str, tuple[bytes, str]] = {
+    "truncated": (b'{"query": {"match": {"text": "berlin"', "application/json"),
+    "invalid_json": (b"{query: 1}", "application/json"),
+    "trailing_garbage": (b'{"size": 1} xyz', "application/json"),
+    "invalid_utf8": (b'{"query": {"match": {"text": "\xff\xfe berlin"}}}', "application/json"),
+    "lone_surrogate": (b'{"query": {"match": {"text": "\\ud800 berlin"}}}', "application/json"),
+    "nul_bytes": (b'{"query": {"match": {"text": "ber\x00lin"}}}', "application/json"),
+    "nested_10000_objects": (b'{"query":' * 10_000 + b"1" + b"}" * 10_000, "application/json"),
+    "nested_10000_arrays": (b"[" * 10_000 + b"]" * 10_000, "application/json"),
+    "nested_bool_250": (nested(250), "application/json"),
+    "huge_integer": (b'{"size": 1' + b"0" * 400 + b"}", "application/json"),
+    "huge_float": (b'{"size": 1e400}', "application/json"),
+    "nan": (b'{"size": NaN}', "application/json"),
+    "infinity": (b'{"from": Infinity}', "application/json"),
+    "negative_from": (b'{"from": -1, "query": {"match": {"text": "berlin"}}}', "application/json"),
+    "negative_size": (b'{"size": -5, "query": {"match": {"text": "berlin"}}}', "application/json"),
+    "float_size": (b'{"size": 2.5, "query": {"match": {"text": "berlin"}}}', "application/json"),
+    "string_size": (b'{"size": "ten", "query": {"match": {"text": "b"}}}', "application/json"),
+    "bool_size": (b'{"size": true, "query": {"match": {"text": "b"}}}', "application/json"),
+    "size_1e9": (b'{"size": 1000000000, "query": {"match": {"text": "b"}}}', "application/json"),
+    "from_1e9": (b'{"from": 1000000000, "query": {"match": {"text": "b"}}}', "application/json"),
+    "duplicate_keys": (
+        b'{"size": 1, "size": 2, "query": {"match": {"text": "b"}}}',
+        "application/json",
+    ),
+    "unknown_query": (b'{"query": {"frobnicate": {"text": "x"}}}', "application/json"),
+    "query_not_object": (b'{"query": "berlin"}', "application/json"),
+    "sort_garbage": (
+        b'{"sort": [{"_score": 5}], "query": {"match": {"text": "b"}}}',
+        "application/json",
+    ),
+    "fields_garbage": (
+        b'{"fields": 7, "query": {"match": {"text": "berlin"}}}',
+        "application/json",
+    ),
+    "empty": (b"", "application/json"),
+    "whitespace": (b"  \n ", "application/json"),
+    "top_level_array": (b"[1, 2]", "application/json"),
+    "top_level_scalar": (b"42", "application/json"),
+    "null": (b"null", "application/json"),
+    "text_plain": (b'{"query": {"match": {"text": "berlin"}}}', "text/plain"),
+    "form_encoded": (b"query=berlin", "application/x-www-form-urlencoded"),
+    "xml": (b"<query>berlin</query>", "application/xml"),
+    "vendor_json": (
+        b'{"query": {"match": {"text": "berlin"}}}',
+        "application/vnd.elasticsearch+json; compatible-with=8",
+    ),
+}
+PARAMS = ["size=-1", "from=abc", "size=1e3", "size=1000000000", "q=%ff%fe", "from=-3&q=berlin"]
+NDJSON = "application/x-ndjson"
+MSEARCH: dict[str, bytes] = {
+    "odd_lines": b'{}\n{"query": {"match": {"text": "berlin"}}}\n{}\n',
+    "bad_line": b'{}\n{"query": {"match": {"text": "berlin"\n',
+    "invalid_utf8": b'{}\n{"query": {"match": {"text": "\xff"}}}\n',
+    "no_trailing_newline": b'{}\n{"query": {"match": {"text": "berlin"}}}',
+    "head_not_object": b'[]\n{"query": {"match": {"text": "berlin"}}}\n',
+}
+
+
+def verdict(got: Answer) -> tuple[int, str | None]:
+    """Status and, for an error, its ES error type (the body must have ES's error shape)."""
+    assert got.status < 500, got.raw[:300]
+    if got.status < 400:
+        json.loads(got.raw)
+        return got.status, None
+    return got.status, got.es_error()
+
+
+@pytest.fixture
+async def url(noida: str, gateway: GatewayFactory) -> str:
+    settings = make_settings(noida, rerank={"window": 10}, server={"max_body_bytes": MAX_BODY})
+    return await gateway(settings, encoder=FakeEncoder())
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+async def test_body_gets_the_clusters_verdict(noida: str, url: str, name: str) -> None:
+    body, ctype = BODIES[name]
+    headers = {"Content-Type": ctype}
+    direct = await send("POST", f"{noida}/docs/_search", data=body, headers=headers)
+    got = await send("POST", f"{url}/docs/_search", data=body, headers=headers)
+    assert verdict(got) == verdict(direct), got.raw[:300]
+
+
+@pytest.mark.parametrize("query", PARAMS)
+async def test_params_get_the_clusters_verdict(noida: str, url: str, query: str) -> None:
+    direct = await send("GET", f"{noida}/docs/_search?{query}")
+    got = await send("GET", f"{url}/docs/_search?{query}")
+    assert verdict(got) == verdict(direct), got.raw[:300]
+
+
+@pytest.mark.parametrize("name", sorted(MSEARCH))
+async def test_msearch_gets_the_clusters_verdict(noida: str, url: str, name: str) -> None:
+    headers = {"Content-Type": NDJSON}
+    body = MSEARCH[name]
+    direct = await send("POST", f"{noida}/docs/_msearch", data=body, headers=headers)
+    got = await send("POST", f"{url}/docs/_msearch", data=body, headers=headers)
+    assert verdict(got) == verdict(direct), got.raw[:300]
+
+
+@pytest.mark.parametrize("route", ["/docs/_search", "/docs/_msearch", "/docs/_doc/1", "/_bulk"])
+async def test_body_over_limit_is_413(url: str, route: str) -> None:
+    big = b'{"query": {"match": {"text": "' + b"x" * MAX_BODY + b'"}}}'
+    got = await send("POST", url + route, data=big, headers={"Content-Type": "application/json"})
+    assert got.status == 413
+    assert got.es_error() == "content_too_long_exception"
+
+
+async def test_chunked_body_over_limit_is_413(url: str) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(MAX_BODY // 1024 + 2):
+            yield b" " * 1024
+
+    got = await send(
+        "POST",
+        f"{url}/docs/_search",
+        data=chunks(),  # type: ignore[arg-type]
+        headers={"Content-Type": "application/json"},
+    )
+    assert got.status == 413
+    assert got.es_error() == "content_too_long_exception"
+
+
+@pytest.mark.parametrize(
+    ("target", "body"),
+    [
+        ("/docs/_search?rerank=maybe", {"query": {"match": {"text": "berlin"}}}),
+        ("/docs/_search", {"query": {"match": {"text": "berlin"}}, "ext": {"rerank": 5}}),
+        ("/docs/_search", {"query": {"match": {"text": "b"}}, "ext": {"rerank": {"window": "x"}}}),
+        ("/docs/_search", {"query": {"match": {"text": "b"}}, "ext": {"rerank": {"window": 1.5}}}),
+    ],
+)
+async def test_gateway_options_are_illegal_arguments(url: str, target: str, body: object) -> None:
+    got = await send("POST", url + target, body)
+    assert got.status == 400
+    assert got.es_error() == "illegal_argument_exception"

@@ -1,0 +1,242 @@
+"""Experiments through the whole gateway in front of the real osmem-server (FakeEncoder scores:
+the point here is the pipeline), events in memory and in real Redis, the report page in a real
+headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from gateway.experiments import bucket, team_draft
+from gateway.model.fake import FakeEncoder
+from tests.conftest import GatewayFactory, make_settings
+
+QUERY = "berlin population people city museum wall"
+WINDOW, SIZE = 8, 5
+
+
+async def call(
+    method: str, url: str, body: Any = None, **headers: str
+) -> tuple[int, dict[str, str], Any]:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, url, json=body, headers=headers) as r,
+    ):
+        return r.status, dict(r.headers), await r.json(content_type=None)
+
+
+def search_body(query: str = QUERY, size: int = SIZE) -> dict[str, Any]:
+    return {"size": size, "query": {"multi_match": {"query": query, "fields": ["title", "text"]}}}
+
+
+def ids(answer: dict[str, Any]) -> list[str]:
+    return [h["_id"] for h in answer["hits"]["hits"]]
+
+
+async def start(
+    gateway: GatewayFactory, osmem: str, redis: str | None = None, **experiment: Any
+) -> str:
+    conf: dict[str, Any] = {"name": f"t-{uuid.uuid4().hex[:8]}", **experiment}
+    if redis is not None:
+        conf["events_redis_url"] = redis
+    settings = make_settings(osmem, rerank={"window": WINDOW}, experiment=conf)
+    return await gateway(settings, encoder=FakeEncoder())
+
+
+async def report_when(url: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The report once ``ready`` holds (events are stored in the background)."""
+    async with asyncio.timeout(20):
+        while True:
+            status, _, report = await call("GET", f"{url}/_gateway/experiments/report")
+            assert status == 200
+            if ready(report):
+                return report
+            await asyncio.sleep(0.05)
+
+
+async def test_ab_assignment_headers_and_control(gateway: GatewayFactory, osmem: str) -> None:
+    url = await start(gateway, osmem, mode="ab")
+    seen: dict[str, str] = {}
+    for user in (f"user-{i}" for i in range(12)):
+        answers = [
+            await call("POST", f"{url}/docs/_search", search_body(), **{"X-User-Id": user})
+            for _ in range(2)
+        ]
+        (s1, h1, a1), (s2, h2, _) = answers
+        assert s1 == s2 == 200
+        assert h1["X-Experiment-Variant"] == h2["X-Experiment-Variant"]  # sticky
+        assert h1["X-Search-Id"] != h2["X-Search-Id"]
+        seen[user] = h1["X-Experiment-Variant"]
+        if seen[user] == "baseline":
+            assert (h1["X-Rerank"], h1["X-Rerank-Reason"]) == ("skipped", "experiment_control")
+            _, _, plain = await call(
+                "POST", f"{osmem}/docs/_search", search_body()
+            )  # the control is the cluster's own answer
+            assert a1["hits"]["hits"] == plain["hits"]["hits"]
+        else:
+            assert h1["X-Rerank"] == "full"
+    assert set(seen.values()) == {"baseline", "rerank"}
+    forced = await call(
+        "POST",
+        f"{url}/docs/_search",
+        search_body(),
+        **{"X-User-Id": "user-0", "X-Experiment-Override": "rerank"},
+    )
+    assert forced[1]["X-Experiment-Variant"] == "rerank"
+    report = await report_when(
+        url, lambda r: sum(v["searches"] for v in r["variants"].values()) == 25
+    )
+    assert report["variants"]["rerank"]["searches"] >= 1
+
+
+async def test_key_parameter_is_removed_before_forwarding(
+    gateway: GatewayFactory, osmem: str
+) -> None:
+    url = await start(gateway, osmem, mode="ab", key="param:uid")
+    status, headers, answer = await call("GET", f"{url}/docs/_search?q=berlin&uid=u7&size=3")
+    assert status == 200, answer  # osmem rejects unknown parameters: uid never reached it
+    again = await call("GET", f"{url}/docs/_search?q=berlin&uid=u7&size=3")
+    assert again[1]["X-Experiment-Variant"] == headers["X-Experiment-Variant"]
+
+
+async def test_interleaving_page_teams_and_click_attribution(
+    gateway: GatewayFactory, osmem: str
+) -> None:
+    url = await start(gateway, osmem, mode="interleave")
+    user = "user-interleave"
+    _, _, control = await call(
+        "POST",
+        f"{url}/docs/_search",
+        search_body(size=WINDOW),
+        **{"X-Experiment-Override": "baseline"},
+    )
+    _, _, treatment = await call(
+        "POST",
+        f"{url}/docs/_search",
+        search_body(size=WINDOW),
+        **{"X-Experiment-Override": "rerank"},
+    )
+    assert ids(control) != ids(treatment)  # the two rankers disagree on this query
+    status, headers, page = await call(
+        "POST", f"{url}/docs/_search", search_body(), **{"X-User-Id": user}
+    )
+    assert status == 200 and headers["X-Experiment-Variant"] == "interleave"
+    shown = ids(page)
+    assert len(shown) == SIZE == len(set(shown))  # no duplicates
+    assert set(shown) <= set(ids(control))
+    # The page is the team draft of both lists with this user's coin flips; teams stay
+    # server-side (the answer is a plain ES answer).
+    name = (await call("GET", f"{url}/_gateway/experiments/report"))[2]["experiment"]
+    seed = int(bucket(name, user) * 2**53)
+    merged, teams = team_draft(ids(control), ids(treatment), random.Random(seed))
+    assert shown == merged[:SIZE]
+    assert all("team" not in str(h) for h in page["hits"]["hits"])
+    # A click on a treatment hit is a win, on a control hit (another search) a loss.
+    sid = headers["X-Search-Id"]
+    b_doc = shown[teams.index("B")]
+    status, _, ok = await call(
+        "POST", f"{url}/_gateway/events", {"search_id": sid, "id": b_doc, "index": "docs"}
+    )
+    assert status == 202 and ok == {"accepted": 1}
+    _, h2, _ = await call("POST", f"{url}/docs/_search", search_body(), **{"X-User-Id": user})
+    await call(
+        "POST",
+        f"{url}/_gateway/events",
+        [{"search_id": h2["X-Search-Id"], "position": teams.index("A") + 1}],
+    )
+    report = await report_when(
+        url, lambda r: r["interleaving"]["wins"] + r["interleaving"]["losses"] == 2
+    )
+    assert (report["interleaving"]["wins"], report["interleaving"]["losses"]) == (1, 1)
+    assert report["variants"]["interleave"]["clicks"] == 2
+
+
+async def test_shadow_never_changes_what_the_client_sees(
+    gateway: GatewayFactory, osmem: str
+) -> None:
+    url = await start(gateway, osmem, mode="shadow")
+    queries = [QUERY, "berlin wall", "museum island", "population of germany"]
+    for i, q in enumerate(queries):
+        _, h, shadowed = await call(
+            "POST", f"{url}/docs/_search", search_body(q), **{"X-User-Id": f"u{i}"}
+        )
+        _, _, plain = await call("POST", f"{osmem}/docs/_search", search_body(q))
+        assert shadowed["hits"] == plain["hits"]  # hits, scores, totals, max_score
+        assert h["X-Experiment-Variant"] == "baseline" and h["X-Rerank-Reason"] == "shadow"
+    report = await report_when(url, lambda r: r["shadow"].get("rerank", {}).get("searches") == 4)
+    shadow = report["shadow"]["rerank"]
+    assert shadow["measured"] == 4 and shadow["statuses"] == {"full": 4}
+    assert 0 <= shadow["overlap_at_k"] <= 1 and -1 <= shadow["kendall_tau"] <= 1
+    assert shadow["first_baseline_hit_rank"] >= 1
+    assert report["variants"]["baseline"]["searches"] == 4
+
+
+async def test_click_validation_is_es_shaped(gateway: GatewayFactory, osmem: str) -> None:
+    url = await start(gateway, osmem, mode="ab")
+    for bad in ({"id": "x"}, {"search_id": "s"}, {"search_id": "s", "position": 0}, "[1"):
+        status, _, body = await call("POST", f"{url}/_gateway/events", bad)
+        assert status == 400
+        assert body["error"]["type"] == "illegal_argument_exception"
+
+
+async def test_events_in_redis(gateway: GatewayFactory, osmem: str, redis_url: str) -> None:
+    url = await start(gateway, osmem, redis=redis_url, mode="ab")
+    _, h, answer = await call(
+        "POST", f"{url}/docs/_search", search_body(), **{"X-Experiment-Override": "rerank"}
+    )
+    await call(
+        "POST", f"{url}/_gateway/events", {"search_id": h["X-Search-Id"], "id": ids(answer)[1]}
+    )
+    report = await report_when(url, lambda r: r["variants"].get("rerank", {}).get("clicks") == 1)
+    assert report["variants"]["rerank"]["mrr"] == 0.5
+    # Another replica on the same stream sees the same figures.
+    other = await gateway(
+        make_settings(
+            osmem,
+            experiment={"mode": "ab", "name": report["experiment"], "events_redis_url": redis_url},
+        ),
+        encoder=FakeEncoder(),
+    )
+    assert (await call("GET", f"{other}/_gateway/experiments/report"))[2]["variants"] == report[
+        "variants"
+    ]
+
+
+async def test_report_page_renders_in_headless_chromium(
+    gateway: GatewayFactory, osmem: str
+) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian chromium is required (ops/test.sh installs it)"
+    url = await start(gateway, osmem, mode="ab")
+    for variant in ("baseline", "rerank"):
+        _, h, _ = await call(
+            "POST", f"{url}/docs/_search", search_body(), **{"X-Experiment-Override": variant}
+        )
+        await call("POST", f"{url}/_gateway/events", {"search_id": h["X-Search-Id"], "position": 1})
+    await report_when(url, lambda r: sum(v["clicks"] for v in r["variants"].values()) == 2)
+    proc = await asyncio.create_subprocess_exec(
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        f"{url}/_gateway/experiments",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    async with asyncio.timeout(60):
+        out, _ = await proc.communicate()
+    dom = out.decode()
+    assert '<span id="status">ok</span>' in dom, dom[:2000]
+    assert 'data-metric="ctr_at_k"' in dom and 'data-metric="interleaving"' in dom
+    for variant in ("baseline", "rerank"):
+        assert f'data-variant="{variant}"' in dom
+    assert "http://" not in dom.replace(url, "")  # nothing fetched from elsewhere

@@ -1,0 +1,159 @@
+"""The batcher with the deterministic FakeEncoder: budgets, order, skipping, overload, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gateway.batcher import Batcher
+from gateway.errors import ModelError, Overloaded
+from gateway.model.base import Encoded, Pair, Scores
+from gateway.model.fake import FakeEncoder
+from gateway.settings import BatcherSettings
+
+
+class RecordingEncoder(FakeEncoder):
+    """Remembers the token lengths of every batch it ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[int]] = []
+
+    def score(self, batch: Sequence[Encoded]) -> Scores:
+        self.batches.append([len(e) for e in batch])
+        return super().score(batch)
+
+
+class BrokenEncoder(FakeEncoder):
+    def __init__(self, exc: Exception, *, on_encode: bool = False) -> None:
+        super().__init__()
+        self.exc = exc
+        self.on_encode = on_encode
+
+    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
+        if self.on_encode:
+            raise self.exc
+        return super().encode(pairs)
+
+    def score(self, batch: Sequence[Encoded]) -> Scores:
+        raise self.exc
+
+
+Factory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_batcher() -> AsyncIterator[Factory]:
+    started: list[Batcher] = []
+
+    async def make(encoder: FakeEncoder, **settings: Any) -> Batcher:
+        values = {"max_wait_ms": 0.0, **settings}
+        batcher = Batcher(encoder, BatcherSettings(**values))
+        await batcher.start()
+        started.append(batcher)
+        return batcher
+
+    yield make
+    for batcher in started:
+        await batcher.stop()
+
+
+def doc(words: int) -> str:
+    return " ".join(f"w{i}" for i in range(words))
+
+
+async def test_scores_come_back_per_pair(make_batcher: Factory) -> None:
+    encoder = FakeEncoder()
+    batcher = await make_batcher(encoder)
+    encoded = await batcher.encode([("berlin wall", "the berlin wall fell"), ("berlin", "paris")])
+    scores = await asyncio.gather(*batcher.submit(encoded))
+    expected = encoder.score(encoded).tolist()
+    assert scores == pytest.approx(expected)
+    assert scores[0] > scores[1]
+
+
+async def test_batches_respect_the_token_budget_counting_padding(make_batcher: Factory) -> None:
+    encoder = RecordingEncoder()
+    batcher = await make_batcher(encoder, max_batch_tokens=40, max_batch_pairs=64)
+    lengths = [2, 12, 3, 9, 1, 14, 5, 5, 7, 0, 11, 4]  # doc words; pair length = words + 4
+    encoded = await batcher.encode([("q", doc(n)) for n in lengths])
+    await asyncio.gather(*batcher.submit(encoded))
+    assert sorted(n for b in encoder.batches for n in b) == sorted(n + 4 for n in lengths)
+    for batch in encoder.batches:
+        assert len(batch) * max(batch) <= 40 or len(batch) == 1
+        assert batch == sorted(batch)  # sorted by length inside a batch
+    assert batcher.stats.pairs == len(lengths)
+    assert batcher.stats.padded_tokens == sum(len(b) * max(b) for b in encoder.batches)
+    assert batcher.stats.real_tokens == sum(n + 4 for n in lengths)
+
+
+async def test_length_sorting_groups_similar_lengths(make_batcher: Factory) -> None:
+    encoder = RecordingEncoder()
+    batcher = await make_batcher(encoder, max_batch_tokens=10_000, max_batch_pairs=4)
+    lengths = [1, 30, 2, 31, 3, 32, 4, 33]
+    encoded = await batcher.encode([("q", doc(n)) for n in lengths])
+    await asyncio.gather(*batcher.submit(encoded))
+    assert sorted(map(sorted, encoder.batches)) == [[5, 6, 7, 8], [34, 35, 36, 37]]
+
+
+async def test_pair_cap(make_batcher: Factory) -> None:
+    encoder = RecordingEncoder()
+    batcher = await make_batcher(encoder, max_batch_pairs=3)
+    encoded = await batcher.encode([("q", "d")] * 7)
+    await asyncio.gather(*batcher.submit(encoded))
+    assert sorted(len(b) for b in encoder.batches) == [1, 3, 3]
+
+
+async def test_cancelled_items_are_not_run(make_batcher: Factory) -> None:
+    encoder = RecordingEncoder()
+    batcher = await make_batcher(encoder)
+    encoded = await batcher.encode([("q", doc(n)) for n in range(6)])
+    futures = batcher.submit(encoded)
+    for fut in futures[::2]:  # the caller gave up before the consumer looked
+        fut.cancel()
+    await asyncio.gather(*futures[1::2])
+    assert encoder.pairs_scored == 3
+    assert batcher.stats.skipped_pairs == 3
+
+
+async def test_overload_is_refused_at_submit(make_batcher: Factory) -> None:
+    batcher = await make_batcher(FakeEncoder(), max_queue_pairs=4)
+    encoded = await batcher.encode([("q", "d")] * 5)
+    with pytest.raises(Overloaded):
+        batcher.submit(encoded)
+    assert batcher.queued_pairs == 0
+    assert len(await asyncio.gather(*batcher.submit(encoded[:4]))) == 4
+
+
+async def test_model_exception_fails_the_batch_as_model_error(make_batcher: Factory) -> None:
+    batcher = await make_batcher(BrokenEncoder(RuntimeError("boom")))
+    encoded = await batcher.encode([("q", "d"), ("q", "e")])
+    results = await asyncio.gather(*batcher.submit(encoded), return_exceptions=True)
+    assert all(isinstance(r, ModelError) for r in results)
+    # The consumer survives: the next submission is served (and fails the same way).
+    again = await asyncio.gather(*batcher.submit(encoded[:1]), return_exceptions=True)
+    assert isinstance(again[0], ModelError)
+
+
+async def test_tokenizer_exception_is_a_model_error(make_batcher: Factory) -> None:
+    batcher = await make_batcher(BrokenEncoder(ValueError("bad"), on_encode=True))
+    with pytest.raises(ModelError):
+        await batcher.encode([("q", "d")])
+
+
+async def test_stop_cancels_what_is_still_queued() -> None:
+    batcher = Batcher(FakeEncoder(), BatcherSettings(max_wait_ms=0.0))
+    encoded = FakeEncoder().encode([("q", "d")])
+    futures = batcher.submit(encoded)  # never started: nothing consumes
+    await batcher.stop()
+    assert all(f.cancelled() for f in futures)
+
+
+def test_fake_encoder_truncates_the_document_side() -> None:
+    enc = FakeEncoder(max_length=8).encode([("a b", doc(20))])[0]
+    assert len(enc) == 8 and enc.truncated
+    assert np.count_nonzero(enc.type_ids == 0) == 4  # [CLS] a b [SEP] kept whole

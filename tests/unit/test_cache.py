@@ -1,0 +1,195 @@
+"""Key and value encoding, the in-process LRU, the circuit breaker, client options."""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection
+
+from gateway.cache import (
+    KEY_PREFIX,
+    Breaker,
+    CacheStats,
+    MemoryCache,
+    RedisCache,
+    cache_key,
+    create_cache,
+    decode_score,
+    encode_score,
+    redis_client,
+)
+from gateway.errors import CacheError
+from gateway.settings import CacheSettings
+
+PARTS = ("fp", "query", "index", "doc", "text")
+
+
+@pytest.mark.parametrize(
+    "score",
+    [0.0, -0.0, 1.0, -7.25, 5e-324, -2.2250738585072014e-308, 1.7976931348623157e308, math.pi],
+)
+def test_score_round_trips_exactly(score: float) -> None:
+    raw = encode_score(score)
+    assert len(raw) == 8
+    back = decode_score(raw)
+    assert back is not None
+    assert struct.pack(">d", back) == struct.pack(">d", score)  # bit for bit, sign of zero too
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_any_finite_score_round_trips(score: float) -> None:
+    assert decode_score(encode_score(score)) == score
+
+
+def test_float32_model_output_survives() -> None:
+    import numpy as np
+
+    score = float(np.float32(-3.1415927))
+    assert decode_score(encode_score(score)) == score
+
+
+@pytest.mark.parametrize("raw", [None, b"", b"1234567", b"123456789"])
+def test_foreign_values_read_as_misses(raw: bytes | None) -> None:
+    assert decode_score(raw) is None
+
+
+@pytest.mark.parametrize("at", range(len(PARTS) - 1))
+def test_no_collision_by_moving_the_boundary(at: int) -> None:
+    """("ab", "c") and ("a", "bc") between every two neighbouring parts."""
+    left = list(PARTS)
+    right = list(PARTS)
+    left[at], left[at + 1] = "ab", "c"
+    right[at], right[at + 1] = "a", "bc"
+    assert cache_key(*left) != cache_key(*right)
+
+
+@pytest.mark.parametrize("part", range(len(PARTS)))
+def test_every_part_changes_the_key(part: int) -> None:
+    changed = list(PARTS)
+    changed[part] += "x"
+    assert cache_key(*PARTS) != cache_key(*changed)
+
+
+def test_key_shape_and_cluster_hash_tag() -> None:
+    key = cache_key(*PARTS)
+    assert key.startswith(KEY_PREFIX)
+    assert key == cache_key(*PARTS)  # deterministic across calls (and processes: no salt)
+    tag = key[key.index("{") : key.index("}") + 1]
+    # One search (same fingerprint and query) shares one tag, so one slot in a cluster.
+    assert tag in cache_key("fp", "query", "other-index", "other-doc", "other text")
+    assert tag not in cache_key("fp", "another query", *PARTS[2:])
+    assert tag not in cache_key("fp2", *PARTS[1:])
+
+
+def test_hash_tag_has_no_concatenation_collision() -> None:
+    a = cache_key("ab", "c", "i", "d", "t")
+    b = cache_key("a", "bc", "i", "d", "t")
+    assert a[: a.index("}")] != b[: b.index("}")]
+
+
+async def test_memory_cache_is_a_bounded_lru() -> None:
+    cache = MemoryCache(3)
+    await cache.set_many({"a": 1.0, "b": 2.0, "c": 3.0})
+    assert await cache.get_many(["a"]) == [1.0]  # "a" is now the most recent
+    await cache.set_many({"d": 4.0})
+    assert len(cache) == 3
+    assert await cache.get_many(["a", "b", "c", "d"]) == [1.0, None, 3.0, 4.0]
+    assert cache.stats.hits == 4
+    assert cache.stats.misses == 1
+    assert cache.stats.writes == 4
+
+
+async def test_memory_cache_of_size_zero_stores_nothing() -> None:
+    cache = MemoryCache(0)
+    await cache.set_many({"a": 1.0})
+    assert await cache.get_many(["a"]) == [None]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_skips_probes_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.cache")
+    clock, stats = Clock(), CacheStats()
+    breaker = Breaker("cache", 2.0, stats, clock)
+    assert breaker.allow()
+    breaker.failed(ConnectionError())
+    assert breaker.is_open
+    assert not breaker.allow()  # skipped during the back-off
+    clock.now += 2.0
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()  # others keep skipping while it runs
+    breaker.failed(ConnectionError())  # still down: no new log line, same outage
+    clock.now += 2.0
+    assert breaker.allow()
+    breaker.succeeded()
+    assert not breaker.is_open
+    assert breaker.allow()
+    assert stats.outages == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert len(warnings) == 1
+    assert "ConnectionError" in warnings[0].getMessage()
+    assert len(infos) == 1
+    assert "available again" in infos[0].getMessage()
+
+
+def test_password_and_tls_options_reach_the_client(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    settings = CacheSettings(
+        redis_url=SecretStr("rediss://cache.example:6380/2"),
+        redis_password=SecretStr("s3cret"),
+        redis_username="gw",
+        redis_ca_bundle=ca,
+    )
+    client = redis_client(settings)
+    assert isinstance(client, Redis)
+    kwargs = client.connection_pool.connection_kwargs
+    assert client.connection_pool.connection_class is SSLConnection
+    assert kwargs["password"] == "s3cret"
+    assert kwargs["username"] == "gw"
+    assert kwargs["ssl_ca_certs"] == str(ca)
+    assert kwargs["db"] == 2
+    assert "s3cret" not in repr(settings)
+
+
+def test_cluster_setting_builds_a_cluster_client() -> None:
+    settings = CacheSettings(redis_url=SecretStr("redis://127.0.0.1:7000"), redis_cluster=True)
+    assert isinstance(redis_client(settings), RedisCluster)
+
+
+def test_without_redis_the_cache_is_in_process() -> None:
+    assert isinstance(create_cache(CacheSettings(memory_entries=5)), MemoryCache)
+
+
+async def test_unreachable_redis_costs_one_failure_then_nothing() -> None:
+    # Port 1 on loopback refuses connections at once.
+    settings = CacheSettings(redis_url=SecretStr("redis://127.0.0.1:1/0"), breaker_backoff_s=60)
+    cache = RedisCache(settings)
+    try:
+        with pytest.raises(CacheError):
+            await cache.get_many(["k"])
+        for _ in range(5):
+            with pytest.raises(CacheError):
+                await cache.get_many(["k"])
+            with pytest.raises(CacheError):
+                await cache.set_many({"k": 1.0})
+    finally:
+        await cache.close()
+    assert cache.stats.errors == 1
+    assert cache.stats.skipped == 10
+    assert cache.stats.outages == 1

@@ -1,0 +1,325 @@
+"""es_body: plan, widen, passages, reorder/merge and the ext strip, on plain dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway import es_body
+from gateway.errors import ClientRequestError
+from gateway.es_body import FIRST_STAGE_FIELD, FIRST_STAGE_RANK_FIELD, Plan
+
+FIELDS = ("title", "text")
+QUERY = {"match": {"text": "berlin"}}
+
+
+def make_plan(body: dict[str, Any], params: dict[str, str] | None = None, window: int = 10) -> Plan:
+    got = es_body.plan(body, params or {}, window=window, fields=FIELDS)
+    assert isinstance(got, Plan), got
+    return got
+
+
+# ---- load_object ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", [b"{", b"[1]", b'"x"', b'{"a":1,"a":2}', b'{"a":NaN}', b"\xff\xfe", b"1"]
+)
+def test_load_object_refuses_what_it_cannot_read_cleanly(raw: bytes) -> None:
+    assert es_body.load_object(raw) is None
+
+
+def test_load_object_empty_body_is_an_empty_search() -> None:
+    assert es_body.load_object(b"  \n") == {}
+    assert es_body.load_object(b'{"size": 3}') == {"size": 3}
+
+
+# ---- plan -----------------------------------------------------------------------------------
+
+
+def test_plan_defaults() -> None:
+    p = make_plan({"query": QUERY})
+    assert (p.query, p.from_, p.size, p.window, p.fetch) == ("berlin", 0, 10, 10, 10)
+    assert p.added_fields == FIELDS
+    assert not p.client_fields and not p.first_stage
+
+
+def test_plan_from_size_from_body_and_url() -> None:
+    assert (make_plan({"query": QUERY, "from": 3, "size": 4}).from_, 3) == (3, 3)
+    p = make_plan({"query": QUERY, "from": 3, "size": 4}, {"from": "5", "size": "2"})
+    assert (p.from_, p.size, p.fetch) == (5, 2, 10)
+
+
+def test_plan_fetch_covers_a_page_straddling_the_window() -> None:
+    p = make_plan({"query": QUERY, "from": 8, "size": 5})
+    assert (p.window, p.fetch) == (10, 13)
+
+
+def test_plan_ext_window_is_capped_at_ten_times() -> None:
+    assert make_plan({"query": QUERY, "ext": {"rerank": {"window": 25}}}).window == 25
+    assert make_plan({"query": QUERY, "ext": {"rerank": {"window": 500}}}).window == 100
+    assert make_plan({"query": QUERY, "ext": {"rerank": {"window": 0}}}).window == 10
+
+
+@pytest.mark.parametrize(
+    ("body", "params", "reason"),
+    [
+        ({"query": QUERY, "size": 0}, {}, "size_zero"),
+        ({"query": QUERY}, {"size": "0"}, "size_zero"),
+        ({"query": QUERY}, {"scroll": "1m"}, "paginated_by_cursor"),
+        ({"query": QUERY, "search_after": [1.0]}, {}, "paginated_by_cursor"),
+        ({"query": QUERY, "sort": [{"year": "desc"}]}, {}, "sorted"),
+        ({"query": QUERY, "sort": "year"}, {}, "sorted"),
+        ({"query": QUERY, "sort": [{"_score": "asc"}]}, {}, "sorted"),
+        ({"query": QUERY, "sort": [{"_score": {"order": "asc"}}]}, {}, "sorted"),
+        ({"query": QUERY}, {"sort": "year:desc"}, "sorted"),
+        ({"query": QUERY}, {"sort": "_score:asc"}, "sorted"),
+        ({"query": QUERY, "from": 10}, {}, "beyond_window"),
+        ({"query": QUERY}, {"from": "12"}, "beyond_window"),
+        ({"query": QUERY, "stored_fields": "_none_"}, {}, "no_source"),
+        ({"query": {"match_all": {}}}, {}, "no_text"),
+        ({"query": QUERY, "size": "ten"}, {}, "unreadable_body"),
+        ({"query": QUERY, "size": True}, {}, "unreadable_body"),
+        ({"query": QUERY, "from": -1}, {}, "unreadable_body"),
+        ({"query": QUERY}, {"size": "x"}, "unreadable_body"),
+    ],
+)
+def test_plan_skips(body: dict[str, Any], params: dict[str, str], reason: str) -> None:
+    assert es_body.plan(body, params, window=10, fields=FIELDS) == reason
+
+
+@pytest.mark.parametrize(
+    "sort",
+    [
+        "_score",
+        ["_score"],
+        [{"_score": "desc"}],
+        [{"_score": {"order": "desc"}}, {"year": "asc"}],
+    ],
+)
+def test_plan_sort_by_score_is_reranked(sort: Any) -> None:
+    make_plan({"query": QUERY, "sort": sort})
+    make_plan({"query": QUERY}, {"sort": "_score"})
+
+
+def test_plan_text_from_uri_q() -> None:
+    assert make_plan({}, {"q": "title:berlin"}).query == "berlin"
+
+
+@pytest.mark.parametrize(
+    ("client", "added"),
+    [
+        (["title"], ("text",)),
+        (["*"], ()),
+        (["t*"], ()),
+        ([{"field": "text", "format": "x"}], ("title",)),
+        (["other"], FIELDS),
+        ([], FIELDS),
+    ],
+)
+def test_plan_adds_only_fields_the_client_did_not_ask_for(
+    client: list[Any], added: tuple[str, ...]
+) -> None:
+    p = make_plan({"query": QUERY, "fields": client})
+    assert p.added_fields == added
+    assert p.client_fields
+
+
+@pytest.mark.parametrize("ext", [{"rerank": "x"}, {"rerank": {"window": "5"}}])
+def test_bad_rerank_options_are_the_clients_error(ext: dict[str, Any]) -> None:
+    with pytest.raises(ClientRequestError):
+        es_body.plan({"query": QUERY, "ext": ext}, {}, window=10, fields=FIELDS)
+
+
+# ---- widen / strip --------------------------------------------------------------------------
+
+
+def test_widen_asks_from_zero_with_fields() -> None:
+    body = {"query": QUERY, "from": 4, "size": 3, "_source": ["year"], "fields": ["title"]}
+    wide = es_body.widen(body, make_plan(body))
+    assert wide == {
+        "query": QUERY,
+        "from": 0,
+        "size": 10,
+        "_source": ["year"],
+        "fields": ["title", "text"],
+    }
+    assert body["from"] == 4  # the client's body is not changed
+
+
+def test_widen_adds_no_fields_when_the_client_pattern_covers_them() -> None:
+    body = {"query": QUERY, "fields": ["*"]}
+    assert es_body.widen(body, make_plan(body))["fields"] == ["*"]
+
+
+def test_strip_gateway_ext() -> None:
+    body = {"query": QUERY, "ext": {"rerank": {"window": 5}, "other": {"a": 1}}}
+    assert es_body.strip_gateway_ext(body) == {"query": QUERY, "ext": {"other": {"a": 1}}}
+    assert es_body.strip_gateway_ext({"ext": {"rerank": {}}}) == {}
+    untouched = {"ext": {"other": 1}}
+    assert es_body.strip_gateway_ext(untouched) is untouched
+    wide = es_body.widen({"query": QUERY, "ext": {"rerank": {}}}, make_plan({"query": QUERY}))
+    assert "ext" not in wide
+
+
+# ---- passages -------------------------------------------------------------------------------
+
+
+def hit(doc_id: str, score: float = 1.0, **extra: Any) -> dict[str, Any]:
+    return {"_index": "docs", "_id": doc_id, "_score": score, **extra}
+
+
+def test_passages_dotted_paths_arrays_and_order() -> None:
+    hits = [
+        hit("a", _source={"meta": {"title": "Berlin"}, "body": ["first", "second", 7]}),
+        hit("b", _source={"meta": [{"title": "x"}], "body": "only body"}),
+        hit("c", _source={"body": {"nested": "not text"}, "meta": {"title": True}}),
+    ]
+    got = es_body.passages(hits, ["meta.title", "body"], 1000)
+    assert got[0] is not None and got[0].text == "Berlin first second 7"
+    assert (got[0].index, got[0].doc_id) == ("docs", "a")
+    assert got[1] is not None and got[1].text == "only body"
+    assert got[2] is None
+
+
+def test_passages_prefer_fields_over_source() -> None:
+    h = hit("a", _source={"title": "from source"}, fields={"title": ["from", "fields"]})
+    got = es_body.passages([h], ["title"], 1000)
+    assert got[0] is not None and got[0].text == "from fields"
+
+
+def test_passages_no_source_no_text_and_cut() -> None:
+    got = es_body.passages(
+        [hit("a"), hit("b", _source={"title": "  "}), hit("c", _source={"title": "abcdef"})],
+        FIELDS,
+        3,
+    )
+    assert got[0] is None and got[1] is None
+    assert got[2] is not None and got[2].text == "abc"
+
+
+# ---- reorder / merge ------------------------------------------------------------------------
+
+
+def test_reorder_by_score_ties_keep_upstream_order() -> None:
+    assert es_body.reorder([1.0, 3.0, 3.0, 2.0], [True] * 4) == [1, 2, 3, 0]
+
+
+def test_reorder_hits_without_text_go_last() -> None:
+    assert es_body.reorder([None, 1.0, None, 2.0], [False, True, False, True]) == [3, 1, 0, 2]
+
+
+def test_reorder_unscored_hits_keep_their_positions() -> None:
+    # Hit 1 has text but no score (deadline): it stays second; the scored ones fill the rest.
+    assert es_body.reorder([1.0, None, 5.0, 3.0], [True] * 4) == [2, 1, 3, 0]
+
+
+def upstream(n: int, **extra: Any) -> dict[str, Any]:
+    hits = [
+        hit(f"d{i}", float(n - i), _source={"title": f"t{i}"}, fields={"title": [f"t{i}"]})
+        for i in range(n)
+    ]
+    return {
+        "took": 5,
+        "timed_out": False,
+        "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+        "hits": {"total": {"value": 1234, "relation": "eq"}, "max_score": float(n), "hits": hits},
+        **extra,
+    }
+
+
+def ids(response: dict[str, Any]) -> list[str]:
+    return [h["_id"] for h in response["hits"]["hits"]]
+
+
+def page(body: dict[str, Any], n: int = 15, window: int = 10) -> dict[str, Any]:
+    """Rerank ``n`` upstream hits, scores rising with upstream rank (so the window reverses)."""
+    p = make_plan({"query": QUERY, **body}, window=window)
+    resp = upstream(n)
+    window_hits = resp["hits"]["hits"][: p.window]
+    scores = [float(i) for i in range(len(window_hits))]
+    return es_body.merge(resp, p, scores, [True] * len(scores), 3)
+
+
+def test_pages_inside_the_window_are_stable_and_disjoint() -> None:
+    pages = [ids(page({"from": f, "size": 3})) for f in (0, 3, 6)]
+    assert pages == [["d9", "d8", "d7"], ["d6", "d5", "d4"], ["d3", "d2", "d1"]]
+    flat = [x for p in pages for x in p]
+    assert len(set(flat)) == len(flat)
+
+
+def test_page_straddling_the_window_edge() -> None:
+    assert ids(page({"from": 8, "size": 4})) == ["d1", "d0", "d10", "d11"]
+
+
+def test_merge_keeps_what_the_cluster_said() -> None:
+    p = make_plan({"query": QUERY, "size": 2})
+    aggs = {"years": {"buckets": [{"key": 1990, "doc_count": 3}]}}
+    suggest = {"s": [{"text": "berln", "options": []}]}
+    resp = upstream(4, aggregations=aggs, suggest=suggest)
+    resp["hits"]["hits"][1]["highlight"] = {"text": ["<em>berlin</em>"]}
+    resp["hits"]["hits"][1]["inner_hits"] = {"c": {"hits": {"hits": []}}}
+    out = es_body.merge(resp, p, [0.1, 0.9, 0.5, 0.2], [True] * 4, 7)
+    assert ids(out) == ["d1", "d2"]
+    assert out["aggregations"] == aggs and out["suggest"] == suggest
+    assert out["_shards"] == resp["_shards"] and out["timed_out"] is False
+    assert out["hits"]["total"] == {"value": 1234, "relation": "eq"}
+    assert out["hits"]["max_score"] == 0.9
+    assert [h["_score"] for h in out["hits"]["hits"]] == [0.9, 0.5]
+    assert out["hits"]["hits"][0]["highlight"] == {"text": ["<em>berlin</em>"]}
+    assert "inner_hits" in out["hits"]["hits"][0]
+    assert out["took"] == 12
+    # The gateway's own `fields` entry is gone again; the source is the client's.
+    assert all("fields" not in h for h in out["hits"]["hits"])
+    assert out["hits"]["hits"][0]["_source"] == {"title": "t1"}
+    assert resp["hits"]["hits"][0]["_score"] == 4.0  # the upstream dict is not changed
+
+
+def test_merge_keeps_fields_the_client_asked_for() -> None:
+    p = make_plan({"query": QUERY, "fields": ["year"]})
+    resp = upstream(2)
+    for h in resp["hits"]["hits"]:
+        h["fields"]["year"] = [1989]
+    out = es_body.merge(resp, p, [1.0, 2.0], [True, True], 0)
+    assert [h["fields"] for h in out["hits"]["hits"]] == [{"year": [1989]}] * 2
+
+
+def test_merge_client_fields_matching_added_ones_are_kept() -> None:
+    p = make_plan({"query": QUERY, "fields": ["title"]})
+    out = es_body.merge(upstream(2), p, [1.0, 2.0], [True, True], 0)
+    assert [h["fields"] for h in out["hits"]["hits"]] == [{"title": ["t1"]}, {"title": ["t0"]}]
+
+
+def test_merge_first_stage_score_and_rank() -> None:
+    p = make_plan({"query": QUERY, "ext": {"rerank": {"first_stage_score": True}}})
+    out = es_body.merge(upstream(3), p, [1.0, 2.0, 3.0], [True] * 3, 0)
+    first = out["hits"]["hits"][0]
+    assert first["_id"] == "d2" and first["_score"] == 3.0
+    assert first["fields"] == {FIRST_STAGE_FIELD: [1.0], FIRST_STAGE_RANK_FIELD: [3]}
+
+
+def test_merge_beyond_the_window_keeps_upstream_order_and_scores() -> None:
+    out = page({"from": 9, "size": 5}, n=15)
+    assert ids(out) == ["d0", "d10", "d11", "d12", "d13"]
+    assert [h["_score"] for h in out["hits"]["hits"][1:]] == [5.0, 4.0, 3.0, 2.0]
+
+
+def test_merge_with_fewer_hits_than_the_page() -> None:
+    out = page({"from": 2, "size": 10}, n=4)
+    assert ids(out) == ["d1", "d0"]
+
+
+def test_passthrough_page_keeps_upstream_order_and_max_score() -> None:
+    p = make_plan({"query": QUERY, "from": 1, "size": 2})
+    out = es_body.passthrough_page(upstream(5), p, 2)
+    assert ids(out) == ["d1", "d2"]
+    assert out["hits"]["max_score"] == 5.0
+    assert out["took"] == 7
+    assert all("fields" not in h for h in out["hits"]["hits"])
+
+
+def test_merge_of_an_empty_answer() -> None:
+    p = make_plan({"query": QUERY})
+    out = es_body.merge(upstream(0), p, [], [], 0)
+    assert out["hits"]["hits"] == [] and out["hits"]["max_score"] == 0.0
