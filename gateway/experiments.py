@@ -170,35 +170,33 @@ class Arm:
         upstream_ms: float,
     ) -> Merged:
         """The page this arm shows, from the widened upstream ``response``."""
-        if self.mode == INTERLEAVE:
-            return await self._interleave(rerank, plan, response, started, upstream_ms)
         if self.mode == "shadow":
             self.owner.shadow(self, rerank, plan, response, upstream_ms)
             page = es_body.passthrough_page(response, plan, _gateway_ms(started, upstream_ms))
             return page, "skipped", "shadow", 0.0
-        return await rerank(plan, response, started, upstream_ms)
-
-    async def _interleave(
-        self,
-        rerank: RerankFn,
-        plan: es_body.Plan,
-        response: dict[str, Any],
-        started: float,
-        upstream_ms: float,
-    ) -> Merged:
+        if self.mode != INTERLEAVE:
+            return await rerank(plan, response, started, upstream_ms)
         whole = replace(plan, from_=0, size=plan.fetch)
         ranked, status, why, rerank_ms = await rerank(whole, response, started, upstream_ms)
         if status == "skipped":
             page = es_body.passthrough_page(response, plan, _gateway_ms(started, upstream_ms))
             return page, status, why, rerank_ms
-        treatment = _hits(ranked)
-        by_key = {hit_key(h): h for h in treatment}
-        control = [hit_key(h) for h in _hits(es_body.passthrough_page(response, whole, 0))]
-        keys, teams = team_draft(control, list(by_key), random.Random(self.seed))
-        end = plan.from_ + plan.size
-        self.teams = teams[plan.from_ : end]
-        page = _with_hits(ranked, [by_key[k] for k in keys[plan.from_ : end]])
+        page, self.teams = interleave_page(response, ranked, plan, random.Random(self.seed))
         return page, status, why, rerank_ms
+
+
+def interleave_page(
+    response: dict[str, Any], ranked: dict[str, Any], plan: es_body.Plan, rng: random.Random
+) -> tuple[dict[str, Any], list[str]]:
+    """The page ``plan`` asks for out of the team draft of the upstream order (``response``)
+    and the reranked one (``ranked``, the whole fetched list), and the team of each of its hits.
+    Hits are the reranked answer's (reranker ``_score``, fields already cleaned)."""
+    whole = replace(plan, from_=0, size=plan.fetch)
+    by_key = {hit_key(h): h for h in _hits(ranked)}
+    control = [hit_key(h) for h in _hits(es_body.passthrough_page(response, whole, 0))]
+    keys, teams = team_draft(control, list(by_key), rng)
+    end = plan.from_ + plan.size
+    return _with_hits(ranked, [by_key[k] for k in keys[plan.from_ : end]]), teams[plan.from_ : end]
 
 
 def _gateway_ms(started: float, upstream_ms: float) -> int:

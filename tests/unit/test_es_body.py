@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway import es_body
+from gateway import documents, es_body
+from gateway.documents import DocumentSpec
 from gateway.errors import ClientRequestError
 from gateway.es_body import FIRST_STAGE_FIELD, FIRST_STAGE_RANK_FIELD, Plan
 
@@ -163,40 +164,36 @@ def test_strip_gateway_ext() -> None:
     assert "ext" not in wide
 
 
-# ---- passages -------------------------------------------------------------------------------
+# ---- document text (documents.segments reads what the plan asked for) -----------------------
 
 
 def hit(doc_id: str, score: float = 1.0, **extra: Any) -> dict[str, Any]:
     return {"_index": "docs", "_id": doc_id, "_score": score, **extra}
 
 
-def test_passages_dotted_paths_arrays_and_order() -> None:
+def texts(
+    hits: list[dict[str, Any]], fields: tuple[str, ...] = FIELDS, cut: int = 1000
+) -> list[list[str]]:
+    return documents.segments(hits, DocumentSpec(fields=fields, max_chars=cut))
+
+
+def test_text_dotted_paths_arrays_and_order() -> None:
     hits = [
         hit("a", _source={"meta": {"title": "Berlin"}, "body": ["first", "second", 7]}),
         hit("b", _source={"meta": [{"title": "x"}], "body": "only body"}),
         hit("c", _source={"body": {"nested": "not text"}, "meta": {"title": True}}),
     ]
-    got = es_body.passages(hits, ["meta.title", "body"], 1000)
-    assert got[0] is not None and got[0].text == "Berlin first second 7"
-    assert (got[0].index, got[0].doc_id) == ("docs", "a")
-    assert got[1] is not None and got[1].text == "only body"
-    assert got[2] is None
+    assert texts(hits, ("meta.title", "body")) == [["Berlin first second 7"], ["x only body"], []]
 
 
-def test_passages_prefer_fields_over_source() -> None:
+def test_text_prefers_fields_over_source() -> None:
     h = hit("a", _source={"title": "from source"}, fields={"title": ["from", "fields"]})
-    got = es_body.passages([h], ["title"], 1000)
-    assert got[0] is not None and got[0].text == "from fields"
+    assert texts([h], ("title",)) == [["from fields"]]
 
 
-def test_passages_no_source_no_text_and_cut() -> None:
-    got = es_body.passages(
-        [hit("a"), hit("b", _source={"title": "  "}), hit("c", _source={"title": "abcdef"})],
-        FIELDS,
-        3,
-    )
-    assert got[0] is None and got[1] is None
-    assert got[2] is not None and got[2].text == "abc"
+def test_text_missing_blank_and_cut() -> None:
+    hits = [hit("a"), hit("b", _source={"title": "  "}), hit("c", _source={"title": "abcdef"})]
+    assert texts(hits, cut=3) == [[], [], ["abc"]]
 
 
 # ---- reorder / merge ------------------------------------------------------------------------
