@@ -33,6 +33,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -253,8 +254,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
+            end(self.process)
             self.process = None
 
 
@@ -279,33 +279,42 @@ def _corpus(args: argparse.Namespace) -> tuple[Path, list[str]]:
 
 
 @contextmanager
-def gateway_process(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
+def gateway_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m gateway``, its log in a file (a pipe nobody reads would block it)."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway"], env=env, cwd=REPO, stdout=sink, stderr=sink
+        )
         try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+            yield process
+        finally:
+            end(process)
 
 
-async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+def end(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after ``timeout_s``."""
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def log_tail(log: Path, lines: int = 20) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def wait_ready(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float
+) -> None:
     async with aiohttp.ClientSession() as session:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise SystemExit(f"load: the gateway exited with status {process.returncode}")
+                raise SystemExit(
+                    f"load: the gateway exited with status {process.returncode}:\n{log_tail(log)}"
+                )
             try:
                 async with session.get(url + "/_gateway/health/ready") as response:
                     if response.status == 200:
@@ -339,8 +348,9 @@ async def run(args: argparse.Namespace) -> Report:
                 "GATEWAY_LOG__LEVEL": "WARNING",
             }
         )
-        with gateway_process(env, port) as process:
-            await wait_ready(url, process, 120)
+        log = Path(tempfile.mkdtemp(prefix="load-")) / "gateway.log"
+        with gateway_process(env, log) as process:
+            await wait_ready(url, process, log, 120)
             before = rss_kib(process.pid)
             workload = Workload(queries, ids)
             duration = args.soak_s or args.duration_s
@@ -362,7 +372,9 @@ async def run(args: argparse.Namespace) -> Report:
                 print("redis started again (empty)")
             report = await load
             after = rss_kib(process.pid)
+        warnings = [line for line in log.read_text().splitlines() if " WARNING " in line]
         print(f"gateway {url}: window {args.window}, concurrency {args.concurrency}")
+        print(f"gateway log {log}: {len(warnings)} warning lines")
         for line in report.lines():
             print(line)
         print(

@@ -53,7 +53,7 @@ class FaultyEncoder(FakeEncoder):
 
 async def start(scripted: ScriptedUpstream, gateway: GatewayFactory) -> tuple[str, FaultyEncoder]:
     encoder = FaultyEncoder()
-    settings = make_settings(scripted.url, rerank={"window": 8, "timeout_s": 0.3})
+    settings = make_settings(scripted.url, rerank={"window": 8, "timeout_s": 1.0})
     return await gateway(settings, encoder=encoder), encoder
 
 

@@ -29,7 +29,7 @@ SEARCH = {"query": {"match": {"text": QUERY}}, "size": 3}
 
 
 async def start(gateway: GatewayFactory, upstream_url: str) -> str:
-    settings = settings_for(upstream_url, upstream={"timeout_s": 0.5}, rerank={"window": 8})
+    settings = settings_for(upstream_url, upstream={"timeout_s": 1.0}, rerank={"window": 8})
     return await gateway(settings, encoder=FakeEncoder())
 
 
@@ -88,7 +88,7 @@ async def test_reset_mid_body(scripted: ScriptedUpstream, gateway: GatewayFactor
 
 async def test_slow_past_timeout(scripted: ScriptedUpstream, gateway: GatewayFactory) -> None:
     url = await start(gateway, scripted.url)
-    scripted.behaviour = slow(1.5)
+    scripted.behaviour = slow(2.5)
     for got in (
         await send("POST", f"{url}/docs/_search", SEARCH),
         await send("GET", f"{url}/docs/_doc/d1"),
