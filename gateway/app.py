@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway import handlers
 from gateway.access import access_middleware, observe
-from gateway.batcher import Batcher
+from gateway.batcher import Batcher, warm_up_shapes
 from gateway.cache import create_cache
 from gateway.errors import GatewayError
 from gateway.experiment_web import setup_experiments
@@ -23,7 +23,7 @@ from gateway.model.loader import load_encoder
 from gateway.profiles import DEFAULT, Profiles
 from gateway.reranker import Passage, Reranker
 from gateway.search import SearchFlow
-from gateway.settings import Settings
+from gateway.settings import ModelSettings, Settings
 from gateway.state import FLOW, HEALTH, UPSTREAM, Health
 from gateway.upstream import Upstream
 
@@ -49,8 +49,9 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
     health = Health()
     app[UPSTREAM] = upstream
     app[HEALTH] = health
-    profiles = Profiles(settings.rerank, settings.relevance)
-    app[FLOW] = SearchFlow(upstream, None, settings.rerank, profiles)
+    app[FLOW] = SearchFlow(
+        upstream, None, settings.rerank, Profiles(settings.rerank, settings.relevance)
+    )
 
     async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         await upstream.start()
@@ -68,7 +69,7 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
                 model = (
                     encoder
                     if encoder is not None
-                    else await asyncio.to_thread(load_encoder, settings.model)
+                    else await asyncio.to_thread(load_encoder, settings.model, settings.speed)
                 )
                 batcher = Batcher(model, settings.batcher)
                 await batcher.start()
@@ -81,7 +82,7 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
                     score_mode=settings.model.score_mode,
                 )
                 parts["reranker"] = reranker
-                await _warm_up(reranker)
+                await _warm_up(reranker, settings, settings.model)
             except GatewayError as exc:
                 health.model_error = str(exc)
                 log.error("model unavailable, searches pass through unreranked: %s", exc)
@@ -129,7 +130,7 @@ def _other_models(
         for name in sorted(flow.profiles.models - {DEFAULT}):
             model_settings = settings.relevance.models[name]
             try:
-                model = await asyncio.to_thread(load_encoder, model_settings)
+                model = await asyncio.to_thread(load_encoder, model_settings, settings.speed)
             except GatewayError as exc:
                 log.error("model %s unavailable, its profiles pass through: %s", name, exc)
                 continue
@@ -139,7 +140,7 @@ def _other_models(
             reranker = Reranker(
                 batcher, cache, fingerprint=model.fingerprint, score_mode=model_settings.score_mode
             )
-            await _warm_up(reranker)
+            await _warm_up(reranker, settings, model_settings)
             flow.rerankers[name] = reranker
         yield
         for reranker in flow.rerankers.values():
@@ -151,9 +152,14 @@ def _other_models(
     return ctx
 
 
-async def _warm_up(reranker: Reranker) -> None:
-    """One real model run, so the first search does not pay for lazy initialisation."""
+async def _warm_up(reranker: Reranker, settings: Settings, model: ModelSettings) -> None:
+    """One real search's worth of work, then (SPEED__WARM_UP) the configured batch shapes,
+    so the first searches do not pay for lazy initialisation."""
     await reranker.score("warm up", [Passage("_warmup", "0", "warm up the model")], 60.0)
+    shapes = warm_up_shapes(
+        settings.batcher, model.max_length, settings.speed.warm_up, model.device
+    )
+    await reranker.batcher.warm_up(shapes)
 
 
 async def wait_ready(app: web.Application, timeout_s: float = 120.0) -> None:

@@ -1,11 +1,24 @@
 """Cross-request dynamic batching: many searches' pairs share model runs.
 
-``score(pairs)`` tokenizes in a worker thread, then queues one item per pair.
-One consumer task drains the queue: it waits up to ``max_wait_ms`` for more
-work, sorts what is pending by token length, and cuts batches against a token
-budget that counts padding (``pairs x longest``). Model runs happen on one
-dedicated thread, so the event loop never blocks; items whose caller has
-already given up (deadline, disconnect) are dropped before they are run.
+``encode(pairs)`` tokenizes in a worker thread; ``submit`` queues one item per
+pair (refusing with ``Overloaded`` beyond ``max_queue_pairs``). One consumer
+task drains the queue: it sorts what is pending by token length and cuts
+batches against a token budget that counts padding (``pairs x longest``),
+starting from the oldest pair. Items whose caller has already given up
+(deadline, disconnect) are dropped before they are run.
+
+Pipelining: model runs happen on one dedicated thread; while it runs batch N,
+the consumer assembles batch N+1 and builds its padded input on a second
+thread (encoders with ``FeedRunner``), so the model thread goes from one batch
+straight to the next. At most one batch is prepared ahead, and only once the
+queue holds a full batch; otherwise the next batch is cut when the running one
+ends, from everything that arrived meanwhile. The event loop never blocks.
+
+::
+
+    submit ─► pending (sorted by length when cut) ─► [ahead: batch N+1, feed built]
+                                                          │
+                                      model thread: run batch N ─► futures
 """
 
 from __future__ import annotations
@@ -14,15 +27,32 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from gateway.errors import ModelError, Overloaded
-from gateway.model.base import CrossEncoder, Encoded, Pair
+from gateway.model.base import CrossEncoder, Encoded, FeedRunner, Pair, Scores
 from gateway.settings import BatcherSettings
 
 log = logging.getLogger(__name__)
+
+# Token ids of the synthetic pairs that warm the model up (any valid id will do).
+_WARM_ID = 1000
+
+
+def warm_up_shapes(
+    settings: BatcherSettings, max_length: int, mode: str, device: str
+) -> list[tuple[int, int]]:
+    """``(pairs, tokens)`` batches run at start-up beyond the first tiny one: the largest
+    batch the settings allow at full length (``shapes``, the default on cuda), or none."""
+    if mode == "one" or (mode == "auto" and device != "cuda"):
+        return []
+    tokens = min(max_length, settings.max_batch_tokens)
+    pairs = max(min(settings.max_batch_pairs, settings.max_batch_tokens // tokens), 1)
+    return [(1, tokens), (pairs, tokens)]
 
 
 @dataclass(slots=True, eq=False)
@@ -30,6 +60,18 @@ class _Item:
     enc: Encoded
     future: asyncio.Future[float]
     seq: int = field(default=0)
+
+
+@dataclass(slots=True, eq=False)
+class _Batch:
+    """Items cut from the queue, and their model input once built (``FeedRunner``)."""
+
+    items: list[_Item]
+    feed: object = None
+
+    @property
+    def live(self) -> bool:
+        return all(not it.future.done() for it in self.items)
 
 
 @dataclass(slots=True)
@@ -43,6 +85,7 @@ class BatchStats:
     skipped_pairs: int = 0
     truncated_pairs: int = 0
     model_seconds: float = 0.0
+    prepared_ahead: int = 0  # batches whose input was built while another batch ran
 
 
 class Batcher:
@@ -51,14 +94,18 @@ class Batcher:
         self.settings = settings
         self.stats = BatchStats()
         self._pending: list[_Item] = []
+        self._pending_tokens = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._feed_thread = ThreadPoolExecutor(1, thread_name_prefix="model-feed")
+        self._runner = encoder if isinstance(encoder, FeedRunner) else None
         self._seq = 0
+        self._ahead: _Batch | None = None
 
     @property
     def queued_pairs(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + (len(self._ahead.items) if self._ahead else 0)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._consume(), name="batcher")
@@ -69,10 +116,13 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for item in self._pending:
+        for item in self._pending + (self._ahead.items if self._ahead else []):
             item.future.cancel()
         self._pending.clear()
+        self._pending_tokens = 0
+        self._ahead = None
         self._model_thread.shutdown(wait=False, cancel_futures=True)
+        self._feed_thread.shutdown(wait=False, cancel_futures=True)
 
     async def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
         try:
@@ -84,18 +134,29 @@ class Batcher:
 
     def submit(self, encoded: Sequence[Encoded]) -> list[asyncio.Future[float]]:
         """Queue encoded pairs; each future resolves to that pair's raw score."""
-        if len(self._pending) + len(encoded) > self.settings.max_queue_pairs:
-            raise Overloaded(f"{len(self._pending)} pairs already queued")
+        queued = self.queued_pairs
+        if queued + len(encoded) > self.settings.max_queue_pairs:
+            raise Overloaded(f"{queued} pairs already queued")
         loop = asyncio.get_running_loop()
         futures = []
         for enc in encoded:
             self._seq += 1
             fut: asyncio.Future[float] = loop.create_future()
             self._pending.append(_Item(enc, fut, self._seq))
+            self._pending_tokens += len(enc)
             futures.append(fut)
             self.stats.truncated_pairs += enc.truncated
         self._wakeup.set()
         return futures
+
+    async def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
+        """One model run per ``(pairs, tokens)`` shape, on the model thread, so the first
+        searches do not pay for lazy initialisation (arena growth, kernel selection)."""
+        loop = asyncio.get_running_loop()
+        for pairs, tokens in shapes:
+            ids = np.full(max(tokens, 2), _WARM_ID, dtype=np.int64)
+            batch = [Encoded(ids, np.zeros_like(ids))] * max(pairs, 1)
+            await loop.run_in_executor(self._model_thread, self.encoder.score, batch)
 
     def _take_batch(self) -> list[_Item]:
         """The next batch: the oldest pending pair plus its nearest neighbours in length.
@@ -108,6 +169,7 @@ class Batcher:
         self.stats.skipped_pairs += len(self._pending) - len(live)
         if not live:
             self._pending = []
+            self._pending_tokens = 0
             return []
         live.sort(key=lambda it: len(it.enc))
         lo = live.index(min(live, key=lambda it: it.seq))
@@ -130,34 +192,96 @@ class Batcher:
                 hi += 1
         batch = live[lo:hi]
         self._pending = sorted(live[:lo] + live[hi:], key=lambda it: it.seq)
+        self._pending_tokens = sum(len(it.enc) for it in self._pending)
+        return batch
+
+    def _full_batch_waiting(self) -> bool:
+        """Whether the queue holds at least one batch's worth (pairs or real tokens)."""
+        return (
+            len(self._pending) >= self.settings.max_batch_pairs
+            or self._pending_tokens >= self.settings.max_batch_tokens
+        )
+
+    async def _prepare(self) -> _Batch | None:
+        """Cut the next batch and, for a ``FeedRunner``, build its input off the loop."""
+        items = self._take_batch()
+        if not items:
+            return None
+        batch = _Batch(items)
+        if self._runner is not None:
+            loop = asyncio.get_running_loop()
+            encs = [it.enc for it in items]
+            try:
+                batch.feed = await loop.run_in_executor(self._feed_thread, self._runner.feed, encs)
+            except Exception as exc:
+                self._fail(items, exc)
+                return None
         return batch
 
     async def _consume(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            if self.settings.max_wait_ms > 0 and len(self._pending) < self.settings.max_batch_pairs:
-                await asyncio.sleep(self.settings.max_wait_ms / 1000)
-            batch = self._take_batch()
-            if not batch:
-                continue
-            encs = [it.enc for it in batch]
+            batch, self._ahead = self._ahead, None
+            if batch is None:
+                if not self._pending:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                if (
+                    self.settings.max_wait_ms > 0
+                    and len(self._pending) < self.settings.max_batch_pairs
+                ):
+                    await asyncio.sleep(self.settings.max_wait_ms / 1000)
+                batch = await self._prepare()
+                if batch is None:
+                    continue
+            elif not batch.live:  # prepared ahead; some callers gave up meanwhile
+                self._pending.extend(it for it in batch.items)
+                self._pending_tokens += sum(len(it.enc) for it in batch.items)
+                batch = await self._prepare()
+                if batch is None:
+                    continue
+            encs = [it.enc for it in batch.items]
             started = time.perf_counter()
+            run = loop.run_in_executor(self._model_thread, self._model_call(batch, encs))
+            run.add_done_callback(lambda _: self._wakeup.set())
+            await self._prepare_ahead(run)
             try:
-                scores = await loop.run_in_executor(self._model_thread, self.encoder.score, encs)
+                scores = await run
             except Exception as exc:
-                err = exc if isinstance(exc, ModelError) else ModelError(type(exc).__name__)
-                log.warning("model run failed for %d pairs: %s", len(batch), err)
-                for it in batch:
-                    if not it.future.done():
-                        it.future.set_exception(err)
+                self._fail(batch.items, exc)
                 continue
             self._record(encs, time.perf_counter() - started)
-            for it, score in zip(batch, scores.tolist(), strict=True):
+            for it, score in zip(batch.items, scores.tolist(), strict=True):
                 if not it.future.done():
                     it.future.set_result(float(score))
+
+    def _model_call(self, batch: _Batch, encs: list[Encoded]) -> Callable[[], Scores]:
+        if self._runner is not None and batch.feed is not None:
+            runner, feed = self._runner, batch.feed
+            return lambda: runner.run(feed)
+        return lambda: self.encoder.score(encs)
+
+    async def _prepare_ahead(self, run: asyncio.Future[Scores]) -> None:
+        """While ``run`` is on the model thread: cut and build the next batch as soon as
+        the queue holds a full one. Returns when the run ends (or one is ready ahead)."""
+        while not run.done():
+            if self._ahead is None and self._full_batch_waiting():
+                self._ahead = await self._prepare()
+                if self._ahead is not None:
+                    self.stats.prepared_ahead += 1
+                    return
+                continue
+            self._wakeup.clear()
+            if run.done():
+                return
+            await self._wakeup.wait()
+
+    def _fail(self, items: list[_Item], exc: BaseException) -> None:
+        err = exc if isinstance(exc, ModelError) else ModelError(type(exc).__name__)
+        log.warning("model run failed for %d pairs: %s", len(items), err)
+        for it in items:
+            if not it.future.done():
+                it.future.set_exception(err)
 
     def _record(self, encs: list[Encoded], seconds: float) -> None:
         s = self.stats

@@ -351,6 +351,43 @@ class BatcherSettings(_Section):
     )
 
 
+class SpeedSettings(_Section):
+    """How models run: deadlines a search may ask for, warm-up, onnxruntime session details."""
+
+    max_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Longest rerank deadline a search may ask for with `ext.rerank.timeout_ms` or the"
+            " header `X-Rerank-Timeout-Ms` (longer asks are cut to it)."
+        ),
+    )
+    warm_up: Literal["auto", "shapes", "one"] = Field(
+        "auto",
+        description=(
+            "Model runs at start-up before readiness: `one` tiny run; `shapes` also the largest"
+            " configured batch (BATCHER__MAX_BATCH_PAIRS x MODEL__MAX_LENGTH within the token"
+            " budget); `auto`: `shapes` on cuda, `one` on cpu."
+        ),
+    )
+    graph_optimization: Literal["all", "extended", "basic", "disabled"] = Field(
+        "all", description="onnxruntime graph optimization level."
+    )
+    io_binding: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description=(
+            "Bind model inputs/outputs with onnxruntime IO binding (inputs copied to the device"
+            " while the previous batch runs); `auto`: on for cuda."
+        ),
+    )
+    provider_options: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'Options of the first execution provider, JSON, e.g. `{"device_id": "1"}` for cuda.'
+        ),
+    )
+
+
 class CacheSettings(_Section):
     redis_url: SecretStr | None = Field(
         None,
@@ -539,6 +576,7 @@ class Settings(BaseSettings):
     rerank: RerankSettings = Field(default_factory=RerankSettings)  # type: ignore[arg-type]
     batcher: BatcherSettings = Field(default_factory=BatcherSettings)  # type: ignore[arg-type]
     cache: CacheSettings = Field(default_factory=CacheSettings)  # type: ignore[arg-type]
+    speed: SpeedSettings = Field(default_factory=SpeedSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
     access: AccessSettings = Field(default_factory=AccessSettings)  # type: ignore[arg-type]
     relevance: RelevanceSettings = Field(default_factory=RelevanceSettings)  # type: ignore[arg-type]

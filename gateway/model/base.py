@@ -43,6 +43,24 @@ class CrossEncoder(Protocol):
 
 
 @runtime_checkable
+class FeedRunner(Protocol):
+    """Optional encoder capability: ``score`` in two steps, so the batcher can pipeline.
+
+    ``feed`` builds a batch's padded model input (any thread) while the model thread
+    is still running the previous batch; ``run`` then only runs the model on it.
+    ``run(feed(batch))`` equals ``score(batch)``.
+    """
+
+    def feed(self, batch: Sequence[Encoded]) -> object:
+        """The padded input of one batch, ready for ``run``."""
+        ...
+
+    def run(self, feed: object) -> Scores:
+        """One raw score per pair of the batch ``feed`` was built from."""
+        ...
+
+
+@runtime_checkable
 class TextSplitter(Protocol):
     """Optional encoder capability: cut documents into overlapping token windows."""
 

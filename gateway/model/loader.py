@@ -6,14 +6,14 @@ from gateway.model.base import CrossEncoder
 from gateway.model.hub import download
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.model.tei import TeiCrossEncoder
-from gateway.settings import ModelSettings
+from gateway.settings import ModelSettings, SpeedSettings
 
 
-def load_encoder(settings: ModelSettings) -> CrossEncoder:
+def load_encoder(settings: ModelSettings, speed: SpeedSettings | None = None) -> CrossEncoder:
     """Blocking (file reads, session build): call from a worker thread."""
     if settings.backend == "tei":
         return TeiCrossEncoder(settings)
     directory = (
         settings.path if settings.path is not None else download(settings.hub_id, settings.file)
     )
-    return OnnxCrossEncoder(directory, settings)
+    return OnnxCrossEncoder(directory, settings, speed)

@@ -19,12 +19,18 @@ from tokenizers import Encoding, Tokenizer
 from gateway.errors import ModelError
 from gateway.model.base import Encoded, Pair, Scores, token_windows
 from gateway.model.hub import locate_onnx
-from gateway.settings import ModelSettings
+from gateway.settings import ModelSettings, SpeedSettings
 
 log = logging.getLogger(__name__)
 
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
+_OPT_LEVEL = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
 
 
 def _fingerprint(model_file: Path, tokenizer_file: Path, max_length: int) -> str:
@@ -51,11 +57,31 @@ def providers_for(device: str) -> list[str]:
     return [_CPU]
 
 
-class OnnxCrossEncoder:
-    """Loads ``model.onnx`` + ``tokenizer.json`` from a directory."""
+def session_options(settings: ModelSettings, speed: SpeedSettings) -> ort.SessionOptions:
+    """Threads from MODEL__*, graph optimization from SPEED__*; one run at a time per session
+    (the batcher's model thread), so operators run sequentially inside it."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = _OPT_LEVEL[speed.graph_optimization]
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
 
-    def __init__(self, directory: Path, settings: ModelSettings) -> None:
+
+class OnnxCrossEncoder:
+    """Loads ``model.onnx`` (or MODEL__FILE: ``model_int8.onnx``, ``model_fp16.onnx`` for
+    cuda) + ``tokenizer.json`` from a directory.
+
+    ``score`` = ``run(feed(batch))``: the batcher builds the padded input of the next
+    batch (``feed``) while the model thread runs the current one (``run``). With IO
+    binding (cuda by default) ``feed`` also copies the inputs to the device.
+    """
+
+    def __init__(
+        self, directory: Path, settings: ModelSettings, speed: SpeedSettings | None = None
+    ) -> None:
         self.settings = settings
+        speed = speed or SpeedSettings.model_validate({})
         model_file = locate_onnx(directory, settings.file)
         tokenizer_file = directory / "tokenizer.json"
         if not tokenizer_file.is_file():
@@ -66,13 +92,14 @@ class OnnxCrossEncoder:
             self._tok_plain = Tokenizer.from_file(str(tokenizer_file))
             self._tok_plain.no_padding()
             self._tok_plain.no_truncation()
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.intra_op_num_threads = settings.intra_op_threads
-            options.inter_op_num_threads = settings.inter_op_threads
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            providers = providers_for(settings.device)
+            provider_options: list[dict[str, str]] = [{} for _ in providers]
+            provider_options[0] = dict(speed.provider_options)
             self._session = ort.InferenceSession(
-                str(model_file), options, providers=providers_for(settings.device)
+                str(model_file),
+                session_options(settings, speed),
+                providers=providers,
+                provider_options=provider_options,
             )
         except ModelError:
             raise
@@ -87,6 +114,11 @@ class OnnxCrossEncoder:
         names = [o.name for o in self._session.get_outputs()]
         self._output = "logits" if "logits" in names else names[0]
         self._fingerprint = _fingerprint(model_file, tokenizer_file, settings.max_length)
+        self._device = "cuda" if settings.device == "cuda" else "cpu"
+        self._device_id = int(speed.provider_options.get("device_id", "0"))
+        self.io_binding = speed.io_binding == "on" or (
+            speed.io_binding == "auto" and settings.device == "cuda"
+        )
         self.model_file = model_file
         log.info(
             "model loaded: %s (providers %s, fingerprint %s)",
@@ -130,14 +162,36 @@ class OnnxCrossEncoder:
         return out
 
     def score(self, batch: Sequence[Encoded]) -> Scores:
-        feed = self._feed(batch)
+        return self.run(self.feed(batch))
+
+    def feed(self, batch: Sequence[Encoded]) -> object:
+        """The padded arrays of a batch; with IO binding, already bound (on the device)."""
+        arrays = self._arrays(batch)
+        if not self.io_binding:
+            return arrays
         try:
-            (out,) = self._session.run([self._output], feed)
+            binding = self._session.io_binding()
+            for name, array in arrays.items():
+                value = ort.OrtValue.ortvalue_from_numpy(array, self._device, self._device_id)
+                binding.bind_ortvalue_input(name, value)
+            binding.bind_output(self._output, "cpu")
+        except Exception as exc:
+            raise ModelError(f"input binding failed: {type(exc).__name__}") from exc
+        return binding
+
+    def run(self, feed: object) -> Scores:
+        try:
+            if isinstance(feed, dict):
+                (out,) = self._session.run([self._output], feed)
+            else:
+                binding: Any = feed
+                self._session.run_with_iobinding(binding)
+                (out,) = binding.copy_outputs_to_cpu()
         except Exception as exc:
             raise ModelError(f"inference failed: {type(exc).__name__}") from exc
         return logits_to_scores(np.asarray(out))
 
-    def _feed(self, batch: Sequence[Encoded]) -> dict[str, Any]:
+    def _arrays(self, batch: Sequence[Encoded]) -> dict[str, Any]:
         width = max(len(e) for e in batch)
         ids = np.zeros((len(batch), width), dtype=np.int64)
         types = np.zeros((len(batch), width), dtype=np.int64)

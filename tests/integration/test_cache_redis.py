@@ -326,6 +326,48 @@ async def test_wrong_password_scores_uncached(
     assert right.pairs_scored == scored
 
 
+def _debug_sleep(port: int, seconds: float) -> None:
+    client = redis.Redis(port=port)
+    try:
+        client.execute_command("DEBUG", "SLEEP", seconds)
+    finally:
+        client.close()
+
+
+async def test_slow_redis_is_given_up_on(
+    start_gateway: GatewayStarter, own_redis: Callable[..., RedisProcess]
+) -> None:
+    server = own_redis("--enable-debug-command", "yes")
+    encoder = fresh_fake()
+    gw = await start_gateway(encoder, redis_url=f"redis://127.0.0.1:{server.port}/0", timeout_s=0.2)
+    stats = gw.reranker.cache.stats
+    reference = await gw.search()
+    scored = encoder.pairs_scored
+    stalled = asyncio.create_task(asyncio.to_thread(_debug_sleep, server.port, 1.5))
+    await asyncio.sleep(0.3)  # Redis is now blocked for the next seconds
+    assert await gw.search() == reference  # scored uncached, past the cache's budget
+    assert encoder.pairs_scored > scored
+    assert stats.errors >= 1
+    assert stats.outages == 1
+    await stalled
+
+
+async def test_full_redis_scores_uncached(
+    start_gateway: GatewayStarter, own_redis: Callable[..., RedisProcess]
+) -> None:
+    server = own_redis("--maxmemory", "1", "--maxmemory-policy", "noeviction")
+    encoder = fresh_fake()
+    gw = await start_gateway(encoder, redis_url=f"redis://127.0.0.1:{server.port}/0")
+    stats = gw.reranker.cache.stats
+    first = await gw.search()
+    scored = encoder.pairs_scored
+    assert await gw.search() == first
+    assert encoder.pairs_scored > scored  # nothing could be stored
+    assert first[0] == "full"
+    assert stats.writes == 0
+    assert stats.outages >= 1
+
+
 async def test_concurrent_identical_searches_score_each_pair_once(
     start_gateway: GatewayStarter, redis_url: str
 ) -> None:
