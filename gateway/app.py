@@ -50,7 +50,11 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
     app[UPSTREAM] = upstream
     app[HEALTH] = health
     app[FLOW] = SearchFlow(
-        upstream, None, settings.rerank, Profiles(settings.rerank, settings.relevance)
+        upstream,
+        None,
+        settings.rerank,
+        Profiles(settings.rerank, settings.relevance),
+        settings.speed,
     )
 
     async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:

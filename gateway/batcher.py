@@ -52,7 +52,7 @@ def warm_up_shapes(
         return []
     tokens = min(max_length, settings.max_batch_tokens)
     pairs = max(min(settings.max_batch_pairs, settings.max_batch_tokens // tokens), 1)
-    return [(1, tokens), (pairs, tokens)]
+    return list(dict.fromkeys([(1, tokens), (pairs, tokens)]))
 
 
 @dataclass(slots=True, eq=False)

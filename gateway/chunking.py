@@ -14,11 +14,15 @@ same way under either strategy.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.errors import ModelError
 from gateway.model.base import TextSplitter
+
+log = logging.getLogger(__name__)
 
 Strategy = Literal["truncate", "chunk"]
 Pooling = Literal["max", "mean", "first"]
@@ -48,7 +52,7 @@ async def pieces(
     """The texts to score, in hit order; at most ``max_chunks`` per hit.
 
     Splitting tokenizes, so it runs in a worker thread. An encoder without a
-    tokenizer-backed ``split`` gets ``truncate``.
+    tokenizer-backed ``split`` (or whose tokenizer fails) gets ``truncate``.
     """
     split = spec.strategy == "chunk" and isinstance(encoder, TextSplitter)
     # A text shorter (in characters) than the window has fewer tokens: no need to split it.
@@ -56,8 +60,11 @@ async def pieces(
     cut: dict[str, list[str]] = {}
     if long:
         assert isinstance(encoder, TextSplitter)
-        parts = await asyncio.to_thread(encoder.split, long, spec.tokens, spec.overlap)
-        cut = dict(zip(long, parts, strict=True))
+        try:
+            parts = await asyncio.to_thread(encoder.split, long, spec.tokens, spec.overlap)
+            cut = dict(zip(long, parts, strict=True))
+        except ModelError as exc:  # degrade to truncate rather than fail the search
+            log.warning("chunking failed, documents are truncated instead: %s", exc)
     out: list[Piece] = []
     for i, segs in enumerate(segments):
         texts = [part for seg in segs for part in cut.get(seg, [seg])]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,13 +32,14 @@ from gateway.errors import ClientRequestError
 from gateway.experiments import Arm
 from gateway.profiles import DEFAULT, Profile, Profiles
 from gateway.reranker import Reranker
-from gateway.settings import RelevanceSettings, RerankSettings
+from gateway.settings import RelevanceSettings, RerankSettings, SpeedSettings
 from gateway.upstream import Reply, Upstream
 
 RERANK_HEADER = "X-Rerank"  # full | partial | skipped, on every _search / _msearch answer
 REASON_HEADER = "X-Rerank-Reason"
 OPT_HEADER = "X-Rerank"  # the same name on a request: on | off
 OPT_PARAM = "rerank"  # ?rerank=true|false, removed before forwarding
+TIMEOUT_HEADER = "X-Rerank-Timeout-Ms"  # a search's own rerank deadline (ext.rerank.timeout_ms)
 _JSON_TYPES = ("application/json", "application/vnd.elasticsearch+json")
 _NDJSON_TYPES = (
     "application/x-ndjson",
@@ -97,6 +99,30 @@ def _opt(headers: Mapping[str, str], params: Mapping[str, str]) -> bool | None:
     return None
 
 
+def _timeout_ms(option: Mapping[str, Any], headers: Mapping[str, str]) -> float | None:
+    """A search's own rerank deadline in ms: ``ext.rerank.timeout_ms``, else the header."""
+    value: object = option.get("timeout_ms")
+    where = "[ext.rerank.timeout_ms]"
+    if value is None and TIMEOUT_HEADER in headers:
+        where = f"header [{TIMEOUT_HEADER}]"
+        try:
+            value = float(headers[TIMEOUT_HEADER])
+        except ValueError:
+            value = "unreadable"
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ClientRequestError(
+            "illegal_argument_exception", f"{where} must be a positive number of milliseconds"
+        )
+    return float(value)
+
+
 def _media_type(headers: Mapping[str, str]) -> str:
     return headers.get("Content-Type", "").split(";")[0].strip().lower()
 
@@ -108,8 +134,11 @@ class SearchFlow:
         reranker: Reranker | None,
         settings: RerankSettings,
         profiles: Profiles | None = None,
+        speed: SpeedSettings | None = None,
     ) -> None:
         self.upstream = upstream
+        # A search may ask for its own deadline, up to this (SPEED__MAX_TIMEOUT_S).
+        self.max_timeout_s = (speed or SpeedSettings.model_validate({})).max_timeout_s
         self.reranker = reranker  # the default model's
         self.settings = settings
         self.profiles = profiles or Profiles(settings, RelevanceSettings.model_validate({}))
@@ -121,11 +150,16 @@ class SearchFlow:
         params: Mapping[str, str],
         index: str | None,
         arm: Arm | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[es_body.Plan | str, Profile]:
-        profile = self.profiles.select(index, es_body.rerank_option(body).get("profile"))
+        option = es_body.rerank_option(body)
+        profile = self.profiles.select(index, option.get("profile"))
         if arm is not None:  # an experiment variant may name its profile and window
             profile = self.profiles.named.get(arm.profile or "", profile)
             profile = replace(profile, window=arm.window or profile.window)
+        asked_ms = _timeout_ms(option, headers or {})
+        if asked_ms is not None:
+            profile = replace(profile, timeout_s=min(asked_ms / 1000, self.max_timeout_s))
         p = es_body.plan(body, params, window=profile.window, fields=profile.document.read_fields)
         return p, profile
 
@@ -172,7 +206,7 @@ class SearchFlow:
         plan: es_body.Plan | str = reason or "unreadable_body"
         profile = self.profiles.default
         if reason is None and parsed is not None:
-            plan, profile = self._plan(parsed, params, index, arm)
+            plan, profile = self._plan(parsed, params, index, arm, headers)
         out_headers = self.upstream.outgoing_headers(headers)
         if isinstance(plan, str):
             # Forward as sent (minus the gateway's own parameter and ext section).
@@ -271,7 +305,7 @@ class SearchFlow:
             p: es_body.Plan | str = "index_not_configured"
             profile = self.profiles.default
             if _opt(headers, params) is True or index_allowed(sub_index, self.settings.indices):
-                p, profile = self._plan(sub, {}, sub_index)
+                p, profile = self._plan(sub, {}, sub_index, headers=headers)
             plans.append(p)
             profiles.append(profile)
             wide = es_body.widen(sub, p) if isinstance(p, es_body.Plan) else sub

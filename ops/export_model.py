@@ -106,9 +106,13 @@ def export_hf(model_id: str, out_dir: Path, max_length: int, opset: int) -> dict
             return self.inner(**dict(zip(names, args, strict=True))).logits
 
     onnx_path = out_dir / "model.onnx"
+    # .eval() on the wrapper too: export restores the wrapper's training flag afterwards,
+    # and a fresh Module is in training mode (that would switch dropout on in `model`).
+    wrapped = Wrapped(model).eval()
     with torch.no_grad():
+        expected = wrapped(*(enc[n] for n in names)).numpy()
         torch.onnx.export(
-            Wrapped(model),
+            wrapped,
             tuple(enc[n] for n in names),
             str(onnx_path),
             dynamo=False,
@@ -118,7 +122,6 @@ def export_hf(model_id: str, out_dir: Path, max_length: int, opset: int) -> dict
             dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}},
             do_constant_folding=True,
         )
-        expected = Wrapped(model)(*(enc[n] for n in names)).numpy()
     tok.backend_tokenizer.save(str(out_dir / "tokenizer.json"))
     _fix_tokenizer(out_dir / "tokenizer.json", max_length)
 

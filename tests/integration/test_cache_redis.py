@@ -80,11 +80,25 @@ class SlowFake(FakeEncoder):
         return super().score(batch)
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 class RedisProcess:
     """A private redis-server (no persistence) that can be killed and started again."""
 
     def __init__(self, workdir: Path, *args: str, tls: bool = False) -> None:
-        self.port = free_port()
+        self.port = _cluster_port() if "--cluster-enabled" in args else free_port()
         self.workdir = workdir
         ports = ["--port", "0", "--tls-port", str(self.port)] if tls else ["--port", str(self.port)]
         binary = shutil.which("redis-server")
@@ -99,12 +113,13 @@ class RedisProcess:
             self.argv, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.02)
+        self.kill()
         raise RuntimeError(f"redis-server did not listen on {self.port}")
 
     def kill(self) -> None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 
-from gateway.batcher import Batcher
+from gateway.batcher import Batcher, warm_up_shapes
 from gateway.errors import ModelError, Overloaded
-from gateway.model.base import Encoded, Pair, Scores
+from gateway.model.base import Encoded, FeedRunner, Pair, Scores
 from gateway.model.fake import FakeEncoder
 from gateway.settings import BatcherSettings
 
@@ -157,3 +158,103 @@ def test_fake_encoder_truncates_the_document_side() -> None:
     enc = FakeEncoder(max_length=8).encode([("a b", doc(20))])[0]
     assert len(enc) == 8 and enc.truncated
     assert np.count_nonzero(enc.type_ids == 0) == 4  # [CLS] a b [SEP] kept whole
+
+
+class PipelinedEncoder(FakeEncoder):
+    """A ``FeedRunner``: records which thread built each feed and ran each batch, and
+    holds the first run until ``release`` is set (a slow model run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.second_feed = threading.Event()
+        self.events: list[tuple[str, str, int]] = []  # (step, thread name, batch size)
+        self.ahead_seen: list[int] = []  # feeds built minus runs finished, at each feed
+
+    def feed(self, batch: Sequence[Encoded]) -> object:
+        with self._lock:
+            self.events.append(("feed", threading.current_thread().name, len(batch)))
+            feeds = sum(e[0] == "feed" for e in self.events)
+            runs = sum(e[0] == "run" for e in self.events)
+            self.ahead_seen.append(feeds - runs)
+        if feeds == 2:
+            self.second_feed.set()
+        return list(batch)
+
+    def run(self, feed: object) -> Scores:
+        assert isinstance(feed, list)
+        if not any(e[0] == "run" for e in self.events):
+            self.release.wait(10)
+        scores = super().score(feed)
+        with self._lock:
+            self.events.append(("run", threading.current_thread().name, len(feed)))
+        return scores
+
+
+def test_pipelined_encoder_is_a_feed_runner() -> None:
+    assert isinstance(PipelinedEncoder(), FeedRunner)
+    assert not isinstance(FakeEncoder(), FeedRunner)
+
+
+async def test_next_batch_is_built_while_the_model_runs(make_batcher: Factory) -> None:
+    encoder = PipelinedEncoder()
+    batcher = await make_batcher(encoder, max_batch_pairs=2)
+    encoded = await batcher.encode([("q", doc(n)) for n in range(6)])
+    futures = batcher.submit(encoded)
+    # The first run is held: the second batch's input gets built meanwhile.
+    assert await asyncio.to_thread(encoder.second_feed.wait, 10)
+    assert [e[0] for e in encoder.events] == ["feed", "feed"]
+    encoder.release.set()
+    await asyncio.gather(*futures)
+    steps = [(step, name.rsplit("_", 1)[0]) for step, name, _ in encoder.events]
+    assert steps[:3] == [("feed", "model-feed"), ("feed", "model-feed"), ("run", "model")]
+    assert max(encoder.ahead_seen) <= 2  # one batch running, at most one prepared ahead
+    assert batcher.stats.prepared_ahead >= 1
+    assert batcher.stats.pairs == 6 and encoder.pairs_scored == 6
+
+
+async def test_prepared_batch_whose_callers_left_is_not_run(make_batcher: Factory) -> None:
+    encoder = PipelinedEncoder()
+    batcher = await make_batcher(encoder, max_batch_pairs=2)
+    first = batcher.submit(await batcher.encode([("q", doc(1)), ("q", doc(2))]))
+    later = batcher.submit(await batcher.encode([("q", doc(3)), ("q", doc(4))]))
+    assert await asyncio.to_thread(encoder.second_feed.wait, 10)
+    for fut in later:  # their search hit its deadline while the first batch ran
+        fut.cancel()
+    encoder.release.set()
+    await asyncio.gather(*first)
+    survivor = batcher.submit(await batcher.encode([("q", doc(5))]))
+    await asyncio.gather(*survivor)
+    assert encoder.pairs_scored == 3
+    assert batcher.stats.skipped_pairs == 2
+
+
+async def test_feed_failure_fails_only_that_batch(make_batcher: Factory) -> None:
+    class BadFeed(PipelinedEncoder):
+        def feed(self, batch: Sequence[Encoded]) -> object:
+            raise RuntimeError("bad input")
+
+    batcher = await make_batcher(BadFeed())
+    results = await asyncio.gather(
+        *batcher.submit(await batcher.encode([("q", "d")])), return_exceptions=True
+    )
+    assert isinstance(results[0], ModelError)
+    assert batcher.queued_pairs == 0
+
+
+def test_warm_up_shapes_follow_the_settings() -> None:
+    settings = BatcherSettings(max_batch_tokens=4096, max_batch_pairs=64)
+    assert warm_up_shapes(settings, 256, "auto", "cpu") == []
+    assert warm_up_shapes(settings, 256, "one", "cuda") == []
+    assert warm_up_shapes(settings, 256, "auto", "cuda") == [(1, 256), (16, 256)]
+    assert warm_up_shapes(settings, 512, "shapes", "cpu") == [(1, 512), (8, 512)]
+    tiny = BatcherSettings(max_batch_tokens=100, max_batch_pairs=64)
+    assert warm_up_shapes(tiny, 256, "shapes", "cpu") == [(1, 100)]
+
+
+async def test_warm_up_runs_each_shape_on_the_model_thread(make_batcher: Factory) -> None:
+    encoder = RecordingEncoder()
+    batcher = await make_batcher(encoder)
+    await batcher.warm_up([(1, 16), (8, 256)])
+    assert encoder.batches == [[16], [256] * 8]
+    assert batcher.stats.batches == 0  # warm-up is not traffic

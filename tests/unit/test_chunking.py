@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import pytest
 from gateway.batcher import Batcher
 from gateway.cache import MemoryCache
 from gateway.chunking import ChunkSpec, Piece, pieces, pool
+from gateway.errors import ModelError
 from gateway.model.base import CrossEncoder
 from gateway.model.fake import FakeEncoder
 from gateway.model.onnx import OnnxCrossEncoder
@@ -116,3 +117,13 @@ async def test_answer_in_third_chunk_found_by_max_missed_by_truncate(
     best = max(model_part["details"], key=lambda d: d["value"])
     assert best["description"] == "chunk 2"  # the third chunk holds the answer
     assert reranker.batcher.stats.truncated_pairs >= 1
+
+
+class _BrokenSplit(FakeEncoder):
+    def split(self, texts: Sequence[str], max_tokens: int, overlap: int) -> list[list[str]]:
+        raise ModelError("tokenization failed: Exception")
+
+
+async def test_failing_split_degrades_to_truncate() -> None:
+    spec = ChunkSpec(strategy="chunk", tokens=3, overlap=0)
+    assert await pieces([["a b c d e f g"]], spec, _BrokenSplit()) == [Piece(0, 0, "a b c d e f g")]

