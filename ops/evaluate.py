@@ -13,7 +13,10 @@ per-query wins / losses / ties on nDCG@10 against the baseline.
 ``--check-offline`` scores the baseline's candidates directly with
 ``OnnxCrossEncoder`` (no gateway, batcher or cache; text = title and text joined,
 cut like the gateway's default) and compares with the first rerank variant:
-the metrics, the largest score difference and how many rankings agree.
+the metrics, the largest score difference and how many rankings agree. Use the
+fp32 model for this: a dynamically quantised (int8) model quantises activations
+per batch, so its scores depend on which pairs share a batch (up to ~0.9 logit
+apart here), and the gateway's batches are not the offline ones.
 """
 
 from __future__ import annotations
@@ -179,6 +182,7 @@ async def main_async(args: argparse.Namespace) -> int:
     queries = {q: t for q, t in queries.items() if q in qrels}
     if args.limit:
         queries = dict(list(queries.items())[: args.limit])
+    qrels = {q: judged for q, judged in qrels.items() if q in queries}  # average over these only
     if args.index_into:
         n = bulk_index(args.index_into, args.index, data / "corpus.jsonl")
         print(f"indexed {n} documents into {args.index_into}/{args.index}")
