@@ -186,8 +186,9 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.index_into:
         n = bulk_index(args.index_into, args.index, data / "corpus.jsonl")
         print(f"indexed {n} documents into {args.index_into}/{args.index}")
+    specs = [] if args.baseline_only else args.variant or ["rerank"]
     variants = [("baseline", False, None)] + [
-        (name, True, window) for name, window in map(parse_variant, args.variant or ["rerank"])
+        (name, True, window) for name, window in map(parse_variant, specs)
     ]
     rows: dict[str, dict[str, float]] = {}
     per_query: dict[str, dict[str, float]] = {}
@@ -260,6 +261,7 @@ def main() -> int:
     )
     parser.add_argument("--variant", action="append", help="rerank variant: NAME[:window=N]")
     parser.add_argument("--depth", type=int, default=100, help="hits per query")
+    parser.add_argument("--baseline-only", action="store_true", help="no rerank variant")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--limit", type=int, default=0, help="first N queries only")
     parser.add_argument("--check-offline", action="store_true")
