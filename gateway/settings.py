@@ -153,9 +153,7 @@ class ModelSettings(_Section):
     tei_api_key: SecretStr | None = Field(
         None, description="Bearer token for the TEI server (its `--api-key`)."
     )
-    tei_timeout_s: float = Field(
-        10.0, gt=0, description="Time allowed for one TEI `/rerank` call."
-    )
+    tei_timeout_s: float = Field(10.0, gt=0, description="Time allowed for one TEI `/rerank` call.")
     tei_max_batch: int = Field(
         32, ge=1, description="Texts per TEI call at most (TEI's `--max-client-batch-size`)."
     )

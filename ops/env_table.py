@@ -1,7 +1,7 @@
 """Print (or check, or write) the README's table of environment variables.
 
-    python -m ops.env_table            # print the table
-    python -m ops.env_table --write    # replace the table in README.md
+python -m ops.env_table            # print the table
+python -m ops.env_table --write    # replace the table in README.md
 """
 
 from __future__ import annotations

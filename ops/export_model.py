@@ -58,10 +58,7 @@ FALLBACK_PAIRS = [
 
 def _speed() -> Any:
     """ops/model_speed.py (data loading, agreement metrics, static int8 helper)."""
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import model_speed
+    from ops import model_speed
 
     return model_speed
 
@@ -292,7 +289,7 @@ def check_agreement(
 # --------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (a flat CLI script)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="HF hub id or local HF model dir (cross-encoder)")
@@ -333,14 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.hidden_size:
         info["hidden_size"] = args.hidden_size
 
-    src = out_dir / "model.onnx"
+    fp32 = out_dir / "model.onnx"
     files: dict[str, Any] = {"model.onnx": {"recipe": "fp32 export"}}
-    files["model_int8.onnx"] = make_int8(src, out_dir / "model_int8.onnx", info)
+    files["model_int8.onnx"] = make_int8(fp32, out_dir / "model_int8.onnx", info)
     if not args.no_fp16:
-        files["model_fp16.onnx"] = make_fp16(src, out_dir / "model_fp16.onnx", info)
+        files["model_fp16.onnx"] = make_fp16(fp32, out_dir / "model_fp16.onnx", info)
     if args.static_int8:
         files["model_int8_qdq.onnx"] = make_qdq(
-            src, out_dir / "model_int8_qdq.onnx", out_dir / "tokenizer.json", data_dir
+            fp32, out_dir / "model_int8_qdq.onnx", out_dir / "tokenizer.json", data_dir
         )
     for name, meta in files.items():
         path = out_dir / name

@@ -96,9 +96,9 @@ class BM25:
         self._post: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for word, plist in postings.items():
             idx = np.fromiter((p[0] for p in plist), dtype=np.int64, count=len(plist))
-            tf = np.fromiter((p[1] for p in plist), dtype=np.float64, count=len(plist))
+            tfs = np.fromiter((p[1] for p in plist), dtype=np.float64, count=len(plist))
             idf = math.log(1.0 + (n - len(plist) + 0.5) / (len(plist) + 0.5))
-            self._post[word] = (idx, idf * tf * (k1 + 1.0) / (tf + norm[idx]))
+            self._post[word] = (idx, idf * tfs * (k1 + 1.0) / (tfs + norm[idx]))
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
         scores = np.zeros(self._n, dtype=np.float64)
@@ -435,7 +435,7 @@ def torch_runner(weights: Path, threads: int, bf16: bool) -> Runner:
     torch.set_num_threads(threads)
     bert = BertModel.from_pretrained(
         str(weights), add_pooling_layer=False, attn_implementation="sdpa"
-    ).eval()
+    ).eval()  # type: ignore[no-untyped-call]
 
     def encode(ids: np.ndarray, mask: np.ndarray) -> Any:
         t_ids = torch.from_numpy(ids)
@@ -453,7 +453,8 @@ def torch_runner(weights: Path, threads: int, bf16: bool) -> Runner:
             q = encode(q_ids, q_mask)
             d = encode(d_ids, d_mask)
         cos = (q * d).sum(-1)
-        return (PAIR_SCALE * (cos - PAIR_SHIFT)).numpy().astype(np.float32)
+        out: np.ndarray = (PAIR_SCALE * (cos - PAIR_SHIFT)).numpy().astype(np.float32)
+        return out
 
     return run
 
@@ -667,7 +668,9 @@ def run_in_ov_venv(opt: Option, args: argparse.Namespace, feeds_path: Path) -> R
         "--repeats",
         str(args.repeats),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.worker_timeout)
+    proc = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, timeout=args.worker_timeout
+    )
     if proc.returncode != 0 or not out.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()
         res.error = tail[-1][:200] if tail else f"exit {proc.returncode}"
@@ -694,7 +697,7 @@ def _fmt_rates(rates: list[float]) -> str:
     return f"{lo:.1f}" if len(rates) == 1 or hi - lo < 0.05 else f"{lo:.1f}-{hi:.1f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (a flat CLI script)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR))
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))

@@ -67,9 +67,7 @@ async def test_official_clients_see_elasticsearch(
         resp2 = os_client.search(
             index="docs", body={"query": {"match": {"text": QUERY}}, "size": 3}
         )
-        assert [h["_id"] for h in resp2["hits"]["hits"]] == [
-            h["_id"] for h in resp["hits"]["hits"]
-        ]
+        assert [h["_id"] for h in resp2["hits"]["hits"]] == [h["_id"] for h in resp["hits"]["hits"]]
         # Passthrough: a document GET answers exactly like the cluster.
         assert es.get(index="docs", id="berlin-wall")["_source"]["title"] == "Berlin Wall"
         es.close()
