@@ -338,7 +338,12 @@ class RelevanceSettings(RelevanceOptions):
 
 class BatcherSettings(_Section):
     max_batch_tokens: int = Field(
-        16384, gt=0, description="Padded tokens per model run (batch size x longest pair)."
+        4096,
+        gt=0,
+        description=(
+            "Padded tokens per model run (batch size x longest pair). On CPU 16 pairs of 256"
+            " tokens run as fast per pair as 64, in a third of the memory; raise it for cuda."
+        ),
     )
     max_batch_pairs: int = Field(64, gt=0, description="Pairs per model run at most.")
     max_wait_ms: float = Field(
