@@ -160,9 +160,7 @@ async def _warm_up(reranker: Reranker, settings: Settings, model: ModelSettings)
     """One real search's worth of work, then (SPEED__WARM_UP) the configured batch shapes,
     so the first searches do not pay for lazy initialisation."""
     await reranker.score("warm up", [Passage("_warmup", "0", "warm up the model")], 60.0)
-    shapes = warm_up_shapes(
-        settings.batcher, model.max_length, settings.speed.warm_up, model.device
-    )
+    shapes = warm_up_shapes(settings.batcher, model, settings.speed.warm_up)
     await reranker.batcher.warm_up(shapes)
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from gateway.errors import ModelError, Overloaded
 from gateway.model.base import CrossEncoder, Encoded, FeedRunner, Pair, Scores
-from gateway.settings import BatcherSettings
+from gateway.settings import BatcherSettings, ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,14 @@ _WARM_ID = 1000
 
 
 def warm_up_shapes(
-    settings: BatcherSettings, max_length: int, mode: str, device: str
+    settings: BatcherSettings, model: ModelSettings, mode: str
 ) -> list[tuple[int, int]]:
     """``(pairs, tokens)`` batches run at start-up beyond the first tiny one: the largest
-    batch the settings allow at full length (``shapes``, the default on cuda), or none."""
-    if mode == "one" or (mode == "auto" and device != "cuda"):
+    batch the settings allow at full length (``shapes``, the default on cuda), or none
+    (``one``; and always for a remote model, which only takes real text)."""
+    if model.backend != "onnx" or mode == "one" or (mode == "auto" and model.device != "cuda"):
         return []
-    tokens = min(max_length, settings.max_batch_tokens)
+    tokens = min(model.max_length, settings.max_batch_tokens)
     pairs = max(min(settings.max_batch_pairs, settings.max_batch_tokens // tokens), 1)
     return list(dict.fromkeys([(1, tokens), (pairs, tokens)]))
 

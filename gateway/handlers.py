@@ -31,6 +31,7 @@ async def search(request: web.Request) -> web.StreamResponse:
     else:
         if experiments.enabled:
             arm = experiments.assign(request.headers, request.rel_url)
+            request.app[METRICS].variant(arm.variant, experiments.settings.name)
         url = arm.url if arm is not None else request.rel_url
         result = await flow.search(request.method, url, index, request.headers, body, arm=arm)
     record = request.get(RECORD)

@@ -14,6 +14,7 @@ from gateway.model.fake import FakeEncoder
 from gateway.settings import Settings
 from tests.conftest import GatewayFactory
 from tests.functional.conftest import DOCS, QUERY, Scripted, call
+from tests.unit.test_batcher import RecordingEncoder
 from tests.unit.test_reranker import GatedEncoder
 
 UPSTREAM_ORDER = [d["_id"] for d in DOCS[:5]]
@@ -135,3 +136,20 @@ async def test_a_full_queue_skips_reranking_and_never_fails(
     stuck.gate.set()
     done = await asyncio.gather(first, queued)
     assert [a.headers["X-Rerank"] for a in done] == ["full", "full"]
+
+
+async def test_warm_up_runs_the_configured_batch_shapes_before_ready(
+    upstream: Scripted, gateway: GatewayFactory
+) -> None:
+    encoder = RecordingEncoder()
+    await start(
+        upstream,
+        gateway,
+        encoder,
+        model={"max_length": 128},
+        batcher={"max_batch_tokens": 1024},
+        speed={"warm_up": "shapes"},
+    )
+    # The one-pair search-path run, then 1 x 128 and 8 x 128 (1024 tokens / 128).
+    assert [len(b) for b in encoder.batches] == [1, 1, 8]
+    assert encoder.batches[-1] == [128] * 8

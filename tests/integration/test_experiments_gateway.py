@@ -93,6 +93,21 @@ async def test_ab_assignment_headers_and_control(gateway: GatewayFactory, osmem:
         url, lambda r: sum(v["searches"] for v in r["variants"].values()) == 25
     )
     assert report["variants"]["rerank"]["searches"] >= 1
+    # The metrics endpoint counts the same searches per arm.
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/_gateway/metrics") as r:
+        text = await r.text()
+    counted = {
+        variant: sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("gateway_experiment_variant_total{")
+            and f'variant="{variant}"' in line
+        )
+        for variant in ("baseline", "rerank")
+    }
+    expected = {v: sum(1 for x in seen.values() if x == v) * 2 for v in counted}
+    expected["rerank"] += 1  # the forced search
+    assert counted == expected
 
 
 async def test_key_parameter_is_removed_before_forwarding(

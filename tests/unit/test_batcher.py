@@ -14,7 +14,7 @@ from gateway.batcher import Batcher, warm_up_shapes
 from gateway.errors import ModelError, Overloaded
 from gateway.model.base import Encoded, FeedRunner, Pair, Scores
 from gateway.model.fake import FakeEncoder
-from gateway.settings import BatcherSettings
+from gateway.settings import BatcherSettings, ModelSettings
 
 
 class RecordingEncoder(FakeEncoder):
@@ -243,13 +243,17 @@ async def test_feed_failure_fails_only_that_batch(make_batcher: Factory) -> None
 
 
 def test_warm_up_shapes_follow_the_settings() -> None:
-    settings = BatcherSettings(max_batch_tokens=4096, max_batch_pairs=64)
-    assert warm_up_shapes(settings, 256, "auto", "cpu") == []
-    assert warm_up_shapes(settings, 256, "one", "cuda") == []
-    assert warm_up_shapes(settings, 256, "auto", "cuda") == [(1, 256), (16, 256)]
-    assert warm_up_shapes(settings, 512, "shapes", "cpu") == [(1, 512), (8, 512)]
-    tiny = BatcherSettings(max_batch_tokens=100, max_batch_pairs=64)
-    assert warm_up_shapes(tiny, 256, "shapes", "cpu") == [(1, 100)]
+    def shapes(mode: str, budget: int = 4096, **model: Any) -> list[tuple[int, int]]:
+        batcher = BatcherSettings(max_batch_tokens=budget, max_batch_pairs=64)
+        return warm_up_shapes(batcher, ModelSettings.model_validate(model), mode)
+
+    assert shapes("auto") == []  # cpu: one tiny run is enough (dynamic shapes, no kernels)
+    assert shapes("one", device="cuda") == []
+    assert shapes("auto", device="cuda") == [(1, 256), (16, 256)]
+    assert shapes("shapes", max_length=512) == [(1, 512), (8, 512)]
+    assert shapes("shapes", budget=100) == [(1, 100)]
+    tei = {"backend": "tei", "tei_url": "http://tei:8080", "device": "cuda"}
+    assert shapes("shapes", **tei) == []  # a remote scorer takes text, not token ids
 
 
 async def test_warm_up_runs_each_shape_on_the_model_thread(make_batcher: Factory) -> None:
