@@ -47,70 +47,18 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
     observe(app, metrics, f"{RESERVED_PREFIX}/metrics")
     upstream = Upstream(settings.upstream)
     health = Health()
-    app[UPSTREAM] = upstream
-    app[HEALTH] = health
-    app[FLOW] = SearchFlow(
+    flow = SearchFlow(
         upstream,
         None,
         settings.rerank,
         Profiles(settings.rerank, settings.relevance),
         settings.speed,
     )
-
-    async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
-        await upstream.start()
-        health.upstream_flavor = await upstream.probe()
-        yield
-        await upstream.close()
-
-    async def model_ctx(app: web.Application) -> AsyncIterator[None]:
-        cache = create_cache(settings.cache)
-        metrics.cache = cache
-        parts: dict[str, Batcher | Reranker] = {}
-
-        async def load() -> None:
-            try:
-                model = (
-                    encoder
-                    if encoder is not None
-                    else await asyncio.to_thread(load_encoder, settings.model, settings.speed)
-                )
-                batcher = Batcher(model, settings.batcher)
-                await batcher.start()
-                parts["batcher"] = batcher
-                metrics.batcher = batcher
-                reranker = Reranker(
-                    batcher,
-                    cache,
-                    fingerprint=model.fingerprint,
-                    score_mode=settings.model.score_mode,
-                )
-                parts["reranker"] = reranker
-                await _warm_up(reranker, settings, settings.model)
-            except GatewayError as exc:
-                health.model_error = str(exc)
-                log.error("model unavailable, searches pass through unreranked: %s", exc)
-                return
-            app[FLOW].reranker = reranker
-            health.model_ready = True
-            log.info("model ready: searches are reranked")
-
-        task = asyncio.create_task(load(), name="model-load")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        reranker = parts.get("reranker")
-        if isinstance(reranker, Reranker):
-            await reranker.drain()
-        batcher = parts.get("batcher")
-        if isinstance(batcher, Batcher):
-            await batcher.stop()
-        await cache.close()
-
-    app.cleanup_ctx.append(upstream_ctx)
-    app.cleanup_ctx.append(model_ctx)
-    app.cleanup_ctx.append(_other_models(settings, app[FLOW]))
+    app[UPSTREAM] = upstream
+    app[HEALTH] = health
+    app[FLOW] = flow
+    app.cleanup_ctx.append(_upstream_ctx(upstream, health))
+    app.cleanup_ctx.append(_models_ctx(settings, flow, health, metrics, encoder))
 
     app.router.add_get(f"{RESERVED_PREFIX}/health/live", handlers.live)
     app.router.add_get(f"{RESERVED_PREFIX}/health/ready", handlers.ready)
@@ -122,35 +70,77 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
     return app
 
 
-def _other_models(
-    settings: Settings, flow: SearchFlow
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Start-up of the models profiles name beside the default one (RELEVANCE__MODELS):
-    one Batcher + Reranker each. One that fails to load leaves its profiles unreranked."""
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _upstream_ctx(upstream: Upstream, health: Health) -> Context:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await upstream.start()
+        health.upstream_flavor = await upstream.probe()
+        yield
+        await upstream.close()
+
+    return ctx
+
+
+def _models_ctx(
+    settings: Settings,
+    flow: SearchFlow,
+    health: Health,
+    metrics: Metrics,
+    encoder: CrossEncoder | None,
+) -> Context:
+    """Load the default model, then the ones profiles name (RELEVANCE__MODELS), in the
+    background: until the default one is warm, searches pass through (``model_not_ready``)
+    and readiness says so. An extra model that fails leaves its profiles unreranked."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         cache = create_cache(settings.cache)
-        batchers: list[Batcher] = []
-        for name in sorted(flow.profiles.models - {DEFAULT}):
-            model_settings = settings.relevance.models[name]
-            try:
-                model = await asyncio.to_thread(load_encoder, model_settings, settings.speed)
-            except GatewayError as exc:
-                log.error("model %s unavailable, its profiles pass through: %s", name, exc)
-                continue
+        metrics.cache = cache
+        started: list[Reranker] = []
+
+        async def start(model: CrossEncoder, model_settings: ModelSettings) -> Reranker:
             batcher = Batcher(model, settings.batcher)
             await batcher.start()
-            batchers.append(batcher)
             reranker = Reranker(
                 batcher, cache, fingerprint=model.fingerprint, score_mode=model_settings.score_mode
             )
+            started.append(reranker)
             await _warm_up(reranker, settings, model_settings)
-            flow.rerankers[name] = reranker
+            return reranker
+
+        async def load() -> None:
+            try:
+                model = (
+                    encoder
+                    if encoder is not None
+                    else await asyncio.to_thread(load_encoder, settings.model, settings.speed)
+                )
+                default = await start(model, settings.model)
+            except GatewayError as exc:
+                health.model_error = str(exc)
+                log.error("model unavailable, searches pass through unreranked: %s", exc)
+                return
+            metrics.batcher = default.batcher
+            for name in sorted(flow.profiles.models - {DEFAULT}):
+                extra = settings.relevance.models[name]
+                try:
+                    model = await asyncio.to_thread(load_encoder, extra, settings.speed)
+                    flow.rerankers[name] = await start(model, extra)
+                except GatewayError as exc:
+                    log.error("model %s unavailable, its profiles pass through: %s", name, exc)
+            flow.reranker = default
+            health.model_ready = True
+            log.info("model ready: searches are reranked")
+
+        task = asyncio.create_task(load(), name="model-load")
         yield
-        for reranker in flow.rerankers.values():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for reranker in started:
             await reranker.drain()
-        for batcher in batchers:
-            await batcher.stop()
+            await reranker.batcher.stop()
         await cache.close()
 
     return ctx

@@ -83,9 +83,7 @@ def load_docs() -> list[dict[str, Any]]:
 
 
 def seed_index(base_url: str, index: str, docs: list[dict[str, Any]], mappings: Any = None) -> None:
-    props = mappings or {
-        "properties": {"title": {"type": "text"}, "text": {"type": "text"}}
-    }
+    props = mappings or {"properties": {"title": {"type": "text"}, "text": {"type": "text"}}}
     http("PUT", f"{base_url}/{index}", {"mappings": props})
     lines = []
     for doc in docs:
@@ -128,8 +126,16 @@ def start_noida() -> Iterator[str]:
     data_dir = tempfile.mkdtemp(prefix="noida-")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "start", "--only", "elasticsearch", "--data-dir", data_dir,
-         "--elasticsearch-port", str(port)],
+        [
+            binary,
+            "start",
+            "--only",
+            "elasticsearch",
+            "--data-dir",
+            data_dir,
+            "--elasticsearch-port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
