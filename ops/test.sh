@@ -5,13 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Redis: the tests use a real one on 127.0.0.1:6379 (started here when none answers).
+# Redis: the tests use a real one on 127.0.0.1:6379 (started here when none answers), and
+# start private redis-servers of their own for outage, TLS and cluster tests.
 redis_up() { (exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && head -c5 <&3 | grep -q PONG) 2>/dev/null; }
+if ! command -v redis-server >/dev/null; then
+  echo "ops/test.sh: installing redis-server (Debian package)"
+  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
+fi
 if ! redis_up; then
-  if ! command -v redis-server >/dev/null; then
-    echo "ops/test.sh: installing redis-server (Debian package)"
-    (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
-  fi
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
   for _ in $(seq 50); do redis_up && break; sleep 0.1; done
 fi

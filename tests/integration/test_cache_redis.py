@@ -37,6 +37,7 @@ from gateway.reranker import Reranker
 from gateway.settings import CacheSettings, ModelSettings
 from gateway.state import FLOW
 from tests.conftest import free_port, http, load_docs, make_settings, seed_index
+from tests.pki import make_certs
 
 pytestmark = pytest.mark.integration
 
@@ -438,49 +439,10 @@ async def test_redis_cluster(
     assert gw.reranker.cache.stats.errors == 0
 
 
-def _make_certs(directory: Path) -> None:
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl(
-        "req",
-        "-x509",
-        *ec,
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-    )
-    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "1",
-        "-extfile",
-        "san.ext",
-    )
-
-
 async def test_redis_over_tls_with_password(
     start_gateway: GatewayStarter, own_redis: Callable[..., RedisProcess], tmp_path: Path
 ) -> None:
-    await asyncio.to_thread(_make_certs, tmp_path)
+    await asyncio.to_thread(make_certs, tmp_path)
     server = own_redis(
         "--tls-cert-file",
         "server.crt",
