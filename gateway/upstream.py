@@ -14,8 +14,8 @@ import json
 import logging
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -198,20 +198,17 @@ class Upstream:
         urls = self._urls(path_qs)
         for attempt, url in enumerate(urls):
             try:
-                response = await self._session.request(
-                    method, url, headers=headers, data=_payload(body), allow_redirects=False
-                )
-            except aiohttp.ClientConnectorError as exc:
-                if attempt + 1 < len(urls):
+                with _translated("could not be used"):
+                    response = await self._session.request(
+                        method, url, headers=headers, data=_payload(body), allow_redirects=False
+                    )
+            except UpstreamUnavailable as exc:
+                # Nothing was sent on a refused connection: the next URL may take it.
+                refused = isinstance(exc.__cause__, aiohttp.ClientConnectorError)
+                if refused and attempt + 1 < len(urls):
                     log.warning("upstream %s unreachable, failing over", url.origin())
                     continue
-                raise UpstreamUnavailable("could not connect to the search cluster") from exc
-            except TimeoutError as exc:
-                raise UpstreamTimeout("the search cluster did not answer in time") from exc
-            except aiohttp.ClientError as exc:
-                raise UpstreamUnavailable(
-                    f"the search cluster connection failed ({type(exc).__name__})"
-                ) from exc
+                raise
             self._preferred = (self._preferred + attempt) % len(self.settings.urls)
             try:
                 yield response
@@ -223,15 +220,9 @@ class Upstream:
         self, response: aiohttp.ClientResponse, chunk_bytes: int
     ) -> AsyncIterator[bytes]:
         """The raw (still encoded) body of an open response, in chunks."""
-        try:
+        with _translated("broke off its answer"):
             async for chunk in response.content.iter_chunked(chunk_bytes):
                 yield chunk
-        except TimeoutError as exc:
-            raise UpstreamTimeout("the search cluster did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(
-                f"the search cluster broke off its answer ({type(exc).__name__})"
-            ) from exc
 
     async def fetch(
         self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | None = None
@@ -239,14 +230,8 @@ class Upstream:
         """A complete upstream answer (searches): read, decoded, status kept."""
         headers = _decodable(headers)
         async with self.open(method, path_qs, headers, body) as response:
-            try:
+            with _translated("broke off its answer"):
                 raw = await response.read()
-            except TimeoutError as exc:
-                raise UpstreamTimeout("the search cluster did not answer in time") from exc
-            except aiohttp.ClientError as exc:
-                raise UpstreamUnavailable(
-                    f"the search cluster broke off its answer ({type(exc).__name__})"
-                ) from exc
             out_headers = CIMultiDict(response.headers)
         encoding = out_headers.popall("Content-Encoding", [""])[0].lower()
         if encoding in ("gzip", "deflate"):
@@ -289,6 +274,17 @@ def _payload(body: bytes | None) -> bytes | io.BytesIO | None:
     if body is not None and len(body) > _STREAMED_BODY_BYTES:
         return io.BytesIO(body)
     return body
+
+
+@contextmanager
+def _translated(failure: str) -> Iterator[None]:
+    """aiohttp's exceptions become the gateway's: the one boundary for the HTTP client."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise UpstreamTimeout("the search cluster did not answer in time") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailable(f"the search cluster {failure} ({type(exc).__name__})") from exc
 
 
 def _decompress(raw: bytes, encoding: str) -> bytes:

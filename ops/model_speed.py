@@ -435,7 +435,7 @@ def torch_runner(weights: Path, threads: int, bf16: bool) -> Runner:
     torch.set_num_threads(threads)
     bert = BertModel.from_pretrained(
         str(weights), add_pooling_layer=False, attn_implementation="sdpa"
-    ).eval()  # type: ignore[no-untyped-call]
+    ).eval()  # type: ignore[no-untyped-call,unused-ignore]
 
     def encode(ids: np.ndarray, mask: np.ndarray) -> Any:
         t_ids = torch.from_numpy(ids)
