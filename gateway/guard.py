@@ -16,7 +16,6 @@ constant time and never logged; the key header is never sent upstream.
 
 from __future__ import annotations
 
-import fnmatch
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -28,6 +27,7 @@ from aiohttp.typedefs import Middleware
 from pydantic import SecretStr
 
 from gateway.errors import ClientRequestError, NotAllowed, NotAuthenticated
+from gateway.indices import name_allowed
 from gateway.settings import AccessSettings
 from gateway.upstream import GATEWAY_KEY_HEADER as KEY_HEADER
 
@@ -66,17 +66,6 @@ def _check_key(request: web.Request, key: SecretStr | None) -> None:
         raise NotAuthenticated(f"{what} gateway API key for REST request [{request.path}]")
 
 
-def index_allowed(name: str, patterns: Sequence[str]) -> bool:
-    """A name (or wildcard expression) the allow-list covers, excludes considered."""
-    includes = [p for p in patterns if not p.startswith("-")]
-    excludes = [p[1:] for p in patterns if p.startswith("-")]
-    if not name or not any(fnmatch.fnmatchcase(name, p) for p in includes):
-        return False
-    if excludes and any(c in name for c in "*?"):
-        return False  # a wildcard could expand to an excluded index
-    return not any(fnmatch.fnmatchcase(name, p) for p in excludes)
-
-
 async def _check_indices(request: web.Request, patterns: Sequence[str]) -> None:
     segments = [unquote(s) for s in request.raw_path.split("?", 1)[0].split("/")[1:]]
     first = segments[0] if segments else ""
@@ -89,7 +78,7 @@ async def _check_indices(request: web.Request, patterns: Sequence[str]) -> None:
     if endpoint in _BODY_NAMES_INDICES:
         names += _body_indices(endpoint, await request.read())
     for name in names:
-        if not index_allowed(name, patterns):
+        if not name_allowed(name, patterns, wildcard_safe=True):
             raise NotAllowed(f"no access to index [{name}] through this gateway")
 
 

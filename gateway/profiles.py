@@ -16,6 +16,7 @@ from gateway.chunking import ChunkSpec
 from gateway.documents import DocumentSpec
 from gateway.errors import ClientRequestError
 from gateway.fusion import FusionSpec
+from gateway.indices import name_allowed
 from gateway.settings import RelevanceOptions, RelevanceSettings, RerankSettings
 
 DEFAULT = "default"
@@ -75,7 +76,7 @@ def _profile(
 
 def _covers(index: str | None, patterns: tuple[str, ...]) -> bool:
     names = [n for n in (index or "").split(",") if n and not n.startswith("-")]
-    return bool(names) and all(any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names)
+    return bool(names) and all(name_allowed(n, patterns) for n in names)
 
 
 class Profiles:

@@ -14,11 +14,10 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -30,6 +29,7 @@ from yarl import URL
 from gateway import es_body, relevance
 from gateway.errors import ClientRequestError
 from gateway.experiments import Arm
+from gateway.indices import path_allowed
 from gateway.profiles import DEFAULT, Profile, Profiles
 from gateway.reranker import Reranker
 from gateway.settings import RelevanceSettings, RerankSettings, SpeedSettings
@@ -60,23 +60,6 @@ class SearchResult:
     rerank: str = "skipped"
     reason: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def index_allowed(index: str | None, patterns: Sequence[str]) -> bool:
-    """Whether every index named in the path matches an include and no exclude."""
-    names = [n for n in (index or "_all").split(",") if n]
-    includes = [p for p in patterns if not p.startswith("-")]
-    excludes = [p[1:] for p in patterns if p.startswith("-")]
-    for name in names:
-        if name == "_all":
-            if "*" not in includes:
-                return False
-            continue
-        if not any(fnmatch.fnmatchcase(name, p) for p in includes):
-            return False
-        if any(fnmatch.fnmatchcase(name, p) for p in excludes):
-            return False
-    return True
 
 
 def _opt(headers: Mapping[str, str], params: Mapping[str, str]) -> bool | None:
@@ -173,7 +156,7 @@ class SearchFlow:
             return "disabled"
         if self.settings.opt_in and choice is not True:
             return "not_opted_in"
-        if choice is not True and not index_allowed(index, self.settings.indices):
+        if choice is not True and not path_allowed(index, self.settings.indices):
             return "index_not_configured"
         if self.reranker is None:
             return "model_not_ready"
@@ -304,7 +287,7 @@ class SearchFlow:
                 sub_index = ",".join(str(x) for x in sub_index)
             p: es_body.Plan | str = "index_not_configured"
             profile = self.profiles.default
-            if _opt(headers, params) is True or index_allowed(sub_index, self.settings.indices):
+            if _opt(headers, params) is True or path_allowed(sub_index, self.settings.indices):
                 p, profile = self._plan(sub, {}, sub_index, headers=headers)
             plans.append(p)
             profiles.append(profile)

@@ -1,0 +1,36 @@
+"""Index names against operator patterns: ``*`` / ``?`` wildcards, ``-name`` excludes.
+
+One rule for every place that asks (which searches are reranked, which indices a
+client may reach).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+
+
+def name_allowed(name: str, patterns: Sequence[str], *, wildcard_safe: bool = False) -> bool:
+    """Whether ``name`` matches an include and no exclude.
+
+    With ``wildcard_safe`` a wildcard name is refused when any exclude exists, since it
+    could expand to an excluded index (access control needs that; reranking does not).
+    """
+    includes = [p for p in patterns if not p.startswith("-")]
+    excludes = [p[1:] for p in patterns if p.startswith("-")]
+    if not name or not any(fnmatch.fnmatchcase(name, p) for p in includes):
+        return False
+    if wildcard_safe and excludes and any(c in name for c in "*?"):
+        return False
+    return not any(fnmatch.fnmatchcase(name, p) for p in excludes)
+
+
+def path_allowed(index: str | None, patterns: Sequence[str]) -> bool:
+    """Whether every index a path names (``a,b``; none means ``_all``) is allowed."""
+    for name in (n for n in (index or "_all").split(",") if n):
+        if name == "_all":
+            if "*" not in patterns:
+                return False
+        elif not name_allowed(name, patterns):
+            return False
+    return True
