@@ -24,12 +24,11 @@ from gateway.profiles import DEFAULT, Profiles
 from gateway.reranker import Passage, Reranker
 from gateway.search import SearchFlow
 from gateway.settings import ModelSettings, Settings
-from gateway.state import FLOW, HEALTH, UPSTREAM, Health
+from gateway.state import FLOW, HEALTH, RESERVED_PREFIX, UPSTREAM, Health
 from gateway.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
-RESERVED_PREFIX = "/_gateway"
 _SEARCH_PATHS = ("/_search", "/{index}/_search", "/_msearch", "/{index}/_msearch")
 
 

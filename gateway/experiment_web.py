@@ -23,9 +23,9 @@ from gateway.events import EventLog, create_event_log
 from gateway.experiments import Experiments
 from gateway.report import build_report
 from gateway.settings import Settings
+from gateway.state import RESERVED_PREFIX
 
 EXPERIMENTS = web.AppKey("experiments", Experiments)
-PREFIX = "/_gateway"
 MAX_EVENTS_PER_POST = 1000
 _STATIC = files("gateway") / "static"
 
@@ -46,10 +46,10 @@ def setup_experiments(app: web.Application, settings: Settings) -> None:
         await events.close()
 
     app.cleanup_ctx.append(ctx)
-    app.router.add_post(f"{PREFIX}/events", post_events)
-    app.router.add_get(f"{PREFIX}/experiments/report", get_report)
-    app.router.add_get(f"{PREFIX}/experiments", get_page)
-    app.router.add_get(f"{PREFIX}/experiments/report.js", get_script)
+    app.router.add_post(f"{RESERVED_PREFIX}/events", post_events)
+    app.router.add_get(f"{RESERVED_PREFIX}/experiments/report", get_report)
+    app.router.add_get(f"{RESERVED_PREFIX}/experiments", get_page)
+    app.router.add_get(f"{RESERVED_PREFIX}/experiments/report.js", get_script)
 
 
 def _bad(reason: str) -> ClientRequestError:

@@ -29,9 +29,9 @@ from pydantic import SecretStr
 from gateway.errors import ClientRequestError, NotAllowed, NotAuthenticated
 from gateway.indices import name_allowed
 from gateway.settings import AccessSettings
+from gateway.state import RESERVED_PREFIX
 from gateway.upstream import GATEWAY_KEY_HEADER as KEY_HEADER
 
-RESERVED_PREFIX = "/_gateway"
 _OPEN = f"{RESERVED_PREFIX}/health/"
 _BODY_NAMES_INDICES = frozenset({"_msearch", "_bulk", "_mget"})
 _BULK_ACTIONS = frozenset({"index", "create", "update", "delete"})

@@ -42,6 +42,8 @@ class RequestRecord:
 
 
 RECORD = web.RequestKey("record", RequestRecord)
+RESERVED_PREFIX = "/_gateway"  # the gateway's own endpoints; no ES path starts with it
+
 UPSTREAM = web.AppKey("upstream", Upstream)
 FLOW = web.AppKey("flow", SearchFlow)
 HEALTH = web.AppKey("health", Health)
