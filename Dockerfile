@@ -5,17 +5,23 @@
 #     -e GATEWAY_MODEL__PATH=/models/ms-marco-MiniLM-L-6-v2 rerank-gateway
 # The model is not baked in: mount a directory holding model.onnx + tokenizer.json at /models
 # (README "Getting a model"), or build with EXTRAS=hub and set GATEWAY_MODEL__HUB_ID instead.
-# The CUDA variant is Dockerfile.cuda.
+# The CUDA variant is Dockerfile.cuda. OpenVINO's execution provider (bf16 on CPUs with
+# AVX512_BF16 or AMX): --build-arg ORT=onnxruntime-openvino, run with GATEWAY_MODEL__DEVICE=openvino.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ARG EXTRAS=""
+# Another build of the `onnxruntime` module (same import name) replaces the CPU wheel.
+ARG ORT=onnxruntime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md /src/
 COPY gateway /src/gateway
-RUN /opt/venv/bin/pip install "/src${EXTRAS:+[$EXTRAS]}"
+RUN /opt/venv/bin/pip install "/src${EXTRAS:+[$EXTRAS]}" \
+ && if [ "${ORT}" != onnxruntime ]; then \
+      /opt/venv/bin/pip uninstall -y onnxruntime && /opt/venv/bin/pip install "${ORT}"; \
+    fi
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

@@ -111,7 +111,7 @@ def _finish(
         rerank=record.rerank,
         reason=record.reason,
     )
-    if record.route == "gateway":
+    if record.route == "gateway" or not log.isEnabledFor(logging.INFO):
         return  # health checks and scrapes would drown the log
     fields: dict[str, Any] = {
         "request_id": record.request_id,

@@ -47,14 +47,16 @@ async def search(request: web.Request) -> web.StreamResponse:
 
 def _respond(request: web.Request, result: SearchResult) -> web.Response:
     headers = strip_hop_by_hop(result.headers)
-    headers.popall("Content-Encoding", None)
+    # The cluster's own bytes go back as they came, compressed only if the cluster did.
+    if not result.verbatim:
+        headers.popall("Content-Encoding", None)
     headers[RERANK_HEADER] = result.rerank
     if result.reason:
         headers[REASON_HEADER] = result.reason
     if 200 <= result.status < 300 and ES_PRODUCT[0] not in headers:
         headers[ES_PRODUCT[0]] = ES_PRODUCT[1]
     response = web.Response(status=result.status, body=result.body, headers=headers)
-    if len(result.body) > 1024:
+    if not result.verbatim and len(result.body) > 1024:
         response.enable_compression()  # only if the client's Accept-Encoding allows it
     return response
 

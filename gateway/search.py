@@ -60,6 +60,7 @@ class SearchResult:
     rerank: str = "skipped"
     reason: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    verbatim: bool = False  # the cluster's own bytes: relayed without recompressing
 
 
 def _opt(headers: Mapping[str, str], params: Mapping[str, str]) -> bool | None:
@@ -194,8 +195,10 @@ class SearchFlow:
         if isinstance(plan, str):
             # Forward as sent (minus the gateway's own parameter and ext section).
             body = _without_gateway_ext(body, parsed, headers)
+            # Unread by the gateway, the answer goes back as the cluster encoded it;
+            # an experiment arm reads it (impressions), so that one is decoded.
             reply = await self.upstream.fetch(
-                method, _forward_url(url, ()), out_headers, body or None
+                method, _forward_url(url, ()), out_headers, body or None, decode=arm is not None
             )
             return _verbatim(reply, plan)
         assert parsed is not None
@@ -276,7 +279,9 @@ class SearchFlow:
             reason = "unreadable_body"
         if reason is not None or lines is None:
             body = _msearch_without_gateway_ext(body)
-            reply = await self.upstream.fetch(method, _forward_url(url, ()), out_headers, body)
+            reply = await self.upstream.fetch(
+                method, _forward_url(url, ()), out_headers, body, decode=False
+            )
             return _verbatim(reply, reason or "unreadable_body")
         plans: list[es_body.Plan | str] = []
         profiles: list[Profile] = []
@@ -381,7 +386,7 @@ def _json_object(reply: Reply) -> dict[str, Any] | None:
 
 
 def _verbatim(reply: Reply, reason: str) -> SearchResult:
-    return SearchResult(reply.status, reply.headers, reply.body, "skipped", reason)
+    return SearchResult(reply.status, reply.headers, reply.body, "skipped", reason, verbatim=True)
 
 
 def _json_result(
@@ -406,6 +411,8 @@ def _without_gateway_ext(
     body: bytes, parsed: dict[str, Any] | None, headers: Mapping[str, str]
 ) -> bytes:
     """A skipped search's body minus ``ext.rerank`` (the cluster rejects it); else as sent."""
+    if parsed is None and not _may_name_rerank(body):
+        return body
     if parsed is None and _media_type(headers) in (*_JSON_TYPES, ""):
         parsed = es_body.load_object(body)
     if parsed is None or not _has_gateway_ext(parsed):
@@ -413,8 +420,15 @@ def _without_gateway_ext(
     return es_body.dump(es_body.strip_gateway_ext(parsed))
 
 
+def _may_name_rerank(body: bytes) -> bool:
+    """Whether a JSON body can hold a ``rerank`` key: spelled out or behind a ``\\u`` escape."""
+    return b"rerank" in body or b"\\u" in body
+
+
 def _msearch_without_gateway_ext(body: bytes) -> bytes:
     """A skipped ``_msearch`` minus each sub-search's ``ext.rerank``; unreadable ones as sent."""
+    if not _may_name_rerank(body):
+        return body
     lines = _ndjson(body)
     if lines is None or not any(_has_gateway_ext(sub) for sub in lines[1::2]):
         return body

@@ -58,6 +58,13 @@ class ServerSettings(_Section):
     shutdown_timeout_s: float = Field(
         10.0, ge=0, description="How long in-flight requests may finish at shutdown."
     )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto",
+        description=(
+            "Event loop: `uvloop` (installed with the gateway) cuts the proxying cost per "
+            "request; `auto` uses it when importable, `asyncio` is the standard library's."
+        ),
+    )
 
 
 class UpstreamSettings(_Section):
@@ -127,8 +134,13 @@ class ModelSettings(_Section):
         description="Hugging Face Hub model id used when MODEL__PATH is unset.",
     )
     file: str = Field("model.onnx", description="ONNX file inside the model directory.")
-    device: Literal["cpu", "cuda"] = Field(
-        "cpu", description="`cpu`, or `cuda` (CUDAExecutionProvider; start-up fails if absent)."
+    device: Literal["cpu", "cuda", "openvino"] = Field(
+        "cpu",
+        description=(
+            "`cpu`; `cuda` (CUDAExecutionProvider, onnxruntime-gpu); `openvino` (OpenVINO"
+            " execution provider on the CPU, onnxruntime-openvino: bf16 on CPUs with AVX512_BF16"
+            " or AMX). Start-up fails if the provider is absent."
+        ),
     )
     max_length: int = Field(
         256, ge=8, le=8192, description="Token limit per (query, document) pair; doc cut first."
@@ -387,6 +399,13 @@ class SpeedSettings(_Section):
         default_factory=dict,
         description=(
             'Options of the first execution provider, JSON, e.g. `{"device_id": "1"}` for cuda.'
+        ),
+    )
+    openvino_precision: Literal["bf16", "f32"] = Field(
+        "bf16",
+        description=(
+            "OpenVINO's inference precision on the CPU (MODEL__DEVICE=openvino); it uses f32"
+            " where the CPU has no bf16 instructions."
         ),
     )
 

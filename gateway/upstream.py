@@ -225,14 +225,28 @@ class Upstream:
                 yield chunk
 
     async def fetch(
-        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | None = None
+        self,
+        method: str,
+        path_qs: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        *,
+        decode: bool = True,
     ) -> Reply:
-        """A complete upstream answer (searches): read, decoded, status kept."""
-        headers = _decodable(headers)
+        """A complete upstream answer (searches), status kept.
+
+        ``decode``: the body is decompressed (the gateway reads it). Without it the body
+        stays as the cluster encoded it for the client's ``Accept-Encoding``, and the
+        ``Content-Encoding`` header stays with it (an answer relayed unread).
+        """
+        if decode:
+            headers = _decodable(headers)
         async with self.open(method, path_qs, headers, body) as response:
             with _translated("broke off its answer"):
                 raw = await response.read()
             out_headers = CIMultiDict(response.headers)
+        if not decode:
+            return Reply(response.status, out_headers, raw)
         encoding = out_headers.popall("Content-Encoding", [""])[0].lower()
         if encoding in ("gzip", "deflate"):
             try:

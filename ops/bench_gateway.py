@@ -15,7 +15,9 @@ queries. Prints a table (not a test; nothing is asserted):
 3. gateway   end-to-end search latency p50/p99 for each window and concurrency,
              the pairs/s it sustains and that as a fraction of (1)
 4. passthru  the same searches direct to osmem-server vs through the gateway with
-             reranking off (``X-Rerank: off``): p50/p99, requests/s
+             reranking off (``X-Rerank: off``): paired at concurrency 1 (the time
+             each search gains through the gateway, and the gateway's CPU time per
+             request), p50/p99 and requests/s at concurrency 4
 5. memory    peak RSS (VmHWM) of the gateway process (``python -m gateway``)
 
 The gateway runs with its score cache off (``CACHE__MEMORY_ENTRIES=0``, no Redis)
@@ -274,20 +276,60 @@ async def gateway_rows(
 
 
 async def passthrough_rows(
-    direct: str, gateway: str, queries: list[str], args: argparse.Namespace
+    direct: str, gateway: str, queries: list[str], args: argparse.Namespace, pid: int
 ) -> list[Row]:
+    """Direct vs through the gateway (``X-Rerank: off``).
+
+    At concurrency 1 the two are paired: each search goes to both, in alternating
+    order, so the cluster's own drift cancels out of the per-search difference. The
+    gateway's CPU time per request (``/proc/PID/stat``) is the cost that drift hides.
+    """
     bodies = [search_body(q, None) for q in queries[: args.passthrough_queries]]
+    off = {"X-Rerank": "off"}
     rows = []
-    for concurrency in (1, 4):
-        for name, url, headers in (
-            ("direct to osmem-server", direct, {}),
-            ("through the gateway, X-Rerank: off", gateway, {"X-Rerank": "off"}),
-        ):
-            await drive(url, bodies[:20], concurrency, headers)  # warm connections
-            d = await drive(url, bodies, concurrency, headers)
-            rows.append(Row("4 passthru", f"{name}, concurrency {concurrency}", latency_figures(d)))
-            print_row(rows[-1])
+    await drive(direct, bodies[:20], 1, {})  # warm connections and caches
+    await drive(gateway, bodies[:20], 1, off)
+    pairs: list[tuple[float, float]] = []
+    cpu_s = 0.0
+    async with aiohttp.ClientSession() as to_direct, aiohttp.ClientSession() as to_gateway:
+        legs = [(to_direct, direct, {}), (to_gateway, gateway, off)]
+        for i, body in enumerate(bodies):
+            times = {}
+            for session, url, headers in legs if i % 2 else legs[::-1]:
+                before = cpu_seconds(pid) if url == gateway else 0.0
+                started = time.perf_counter()
+                async with session.post(f"{url}/{INDEX}/_search", json=body, headers=headers) as r:
+                    await r.read()
+                times[url] = 1000 * (time.perf_counter() - started)
+                if url == gateway:
+                    cpu_s += cpu_seconds(pid) - before
+            pairs.append((times[direct], times[gateway]))
+    diffs = [g - d for d, g in pairs]
+    for name, values in (("direct", [d for d, _ in pairs]), ("gateway", [g for _, g in pairs])):
+        figures = {"p50 ms": f"{pct(values, 0.5):.2f}", "p99 ms": f"{pct(values, 0.99):.2f}"}
+        rows.append(Row("4 passthru", f"{name}, concurrency 1, paired", figures))
+        print_row(rows[-1])
+    added = {
+        "added p50 ms": f"{pct(diffs, 0.5):.2f}",
+        "added p90 ms": f"{pct(diffs, 0.9):.2f}",
+        "gateway CPU ms/req": f"{cpu_s * 1000 / len(bodies):.2f}",
+    }
+    rows.append(Row("4 passthru", "gateway - direct, per search (paired)", added))
+    print_row(rows[-1])
+    for name, url, headers in (
+        ("direct to osmem-server", direct, {}),
+        ("through the gateway, X-Rerank: off", gateway, off),
+    ):
+        d = await drive(url, bodies, 4, headers)
+        rows.append(Row("4 passthru", f"{name}, concurrency 4", latency_figures(d)))
+        print_row(rows[-1])
     return rows
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------- output
@@ -346,7 +388,7 @@ async def run(args: argparse.Namespace) -> None:
             # Again, with the gateway idle: the box is shared, its load drifts.
             rows.append(ceiling(encoder, pairs, args.batch, "after 3"))
             print_row(rows[-1])
-            rows += await passthrough_rows(server.url, url, queries, args)
+            rows += await passthrough_rows(server.url, url, queries, args, process.pid)
             peak = rss_kib(process.pid)
         rows.append(
             Row(

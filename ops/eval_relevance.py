@@ -140,8 +140,8 @@ def profiles_for(args: argparse.Namespace) -> list[Profile]:
         fusion=FusionSpec(weight=args.weight),
     )
     out = []
-    for strategy in STRATEGIES:
-        for use in SCORE_USES:
+    for strategy in args.strategies.split(","):
+        for use in args.score_uses.split(","):
             label = f"{strategy if strategy == 'truncate' else 'chunk-max'} + {use}"
             out.append(
                 replace(
@@ -201,6 +201,8 @@ def main() -> None:
     parser.add_argument("--chunk-overlap", type=int, default=32)
     parser.add_argument("--max-chunks", type=int, default=8)
     parser.add_argument("--weight", type=float, default=0.7)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="truncate,chunk")
+    parser.add_argument("--score-uses", default=",".join(SCORE_USES), help="replace,linear,rrf")
     asyncio.run(main_async(parser.parse_args()))
 
 

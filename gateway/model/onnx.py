@@ -7,6 +7,7 @@ become ``ModelError`` here.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
+# device setting -> (execution provider, the onnxruntime package that carries it)
+_ACCELERATED = {
+    "cuda": (_CUDA, "onnxruntime-gpu"),
+    "openvino": ("OpenVINOExecutionProvider", "onnxruntime-openvino"),
+}
 _OPT_LEVEL = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -45,16 +51,26 @@ def _fingerprint(model_file: Path, tokenizer_file: Path, max_length: int) -> str
 
 
 def providers_for(device: str) -> list[str]:
-    """Execution providers for a device setting; fails clearly when CUDA is missing."""
-    if device == "cuda":
-        available = ort.get_available_providers()
-        if _CUDA not in available:
-            raise ModelError(
-                "GATEWAY_MODEL__DEVICE=cuda but this onnxruntime has no CUDAExecutionProvider "
-                f"(available: {', '.join(available)}); install onnxruntime-gpu"
-            )
-        return [_CUDA, _CPU]
-    return [_CPU]
+    """Execution providers for a device setting; fails clearly when one is missing."""
+    if device == "cpu":
+        return [_CPU]
+    provider, package = _ACCELERATED[device]
+    available = ort.get_available_providers()
+    if provider not in available:
+        raise ModelError(
+            f"GATEWAY_MODEL__DEVICE={device} but this onnxruntime has no {provider} "
+            f"(available: {', '.join(available)}); install {package} in place of onnxruntime"
+        )
+    return [provider, _CPU]
+
+
+def provider_options_for(device: str, speed: SpeedSettings) -> dict[str, str]:
+    """The first provider's options: the operator's, over the gateway's defaults."""
+    defaults: dict[str, str] = {}
+    if device == "openvino":
+        hint = {"CPU": {"INFERENCE_PRECISION_HINT": speed.openvino_precision}}
+        defaults = {"device_type": "CPU", "load_config": json.dumps(hint)}
+    return {**defaults, **speed.provider_options}
 
 
 def session_options(settings: ModelSettings, speed: SpeedSettings) -> ort.SessionOptions:
@@ -94,7 +110,7 @@ class OnnxCrossEncoder:
             self._tok_plain.no_truncation()
             providers = providers_for(settings.device)
             provider_options: list[dict[str, str]] = [{} for _ in providers]
-            provider_options[0] = dict(speed.provider_options)
+            provider_options[0] = provider_options_for(settings.device, speed)
             self._session = ort.InferenceSession(
                 str(model_file),
                 session_options(settings, speed),
@@ -107,6 +123,13 @@ class OnnxCrossEncoder:
             raise ModelError(
                 f"could not load model from {directory}: {type(exc).__name__}"
             ) from exc
+        if self._session.get_providers()[0] != providers[0]:
+            # onnxruntime falls back to the CPU with only a warning (missing CUDA libraries,
+            # bad provider options): the operator asked for the device, so refuse to start.
+            raise ModelError(
+                f"GATEWAY_MODEL__DEVICE={settings.device}: {providers[0]} failed to start "
+                "(see onnxruntime's message above); check the provider's libraries and options"
+            )
         self._inputs = {i.name for i in self._session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - self._inputs
         if missing:

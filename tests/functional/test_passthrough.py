@@ -284,6 +284,24 @@ async def test_searches_ask_upstream_only_for_encodings_the_gateway_decodes(
     assert upstream.last("/docs/_doc/1").headers["Accept-Encoding"] == headers["Accept-Encoding"]
 
 
+async def test_skipped_searches_relay_the_clusters_encoding_unread(
+    upstream: Scripted, start: Start
+) -> None:
+    """X-Rerank: off: the cluster's answer goes back byte for byte, still compressed."""
+    url = await start()
+    payload = json.dumps({"hits": {"total": {"value": 0}, "hits": []}, "pad": "y" * 5000})
+    upstream.script("/docs/_search", Canned(body=payload.encode(), gzip=True))
+    headers = {"Accept-Encoding": "br, gzip", "X-Rerank": "off"}
+    got = await call(
+        "POST", f"{url}/docs/_search", body=SEARCH, headers=headers, auto_decompress=False
+    )
+    assert got.headers["X-Rerank"] == "skipped"
+    assert got.headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(got.body)) == json.loads(payload)
+    # Not read by the gateway, so the client's own encodings are asked for.
+    assert upstream.last("/docs/_search").headers["Accept-Encoding"] == "br, gzip"
+
+
 async def test_chunked_answers_stream_back_without_hop_by_hop_headers(
     upstream: Scripted, start: Start
 ) -> None:

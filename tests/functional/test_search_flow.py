@@ -149,6 +149,29 @@ async def test_opted_out_msearch_strips_ext(upstream: Scripted, start: Start) ->
     assert upstream.last("/_msearch").body == b'{}\n{"query":{"match_all":{}}}\n'
 
 
+@pytest.mark.parametrize(
+    ("data", "sent"),
+    [
+        # No ext.rerank: the bytes go upstream exactly as the client wrote them.
+        (b'{ "query" : {"match_all":{}} }', b'{ "query" : {"match_all":{}} }'),
+        # ext.rerank spelled with a JSON escape is still the gateway's and still removed.
+        (b'{"query":{"match_all":{}},"ext":{"r\\u0065rank":{"window":3}}}', None),
+    ],
+)
+async def test_opted_out_search_forwards_the_body(
+    upstream: Scripted, start: Start, data: bytes, sent: bytes | None
+) -> None:
+    url = await start()
+    headers = {"Content-Type": "application/json", "X-Rerank": "off"}
+    got = await call("POST", f"{url}/docs/_search", data=data, headers=headers)
+    assert got.headers["X-Rerank-Reason"] == "opted_out"
+    seen = upstream.last("/docs/_search")
+    if sent is not None:
+        assert seen.body == sent
+    else:
+        assert seen.json() == {"query": {"match_all": {}}}
+
+
 SKIPS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     # (reason, request, gateway settings)
     ("opted_out", {"headers": {"X-Rerank": "off"}}, {}),

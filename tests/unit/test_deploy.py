@@ -153,3 +153,10 @@ def test_cuda_image_uses_onnxruntime_gpu() -> None:
     assert "onnxruntime-gpu" in text
     assert "GATEWAY_MODEL__DEVICE=cuda" in text
     assert "FROM ${CUDA_IMAGE}" in text
+
+
+def test_cpu_image_can_swap_in_the_openvino_build() -> None:
+    build = " ".join(rest for word, rest in instructions("Dockerfile") if word == "RUN")
+    assert "pip uninstall -y onnxruntime" in build
+    assert 'pip install "${ORT}"' in build
+    assert "onnxruntime-openvino" in (REPO / "Dockerfile").read_text()

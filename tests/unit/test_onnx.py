@@ -3,6 +3,7 @@ IO binding, session options, model file variants, and provider selection."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,12 @@ import pytest
 from gateway.errors import ModelError
 from gateway.model.base import FeedRunner
 from gateway.model.loader import load_encoder
-from gateway.model.onnx import OnnxCrossEncoder, providers_for, session_options
+from gateway.model.onnx import (
+    OnnxCrossEncoder,
+    provider_options_for,
+    providers_for,
+    session_options,
+)
 from gateway.settings import ModelSettings, SpeedSettings
 
 PAIRS = [
@@ -91,3 +97,38 @@ def test_provider_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(ort, "get_available_providers", lambda: available)
     assert providers_for("cuda") == available  # CPU stays as the fallback for unsupported ops
+
+
+def test_openvino_without_the_provider_fails_clearly(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ModelError, match="onnxruntime-openvino in place of onnxruntime"):
+        OnnxCrossEncoder(model_dir, model(model_dir, device="openvino"))
+
+
+def test_a_provider_that_falls_back_to_the_cpu_stops_start_up(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime only warns when the asked provider cannot start; the gateway refuses."""
+    listed = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: listed)
+    with (
+        pytest.warns(UserWarning, match="CUDAExecutionProvider"),
+        pytest.raises(ModelError, match="CUDAExecutionProvider failed to start"),
+    ):
+        OnnxCrossEncoder(model_dir, model(model_dir, device="cuda"))
+
+
+def test_openvino_provider_options() -> None:
+    speed = SpeedSettings.model_validate({})
+    got = provider_options_for("openvino", speed)
+    assert got["device_type"] == "CPU"
+    assert json.loads(got["load_config"]) == {"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}
+    speed = SpeedSettings.model_validate(
+        {"openvino_precision": "f32", "provider_options": {"num_of_threads": "2"}}
+    )
+    got = provider_options_for("openvino", speed)
+    assert json.loads(got["load_config"])["CPU"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert got["num_of_threads"] == "2"
+    assert provider_options_for("cpu", speed) == {"num_of_threads": "2"}
