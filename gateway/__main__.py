@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -60,21 +59,6 @@ def setup_logging(settings: LogSettings) -> None:
     root.setLevel(settings.level)
 
 
-def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
-    """The loop the server runs on: uvloop unless ``asyncio`` is asked for or it is missing."""
-    if choice != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if choice == "uvloop":
-                raise SystemExit(
-                    "rerank-gateway: GATEWAY_SERVER__EVENT_LOOP=uvloop but uvloop is not installed"
-                ) from None
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
-
-
 def main() -> int:
     try:
         settings = Settings()
@@ -98,7 +82,6 @@ def main() -> int:
     )
     web.run_app(
         create_app(settings),
-        loop=new_event_loop(settings.server.event_loop),
         host=settings.server.host,
         port=settings.server.port,
         shutdown_timeout=settings.server.shutdown_timeout_s,

@@ -58,13 +58,6 @@ class ServerSettings(_Section):
     shutdown_timeout_s: float = Field(
         10.0, ge=0, description="How long in-flight requests may finish at shutdown."
     )
-    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
-        "auto",
-        description=(
-            "Event loop: `uvloop` (installed with the gateway) cuts the proxying cost per "
-            "request; `auto` uses it when importable, `asyncio` is the standard library's."
-        ),
-    )
 
 
 class UpstreamSettings(_Section):

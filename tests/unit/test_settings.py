@@ -55,23 +55,3 @@ def test_bad_setting_exits_2_naming_the_variable(env: dict[str, str], variable: 
     assert done.returncode == 2
     assert variable in done.stderr
     assert "Traceback" not in done.stderr
-
-
-def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvloop
-
-    from gateway.__main__ import new_event_loop
-
-    for choice, kind in (("auto", uvloop.Loop), ("uvloop", uvloop.Loop)):
-        loop = new_event_loop(choice)
-        assert isinstance(loop, kind)
-        loop.close()
-    loop = new_event_loop("asyncio")
-    assert not isinstance(loop, uvloop.Loop)
-    loop.close()
-    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
-    loop = new_event_loop("auto")
-    assert not isinstance(loop, uvloop.Loop)
-    loop.close()
-    with pytest.raises(SystemExit, match="uvloop is not installed"):
-        new_event_loop("uvloop")
