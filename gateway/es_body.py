@@ -229,6 +229,42 @@ def strip_gateway_ext(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def ndjson_objects(body: bytes) -> list[dict[str, Any]] | None:
+    """The objects of an ``_msearch`` body (header, search pairs); None if unreadable."""
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    if not lines or len(lines) % 2:
+        return None
+    out: list[dict[str, Any]] = []
+    for line in lines:
+        obj = load_object(line)
+        if obj is None:
+            return None
+        out.append(obj)
+    return out
+
+
+def has_gateway_ext(value: dict[str, Any]) -> bool:
+    """Whether a search body carries the gateway's ``ext.rerank``."""
+    ext = value.get("ext")
+    return isinstance(ext, dict) and "rerank" in ext
+
+
+def may_name_rerank(body: bytes) -> bool:
+    """Whether a JSON body can hold a ``rerank`` key: spelled out or behind a ``\\u`` escape."""
+    return b"rerank" in body or b"\\u" in body
+
+
+def msearch_without_gateway_ext(body: bytes) -> bytes:
+    """A skipped ``_msearch`` minus each sub-search's ``ext.rerank``; unreadable ones as sent."""
+    if not may_name_rerank(body):
+        return body
+    lines = ndjson_objects(body)
+    if lines is None or not any(has_gateway_ext(sub) for sub in lines[1::2]):
+        return body
+    out = [dump(strip_gateway_ext(line)) for line in lines]
+    return b"\n".join(out) + b"\n"
+
+
 def widen(body: dict[str, Any], p: Plan) -> dict[str, Any]:
     """The body sent upstream: top ``fetch`` hits from 0, with the text fields returned."""
     out = dict(strip_gateway_ext(body))  # the caller's dict stays as the client sent it

@@ -63,6 +63,16 @@ class SearchResult:
     verbatim: bool = False  # the cluster's own bytes: relayed without recompressing
 
 
+@dataclass
+class _SubSearches:
+    """A ``_msearch`` planned: per sub-search plan and profile, lines to send, refusals."""
+
+    plans: list[es_body.Plan | str] = field(default_factory=list)
+    profiles: list[Profile] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+    refused: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
 def _opt(headers: Mapping[str, str], params: Mapping[str, str]) -> bool | None:
     """The request's explicit choice: True (rerank), False (don't) or None."""
     if OPT_PARAM in params:
@@ -261,6 +271,39 @@ class SearchFlow:
             return merged, "partial", "no_text", rerank_ms
         return merged, scored.status, scored.reason, rerank_ms
 
+    def _plan_subs(
+        self,
+        lines: list[dict[str, Any]],
+        index: str | None,
+        headers: Mapping[str, str],
+        params: Mapping[str, str],
+    ) -> _SubSearches:
+        """Plan each sub-search of a ``_msearch``; the body lines to send upstream.
+
+        A sub-search with a bad ``ext.rerank`` gets its error in its own slot (as the
+        cluster answers a sub-search it cannot parse) and is not sent; the others run.
+        """
+        out = _SubSearches()
+        for i, (head, sub) in enumerate(zip(lines[0::2], lines[1::2], strict=True)):
+            sub_index = head.get("index", index)
+            if isinstance(sub_index, list):
+                sub_index = ",".join(str(x) for x in sub_index)
+            p: es_body.Plan | str = "index_not_configured"
+            profile = self.profiles.default
+            if _opt(headers, params) is True or path_allowed(sub_index, self.settings.indices):
+                try:
+                    p, profile = self._plan(sub, {}, sub_index, headers=headers)
+                except ClientRequestError as exc:
+                    out.refused[i] = exc.body()
+                    p = "invalid_option"
+            out.plans.append(p)
+            out.profiles.append(profile)
+            if i in out.refused:
+                continue
+            wide = es_body.widen(sub, p) if isinstance(p, es_body.Plan) else sub
+            out.lines += [es_body.dump(head), es_body.dump(es_body.strip_gateway_ext(wide))]
+        return out
+
     async def msearch(
         self,
         method: str,
@@ -274,43 +317,36 @@ class SearchFlow:
         params = url.query
         out_headers = self.upstream.outgoing_headers(headers)
         reason = self._skip_reason(index, headers, params)
-        lines = _ndjson(body) if reason is None else None
+        lines = es_body.ndjson_objects(body) if reason is None else None
         if reason is None and (lines is None or _media_type(headers) not in _NDJSON_TYPES):
             reason = "unreadable_body"
         if reason is not None or lines is None:
-            body = _msearch_without_gateway_ext(body)
+            body = es_body.msearch_without_gateway_ext(body)
             reply = await self.upstream.fetch(
                 method, _forward_url(url, ()), out_headers, body, decode=False
             )
             return _verbatim(reply, reason or "unreadable_body")
-        plans: list[es_body.Plan | str] = []
-        profiles: list[Profile] = []
-        out_lines: list[bytes] = []
-        for head, sub in zip(lines[0::2], lines[1::2], strict=True):
-            sub_index = head.get("index", index)
-            if isinstance(sub_index, list):
-                sub_index = ",".join(str(x) for x in sub_index)
-            p: es_body.Plan | str = "index_not_configured"
-            profile = self.profiles.default
-            if _opt(headers, params) is True or path_allowed(sub_index, self.settings.indices):
-                p, profile = self._plan(sub, {}, sub_index, headers=headers)
-            plans.append(p)
-            profiles.append(profile)
-            wide = es_body.widen(sub, p) if isinstance(p, es_body.Plan) else sub
-            out_lines += [es_body.dump(head), es_body.dump(es_body.strip_gateway_ext(wide))]
+        subs = self._plan_subs(lines, index, headers, params)
+        plans, profiles, out_lines, refused = subs.plans, subs.profiles, subs.lines, subs.refused
         t0 = time.perf_counter()
-        reply = await self.upstream.fetch(
-            method, _forward_url(url, ()), out_headers, b"\n".join(out_lines) + b"\n"
-        )
+        if out_lines:
+            reply = await self.upstream.fetch(
+                method, _forward_url(url, ()), out_headers, b"\n".join(out_lines) + b"\n"
+            )
+        else:  # every sub-search refused: nothing to ask the cluster
+            reply = Reply(200, CIMultiDict({"Content-Type": "application/json"}), b'{"took":0}')
         upstream_ms = (time.perf_counter() - t0) * 1000
         response = _json_object(reply) if 200 <= reply.status < 300 else None
-        responses = response.get("responses") if response else None
-        if response is None or not isinstance(responses, list):
+        sent = response.get("responses", []) if response is not None else None
+        if response is None or not isinstance(sent, list) or len(sent) * 2 != len(out_lines):
             return _verbatim(reply, "upstream_status" if reply.status >= 300 else "upstream_body")
+        answers = iter(sent)
+        responses = [refused[i] if i in refused else next(answers) for i in range(len(plans))]
+        response["responses"] = responses
         statuses: list[str] = []
         reasons: list[str] = []
         for i, p in enumerate(plans):
-            sub_resp = responses[i] if i < len(responses) else None
+            sub_resp = responses[i]
             if not isinstance(p, es_body.Plan):
                 statuses.append("skipped")
                 reasons.append(p)
@@ -364,19 +400,6 @@ def _forward_url(url: URL, moved: tuple[str, ...]) -> str:
     return f"{url.raw_path}?{'&'.join(kept)}" if kept else url.raw_path
 
 
-def _ndjson(body: bytes) -> list[dict[str, Any]] | None:
-    lines = [line for line in body.split(b"\n") if line.strip()]
-    if not lines or len(lines) % 2:
-        return None
-    out: list[dict[str, Any]] = []
-    for line in lines:
-        obj = es_body.load_object(line)
-        if obj is None:
-            return None
-        out.append(obj)
-    return out
-
-
 def _json_object(reply: Reply) -> dict[str, Any] | None:
     try:
         value = json.loads(reply.body)
@@ -402,35 +425,14 @@ def _json_result(
     return SearchResult(reply.status, reply.headers, body, status, reason, timings_ms=timings or {})
 
 
-def _has_gateway_ext(value: dict[str, Any]) -> bool:
-    ext = value.get("ext")
-    return isinstance(ext, dict) and "rerank" in ext
-
-
 def _without_gateway_ext(
     body: bytes, parsed: dict[str, Any] | None, headers: Mapping[str, str]
 ) -> bytes:
     """A skipped search's body minus ``ext.rerank`` (the cluster rejects it); else as sent."""
-    if parsed is None and not _may_name_rerank(body):
+    if parsed is None and not es_body.may_name_rerank(body):
         return body
     if parsed is None and _media_type(headers) in (*_JSON_TYPES, ""):
         parsed = es_body.load_object(body)
-    if parsed is None or not _has_gateway_ext(parsed):
+    if parsed is None or not es_body.has_gateway_ext(parsed):
         return body
     return es_body.dump(es_body.strip_gateway_ext(parsed))
-
-
-def _may_name_rerank(body: bytes) -> bool:
-    """Whether a JSON body can hold a ``rerank`` key: spelled out or behind a ``\\u`` escape."""
-    return b"rerank" in body or b"\\u" in body
-
-
-def _msearch_without_gateway_ext(body: bytes) -> bytes:
-    """A skipped ``_msearch`` minus each sub-search's ``ext.rerank``; unreadable ones as sent."""
-    if not _may_name_rerank(body):
-        return body
-    lines = _ndjson(body)
-    if lines is None or not any(_has_gateway_ext(sub) for sub in lines[1::2]):
-        return body
-    out = [es_body.dump(es_body.strip_gateway_ext(line)) for line in lines]
-    return b"\n".join(out) + b"\n"

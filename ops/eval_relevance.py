@@ -156,7 +156,12 @@ def profiles_for(args: argparse.Namespace) -> list[Profile]:
 
 async def main_async(args: argparse.Namespace) -> None:
     settings = ModelSettings.model_validate(
-        {"path": args.model_dir, "file": args.model_file, "max_length": args.max_length}
+        {
+            "path": args.model_dir,
+            "file": args.model_file,
+            "max_length": args.max_length,
+            "device": args.device,
+        }
     )
     encoder = OnnxCrossEncoder(args.model_dir, settings)
     batcher = Batcher(
@@ -167,7 +172,8 @@ async def main_async(args: argparse.Namespace) -> None:
     reranker = Reranker(batcher, cache, fingerprint=encoder.fingerprint)
     profiles = profiles_for(args)
     print(
-        f"model {args.model_file}, max_length {args.max_length}, window {args.window}, "
+        f"model {args.model_file} on {args.device}, max_length {args.max_length}, "
+        f"window {args.window}, "
         f"chunks of {args.chunk_tokens} tokens (overlap {args.chunk_overlap}, "
         f"at most {args.max_chunks}), linear weight {args.weight} min-max, rrf k=60"
     )
@@ -197,6 +203,7 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=MODEL)
     parser.add_argument("--model-file", default="model_int8.onnx")
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--device", default="cpu", help="MODEL__DEVICE: cpu, cuda, openvino")
     parser.add_argument("--chunk-tokens", type=int, default=200)
     parser.add_argument("--chunk-overlap", type=int, default=32)
     parser.add_argument("--max-chunks", type=int, default=8)

@@ -325,6 +325,14 @@ async def wait_ready(
     raise SystemExit("load: the gateway did not become ready")
 
 
+async def _sample_rss(pid: int, every_s: float, out: list[tuple[float, int]]) -> None:
+    """(seconds since start, VmRSS KiB) of the gateway every ``every_s`` (0: none)."""
+    started = time.perf_counter()
+    while every_s > 0:
+        out.append((time.perf_counter() - started, rss_kib(pid)["VmRSS"]))
+        await asyncio.sleep(every_s)
+
+
 async def run(args: argparse.Namespace) -> Report:
     corpus, queries = _corpus(args)
     server = OsmemServer.start()
@@ -370,13 +378,19 @@ async def run(args: argparse.Namespace) -> Report:
                 await asyncio.sleep(args.redis_down_s)
                 await asyncio.to_thread(redis.start)
                 print("redis started again (empty)")
+            series: list[tuple[float, int]] = []
+            samples = asyncio.create_task(_sample_rss(process.pid, args.rss_every_s, series))
             report = await load
+            samples.cancel()
             after = rss_kib(process.pid)
         warnings = [line for line in log.read_text().splitlines() if " WARNING " in line]
         print(f"gateway {url}: window {args.window}, concurrency {args.concurrency}")
         print(f"gateway log {log}: {len(warnings)} warning lines")
         for line in report.lines():
             print(line)
+        if args.rss_every_s:
+            line = "  ".join(f"{t:.0f}s:{kib // 1024}" for t, kib in series)
+            print(f"gateway RSS MiB every {args.rss_every_s:.0f} s: {line}")
         print(
             f"gateway RSS KiB: before {before['VmRSS']}  after {after['VmRSS']}"
             f"  (delta {after['VmRSS'] - before['VmRSS']:+d}; peak {after['VmHWM']})"
@@ -401,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--soak-s", type=float, default=0.0, help="soak this long instead")
     parser.add_argument("--redis-down-s", type=float, default=3.0)
+    parser.add_argument("--rss-every-s", type=float, default=0.0, help="print RSS over time")
     args = parser.parse_args(argv)
     report = asyncio.run(run(args))
     return 1 if report.server_errors or report.malformed or report.transport_errors else 0

@@ -136,6 +136,45 @@ async def test_msearch_with_mixed_sub_searches(upstream: Scripted, start: Start)
     assert all("ext" not in s for s in sent[1::2])
 
 
+async def test_msearch_bad_option_fails_only_its_sub_search(
+    upstream: Scripted, start: Start
+) -> None:
+    """Like the cluster with a sub-search it cannot parse: an error in that slot, 200."""
+    url = await start()
+    subs = [
+        ({}, {**SEARCH, "size": 2}),
+        ({}, {**SEARCH, "size": 2, "ext": {"rerank": {"window": "wide"}}}),
+        ({}, {**SEARCH, "size": 1}),
+    ]
+    data = b"".join(json.dumps(x).encode() + b"\n" for pair in subs for x in pair)
+    headers = {"Content-Type": "application/x-ndjson"}
+    got = await call("POST", f"{url}/docs/_msearch", data=data, headers=headers)
+    assert got.status == 200
+    first, refused, last = got.json()["responses"]
+    assert [h["_id"] for h in first["hits"]["hits"]] == RERANKED[:2]
+    assert refused["status"] == 400
+    assert refused["error"]["type"] == "illegal_argument_exception"
+    assert "ext.rerank.window" in refused["error"]["reason"]
+    assert [h["_id"] for h in last["hits"]["hits"]] == RERANKED[:1]
+    assert (got.headers["X-Rerank"], got.headers["X-Rerank-Reason"]) == (
+        "partial",
+        "invalid_option",
+    )
+    sent = [json.loads(line) for line in upstream.last("/docs/_msearch").body.splitlines()]
+    assert [s.get("size") for s in sent[1::2]] == [5, 5]  # the refused one was not sent
+
+
+async def test_msearch_with_every_sub_search_refused(upstream: Scripted, start: Start) -> None:
+    url = await start()
+    data = b'{}\n{"query":{"match_all":{}},"ext":{"rerank":[]}}\n'
+    headers = {"Content-Type": "application/x-ndjson"}
+    got = await call("POST", f"{url}/docs/_msearch", data=data, headers=headers)
+    assert got.status == 200
+    (refused,) = got.json()["responses"]
+    assert refused["error"]["reason"] == "[ext.rerank] must be an object"
+    assert not [s for s in upstream.seen if "_msearch" in s.path_qs]
+
+
 async def test_opted_out_msearch_strips_ext(upstream: Scripted, start: Start) -> None:
     url = await start()
     data = b'{}\n{"query":{"match_all":{}},"ext":{"rerank":{"window":3}}}\n'
