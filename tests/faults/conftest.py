@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.faults.scripted import BlackHole, OwnRedis, ScriptedUpstream
+from tests.faults.scripted import DOCS, BlackHole, OwnRedis
+from tests.upstream import ScriptedUpstream
 
 
 @pytest.fixture
 async def scripted() -> AsyncIterator[ScriptedUpstream]:
-    upstream = ScriptedUpstream()
+    upstream = ScriptedUpstream(DOCS)
     await upstream.start()
     yield upstream
     await upstream.close()

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, make_settings
-from tests.faults.scripted import Answer, send
+from tests.upstream import Answer, call
 
 MAX_BODY = 256 * 1024  # the 10,000-deep body (~90 kB) fits
 
@@ -89,9 +89,9 @@ MSEARCH: dict[str, bytes] = {
 
 def verdict(got: Answer) -> tuple[int, str | None]:
     """Status and, for an error, its ES error type (the body must have ES's error shape)."""
-    assert got.status < 500, got.raw[:300]
+    assert got.status < 500, got.body[:300]
     if got.status < 400:
-        json.loads(got.raw)
+        json.loads(got.body)
         return got.status, None
     return got.status, got.es_error()
 
@@ -106,31 +106,31 @@ async def url(noida: str, gateway: GatewayFactory) -> str:
 async def test_body_gets_the_clusters_verdict(noida: str, url: str, name: str) -> None:
     body, ctype = BODIES[name]
     headers = {"Content-Type": ctype}
-    direct = await send("POST", f"{noida}/docs/_search", data=body, headers=headers)
-    got = await send("POST", f"{url}/docs/_search", data=body, headers=headers)
-    assert verdict(got) == verdict(direct), got.raw[:300]
+    direct = await call("POST", f"{noida}/docs/_search", data=body, headers=headers)
+    got = await call("POST", f"{url}/docs/_search", data=body, headers=headers)
+    assert verdict(got) == verdict(direct), got.body[:300]
 
 
 @pytest.mark.parametrize("query", PARAMS)
 async def test_params_get_the_clusters_verdict(noida: str, url: str, query: str) -> None:
-    direct = await send("GET", f"{noida}/docs/_search?{query}")
-    got = await send("GET", f"{url}/docs/_search?{query}")
-    assert verdict(got) == verdict(direct), got.raw[:300]
+    direct = await call("GET", f"{noida}/docs/_search?{query}")
+    got = await call("GET", f"{url}/docs/_search?{query}")
+    assert verdict(got) == verdict(direct), got.body[:300]
 
 
 @pytest.mark.parametrize("name", sorted(MSEARCH))
 async def test_msearch_gets_the_clusters_verdict(noida: str, url: str, name: str) -> None:
     headers = {"Content-Type": NDJSON}
     body = MSEARCH[name]
-    direct = await send("POST", f"{noida}/docs/_msearch", data=body, headers=headers)
-    got = await send("POST", f"{url}/docs/_msearch", data=body, headers=headers)
-    assert verdict(got) == verdict(direct), got.raw[:300]
+    direct = await call("POST", f"{noida}/docs/_msearch", data=body, headers=headers)
+    got = await call("POST", f"{url}/docs/_msearch", data=body, headers=headers)
+    assert verdict(got) == verdict(direct), got.body[:300]
 
 
 @pytest.mark.parametrize("route", ["/docs/_search", "/docs/_msearch", "/docs/_doc/1", "/_bulk"])
 async def test_body_over_limit_is_413(url: str, route: str) -> None:
     big = b'{"query": {"match": {"text": "' + b"x" * MAX_BODY + b'"}}}'
-    got = await send("POST", url + route, data=big, headers={"Content-Type": "application/json"})
+    got = await call("POST", url + route, data=big, headers={"Content-Type": "application/json"})
     assert got.status == 413
     assert got.es_error() == "content_too_long_exception"
 
@@ -140,7 +140,7 @@ async def test_chunked_body_over_limit_is_413(url: str) -> None:
         for _ in range(MAX_BODY // 1024 + 2):
             yield b" " * 1024
 
-    got = await send(
+    got = await call(
         "POST",
         f"{url}/docs/_search",
         data=chunks(),  # type: ignore[arg-type]
@@ -160,6 +160,6 @@ async def test_chunked_body_over_limit_is_413(url: str) -> None:
     ],
 )
 async def test_gateway_options_are_illegal_arguments(url: str, target: str, body: object) -> None:
-    got = await send("POST", url + target, body)
+    got = await call("POST", url + target, body)
     assert got.status == 400
     assert got.es_error() == "illegal_argument_exception"

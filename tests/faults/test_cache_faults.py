@@ -11,7 +11,8 @@ import asyncio
 
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, free_port, make_settings
-from tests.faults.scripted import Answer, BlackHole, OwnRedis, send
+from tests.faults.scripted import BlackHole, OwnRedis
+from tests.upstream import Answer, call
 
 SEARCH = {"query": {"match": {"text": "population of berlin"}}, "size": 4}
 
@@ -28,13 +29,13 @@ async def gateway_with_redis(gateway: GatewayFactory, osmem: str, redis_url: str
 async def reference(gateway: GatewayFactory, osmem: str) -> list[str]:
     """The right answer: the same search with the in-process cache."""
     url = await gateway(make_settings(osmem, rerank={"window": 10}), encoder=FakeEncoder())
-    got = await send("POST", f"{url}/docs/_search", SEARCH)
+    got = await call("POST", f"{url}/docs/_search", SEARCH)
     assert got.headers["X-Rerank"] == "full"
     return got.ids()
 
 
 def assert_full(got: Answer, expected: list[str]) -> None:
-    assert got.status == 200, got.raw
+    assert got.status == 200, got.body
     assert got.headers["X-Rerank"] == "full"
     assert got.ids() == expected
 
@@ -43,14 +44,14 @@ async def test_redis_down(osmem: str, gateway: GatewayFactory) -> None:
     expected = await reference(gateway, osmem)
     url = await gateway_with_redis(gateway, osmem, f"redis://127.0.0.1:{free_port()}/0")
     for _ in range(3):  # the first call fails, the next ones skip Redis (breaker open)
-        assert_full(await send("POST", f"{url}/docs/_search", SEARCH), expected)
+        assert_full(await call("POST", f"{url}/docs/_search", SEARCH), expected)
 
 
 async def test_redis_hung(osmem: str, gateway: GatewayFactory, black_hole: BlackHole) -> None:
     expected = await reference(gateway, osmem)
     url = await gateway_with_redis(gateway, osmem, f"redis://127.0.0.1:{black_hole.port}/0")
     for _ in range(3):
-        assert_full(await send("POST", f"{url}/docs/_search", SEARCH), expected)
+        assert_full(await call("POST", f"{url}/docs/_search", SEARCH), expected)
 
 
 async def wait_for_keys(server: OwnRedis) -> int:
@@ -65,19 +66,19 @@ async def wait_for_keys(server: OwnRedis) -> int:
 async def test_redis_restart(osmem: str, gateway: GatewayFactory, own_redis: OwnRedis) -> None:
     expected = await reference(gateway, osmem)
     url = await gateway_with_redis(gateway, osmem, own_redis.url)
-    assert_full(await send("POST", f"{url}/docs/_search", SEARCH), expected)
+    assert_full(await call("POST", f"{url}/docs/_search", SEARCH), expected)
     assert await wait_for_keys(own_redis) > 0
 
     await asyncio.to_thread(own_redis.stop)
     for _ in range(3):
-        assert_full(await send("POST", f"{url}/docs/_search", SEARCH), expected)
+        assert_full(await call("POST", f"{url}/docs/_search", SEARCH), expected)
 
     await asyncio.to_thread(own_redis.start)  # empty again: nothing was saved
     assert await asyncio.to_thread(own_redis.keys) == 0
     await asyncio.sleep(0.2)  # past the breaker's back-off
     async with asyncio.timeout(10):
         while await asyncio.to_thread(own_redis.keys) == 0:
-            assert_full(await send("POST", f"{url}/docs/_search", SEARCH), expected)
+            assert_full(await call("POST", f"{url}/docs/_search", SEARCH), expected)
             await asyncio.sleep(0.1)
     # And scores served from the refilled cache are the same answer.
-    assert_full(await send("POST", f"{url}/docs/_search", SEARCH), expected)
+    assert_full(await call("POST", f"{url}/docs/_search", SEARCH), expected)

@@ -15,7 +15,8 @@ import numpy as np
 from gateway.model.base import Encoded, Pair, Scores
 from gateway.model.fake import FakeEncoder, _word_id
 from tests.conftest import GatewayFactory, make_settings
-from tests.faults.scripted import FAKE_ORDER, QUERY, ScriptedUpstream, send
+from tests.faults.scripted import FAKE_ORDER, QUERY
+from tests.upstream import ScriptedUpstream, call
 
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 3}
 UPSTREAM_ORDER = ["d0", "d1", "d2"]
@@ -60,19 +61,19 @@ async def start(scripted: ScriptedUpstream, gateway: GatewayFactory) -> tuple[st
 async def assert_recovered(url: str, encoder: FaultyEncoder) -> None:
     encoder.mode = "ok"
     encoder.release.set()
-    got = await send("POST", f"{url}/docs/_search", SEARCH)
+    got = await call("POST", f"{url}/docs/_search", SEARCH)
     assert (got.status, got.headers["X-Rerank"]) == (200, "full")
     assert got.ids() == FAKE_ORDER
 
 
 async def assert_upstream_order(url: str, reason: str) -> None:
-    got = await send("POST", f"{url}/docs/_search", SEARCH)
+    got = await call("POST", f"{url}/docs/_search", SEARCH)
     assert got.status == 200
     assert got.headers["X-Rerank"] == "skipped"
     assert got.headers["X-Rerank-Reason"] == reason
     assert got.ids() == UPSTREAM_ORDER
     assert [h["_score"] for h in got.json()["hits"]["hits"]] == [8.0, 7.0, 6.0]
-    assert b"secret" not in got.raw
+    assert b"secret" not in got.body
 
 
 async def test_model_raises(scripted: ScriptedUpstream, gateway: GatewayFactory) -> None:
@@ -99,7 +100,7 @@ async def test_model_returns_nan(scripted: ScriptedUpstream, gateway: GatewayFac
 async def test_some_scores_nan(scripted: ScriptedUpstream, gateway: GatewayFactory) -> None:
     url, encoder = await start(scripted, gateway)
     encoder.mode = "nan_wall"
-    got = await send("POST", f"{url}/docs/_search", {**SEARCH, "size": 8})
+    got = await call("POST", f"{url}/docs/_search", {**SEARCH, "size": 8})
     assert got.status == 200
     assert (got.headers["X-Rerank"], got.headers["X-Rerank-Reason"]) == ("partial", "model_error")
     ids = got.ids()

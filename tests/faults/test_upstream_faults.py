@@ -13,32 +13,24 @@ import pytest
 
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, free_port
-from tests.faults.scripted import (
-    FAKE_ORDER,
-    QUERY,
-    Answer,
-    ScriptedUpstream,
-    answer,
-    reset_mid_body,
-    send,
-    settings_for,
-    slow,
-)
+from tests.faults.scripted import FAKE_ORDER, QUERY
+from tests.scripted import settings_with
+from tests.upstream import Answer, Canned, ScriptedUpstream, call, reset_mid_body, slow
 
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 3}
 
 
 async def start(gateway: GatewayFactory, upstream_url: str) -> str:
-    settings = settings_for(upstream_url, upstream={"timeout_s": 1.0}, rerank={"window": 8})
+    settings = settings_with([upstream_url], upstream={"timeout_s": 1.0}, rerank={"window": 8})
     return await gateway(settings, encoder=FakeEncoder())
 
 
 async def assert_recovered(url: str) -> None:
-    got = await send("POST", f"{url}/docs/_search", SEARCH)
+    got = await call("POST", f"{url}/docs/_search", SEARCH)
     assert got.status == 200
     assert got.headers["X-Rerank"] == "full"
     assert got.ids() == FAKE_ORDER
-    doc = await send("GET", f"{url}/docs/_doc/d1")
+    doc = await call("GET", f"{url}/docs/_doc/d1")
     assert doc.status == 200
 
 
@@ -47,8 +39,8 @@ async def test_refused_then_back(scripted: ScriptedUpstream, gateway: GatewayFac
     await assert_recovered(url)
     await scripted.close()
     for got in (
-        await send("POST", f"{url}/docs/_search", SEARCH),
-        await send("GET", f"{url}/docs/_doc/d1"),
+        await call("POST", f"{url}/docs/_search", SEARCH),
+        await call("GET", f"{url}/docs/_doc/d1"),
     ):
         assert got.status == 502
         assert got.es_error() == "upstream_unavailable_exception"
@@ -59,15 +51,15 @@ async def test_refused_then_back(scripted: ScriptedUpstream, gateway: GatewayFac
 
 async def test_never_listening_gives_502(gateway: GatewayFactory) -> None:
     url = await start(gateway, f"http://127.0.0.1:{free_port()}")
-    got = await send("POST", f"{url}/docs/_search", SEARCH)
+    got = await call("POST", f"{url}/docs/_search", SEARCH)
     assert got.status == 502
     assert got.es_error() == "upstream_unavailable_exception"
-    assert "127.0.0.1" not in got.raw.decode()  # no internals in the body
+    assert "127.0.0.1" not in got.body.decode()  # no internals in the body
 
 
 async def test_failover_to_second_url(scripted: ScriptedUpstream, gateway: GatewayFactory) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    settings = settings_for([dead, scripted.url], rerank={"window": 8})
+    settings = settings_with([dead, scripted.url], rerank={"window": 8})
     url = await gateway(settings, encoder=FakeEncoder())
     await assert_recovered(url)
 
@@ -75,13 +67,13 @@ async def test_failover_to_second_url(scripted: ScriptedUpstream, gateway: Gatew
 async def test_reset_mid_body(scripted: ScriptedUpstream, gateway: GatewayFactory) -> None:
     url = await start(gateway, scripted.url)
     scripted.behaviour = reset_mid_body()
-    got = await send("POST", f"{url}/docs/_search", SEARCH)
+    got = await call("POST", f"{url}/docs/_search", SEARCH)
     assert got.status == 502
     assert got.es_error() == "upstream_unavailable_exception"
     # A passthrough answer is streamed: its headers are gone when the cut comes, so the
     # client must see a broken transfer, never a short body passed off as complete.
     with pytest.raises(aiohttp.ClientPayloadError):
-        await send("GET", f"{url}/docs/_doc/d1")
+        await call("GET", f"{url}/docs/_doc/d1")
     scripted.behaviour = None
     await assert_recovered(url)
 
@@ -90,8 +82,8 @@ async def test_slow_past_timeout(scripted: ScriptedUpstream, gateway: GatewayFac
     url = await start(gateway, scripted.url)
     scripted.behaviour = slow(2.5)
     for got in (
-        await send("POST", f"{url}/docs/_search", SEARCH),
-        await send("GET", f"{url}/docs/_doc/d1"),
+        await call("POST", f"{url}/docs/_search", SEARCH),
+        await call("GET", f"{url}/docs/_doc/d1"),
     ):
         assert got.status == 504
         assert got.es_error() == "upstream_timeout_exception"
@@ -105,11 +97,11 @@ async def test_error_status_verbatim(
 ) -> None:
     url = await start(gateway, scripted.url)
     body = b'{"error":{"type":"es_rejected_execution_exception","reason":"queue full"},"status":%d}'
-    scripted.behaviour = answer(status, body % status)
-    search = await send("POST", f"{url}/docs/_search", SEARCH)
-    passthrough = await send("GET", f"{url}/docs/_doc/d1")
+    scripted.behaviour = Canned(status=status, body=body % status)
+    search = await call("POST", f"{url}/docs/_search", SEARCH)
+    passthrough = await call("GET", f"{url}/docs/_doc/d1")
     for got in (search, passthrough):
-        assert (got.status, got.raw) == (status, body % status)
+        assert (got.status, got.body) == (status, body % status)
     assert search.headers["X-Rerank"] == "skipped"
     assert search.headers["X-Rerank-Reason"] == "upstream_status"
     scripted.behaviour = None
@@ -123,12 +115,12 @@ async def test_unusable_2xx_body(
     scripted: ScriptedUpstream, gateway: GatewayFactory, raw: bytes
 ) -> None:
     url = await start(gateway, scripted.url)
-    scripted.behaviour = answer(200, raw)
-    got = await send("POST", f"{url}/docs/_search", SEARCH)
-    assert got.status < 500, got.raw
+    scripted.behaviour = Canned(body=raw)
+    got = await call("POST", f"{url}/docs/_search", SEARCH)
+    assert got.status < 500, got.body
     assert got.headers["X-Rerank"] == "skipped"
     if got.status == 200:
-        assert got.raw == raw  # not parseable as a search answer: relayed untouched
+        assert got.body == raw  # not parseable as a search answer: relayed untouched
     scripted.behaviour = None
     await assert_recovered(url)
 
@@ -144,7 +136,7 @@ async def test_corrupt_gzip_body(scripted: ScriptedUpstream, gateway: GatewayFac
         )
 
     scripted.behaviour = corrupt
-    got: Answer = await send("POST", f"{url}/docs/_search", SEARCH)
+    got: Answer = await call("POST", f"{url}/docs/_search", SEARCH)
     assert got.status == 502
     assert got.es_error() == "upstream_unavailable_exception"
     scripted.behaviour = None

@@ -9,14 +9,16 @@ import pytest
 
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, free_port
-from tests.faults.scripted import QUERY, ScriptedUpstream, send, settings_for
+from tests.faults.scripted import QUERY
+from tests.scripted import settings_with
+from tests.upstream import ScriptedUpstream, call
 
 KEY, ADMIN = "client-key-7f3a", "admin-key-91bc"
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 3}
 
 
 async def start(gateway: GatewayFactory, upstream: str, **access: Any) -> str:
-    return await gateway(settings_for(upstream, access=access), encoder=FakeEncoder())
+    return await gateway(settings_with([upstream], access=access), encoder=FakeEncoder())
 
 
 async def test_client_key(scripted: ScriptedUpstream, gateway: GatewayFactory) -> None:
@@ -26,20 +28,20 @@ async def test_client_key(scripted: ScriptedUpstream, gateway: GatewayFactory) -
             ("POST", "/docs/_search", SEARCH),
             ("GET", "/docs/_doc/1", None),
         ):
-            got = await send(method, url + path, body, headers=headers)
+            got = await call(method, url + path, body, headers=headers)
             assert got.status == 401
             assert got.es_error() == "security_exception"
-            assert KEY.encode() not in got.raw
+            assert KEY.encode() not in got.body
     scripted.seen.clear()
     ok = {"X-Gateway-Api-Key": KEY}
-    got = await send("POST", f"{url}/docs/_search", SEARCH, headers=ok)
+    got = await call("POST", f"{url}/docs/_search", SEARCH, headers=ok)
     assert (got.status, got.headers["X-Rerank"]) == (200, "full")
-    assert (await send("GET", f"{url}/docs/_doc/1", headers=ok)).status == 200
+    assert (await call("GET", f"{url}/docs/_doc/1", headers=ok)).status == 200
     assert all("X-Gateway-Api-Key" not in s.headers for s in scripted.seen)
     # Probes stay open; the other reserved endpoints take the client key when no admin key is set.
-    assert (await send("GET", f"{url}/_gateway/health/live")).status == 200
-    assert (await send("GET", f"{url}/_gateway/metrics")).status == 401
-    assert (await send("GET", f"{url}/_gateway/metrics", headers=ok)).status == 200
+    assert (await call("GET", f"{url}/_gateway/health/live")).status == 200
+    assert (await call("GET", f"{url}/_gateway/metrics")).status == 401
+    assert (await call("GET", f"{url}/_gateway/metrics", headers=ok)).status == 200
 
 
 async def test_admin_key_guards_reserved_endpoints(
@@ -48,14 +50,14 @@ async def test_admin_key_guards_reserved_endpoints(
     url = await start(gateway, scripted.url, api_key=KEY, admin_api_key=ADMIN)
     for path in ("/_gateway/metrics", "/%5Fgateway/metrics", "/_gateway/anything"):
         for key in (None, KEY):
-            got = await send("GET", url + path, headers={"X-Gateway-Api-Key": key} if key else {})
+            got = await call("GET", url + path, headers={"X-Gateway-Api-Key": key} if key else {})
             assert got.status == 401, (path, key)
-    got = await send("GET", f"{url}/_gateway/metrics", headers={"X-Gateway-Api-Key": ADMIN})
+    got = await call("GET", f"{url}/_gateway/metrics", headers={"X-Gateway-Api-Key": ADMIN})
     assert got.status == 200
     # The admin key is not a client key.
-    got = await send("GET", f"{url}/docs/_doc/1", headers={"X-Gateway-Api-Key": ADMIN})
+    got = await call("GET", f"{url}/docs/_doc/1", headers={"X-Gateway-Api-Key": ADMIN})
     assert got.status == 401
-    assert (await send("GET", f"{url}/_gateway/health/ready")).status in (200, 503)
+    assert (await call("GET", f"{url}/_gateway/health/ready")).status in (200, 503)
 
 
 ALLOWED = ["docs", "logs-*", "-logs-secret"]
@@ -88,8 +90,8 @@ async def test_index_allow_list(
 ) -> None:
     method, path, body, status = case
     url = await start(gateway, scripted.url, indices=ALLOWED)
-    got = await send(method, url + path, body)
-    assert got.status == status, got.raw[:200]
+    got = await call(method, url + path, body)
+    assert got.status == status, got.body[:200]
     if status == 403:
         assert got.es_error() == "security_exception"
 
@@ -123,10 +125,10 @@ async def test_bodies_naming_indices(
 ) -> None:
     url = await start(gateway, scripted.url, indices=ALLOWED)
     scripted.behaviour = None
-    got = await send(
+    got = await call(
         "POST", url + path, data=body, headers={"Content-Type": "application/x-ndjson"}
     )
-    assert got.status == status, got.raw[:200]
+    assert got.status == status, got.body[:200]
     if status >= 400:
         assert got.es_error() in ("security_exception", "parsing_exception")
 
@@ -144,22 +146,22 @@ async def test_credentials_never_in_logs_or_bodies(
     ]
     dead = f"127.0.0.1:{free_port()}"
     caplog.set_level(logging.DEBUG)
-    settings = settings_for(
-        scripted.url,
+    settings = settings_with(
+        [scripted.url],
         upstream={"username": "gw", "password": secrets[0], "timeout_s": 0.5},
         cache={"redis_url": f"redis://:{secrets[2]}@{dead}/0", "timeout_s": 0.05},
         access={"api_key": KEY, "admin_api_key": ADMIN},
     )
     url = await gateway(settings, encoder=FakeEncoder())
     api_url = await gateway(
-        settings_for(f"http://{dead}", upstream={"api_key": secrets[1]}), encoder=FakeEncoder()
+        settings_with([f"http://{dead}"], upstream={"api_key": secrets[1]}), encoder=FakeEncoder()
     )
     client = {"X-Gateway-Api-Key": KEY, "Authorization": f"Basic {secrets[5]}"}
     answers = [
-        await send("POST", f"{url}/docs/_search", SEARCH, headers=client),  # redis down
-        await send("GET", f"{url}/docs/_doc/1", headers={"X-Gateway-Api-Key": KEY + "!"}),
-        await send("GET", f"{url}/_gateway/metrics", headers={"X-Gateway-Api-Key": ADMIN}),
-        await send("POST", f"{api_url}/docs/_search", SEARCH, headers=client),  # upstream down
+        await call("POST", f"{url}/docs/_search", SEARCH, headers=client),  # redis down
+        await call("GET", f"{url}/docs/_doc/1", headers={"X-Gateway-Api-Key": KEY + "!"}),
+        await call("GET", f"{url}/_gateway/metrics", headers={"X-Gateway-Api-Key": ADMIN}),
+        await call("POST", f"{api_url}/docs/_search", SEARCH, headers=client),  # upstream down
     ]
     scripted.behaviour = None
     assert [a.status for a in answers] == [200, 401, 200, 502]
@@ -174,4 +176,4 @@ async def test_credentials_never_in_logs_or_bodies(
     for secret in secrets:
         assert secret not in logged, secret
         for answer in answers[:2] + answers[3:]:
-            assert secret.encode() not in answer.raw, secret
+            assert secret.encode() not in answer.body, secret

@@ -14,7 +14,8 @@ from yarl import URL
 
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory
-from tests.faults.scripted import ScriptedUpstream, send, settings_for
+from tests.scripted import settings_with
+from tests.upstream import ScriptedUpstream, call
 
 
 async def exchange(url: str, data: bytes) -> bytes:
@@ -43,7 +44,7 @@ def status_of(raw: bytes) -> int:
 @pytest.fixture
 async def prefixed(scripted: ScriptedUpstream, gateway: GatewayFactory) -> str:
     """A gateway whose upstream lives under ``/prefix``."""
-    return await gateway(settings_for(scripted.url + "/prefix"), encoder=FakeEncoder())
+    return await gateway(settings_with([scripted.url + "/prefix"]), encoder=FakeEncoder())
 
 
 def forwarded(scripted: ScriptedUpstream) -> list[str]:
@@ -102,7 +103,7 @@ async def test_dot_segments_are_refused(
 async def test_ordinary_paths_keep_the_prefix(scripted: ScriptedUpstream, prefixed: str) -> None:
     for path in ("/docs/_doc/1", "/.kibana/_doc/a..b", "/docs/_doc/%2Fslash", "/_cat/indices?v"):
         scripted.seen.clear()
-        got = await send("GET", prefixed + path)
+        got = await call("GET", prefixed + path)
         assert got.status == 200
         assert forwarded(scripted) == ["/prefix" + path]
 
@@ -138,7 +139,7 @@ async def test_hop_by_hop_response_headers_dropped(
         )
 
     scripted.behaviour = leaky
-    got = await send("GET", f"{prefixed}/docs/_doc/1")
+    got = await call("GET", f"{prefixed}/docs/_doc/1")
     assert got.status == 200
     assert "X-Internal" not in got.headers
     assert "Proxy-Authenticate" not in got.headers
