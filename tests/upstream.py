@@ -6,9 +6,11 @@ honouring from/size and ``fields``), ``_msearch`` sub-search by sub-search, and
 a JSON echo for anything else. Tests change that in two ways:
 ``script(path, Canned(...))`` for one path (status, exact bytes, headers, delay,
 gzip, chunks), and ``behaviour`` for every path but the info at ``/`` (a
-``Canned``, ``slow(s)``, ``reset_mid_body()`` or any aiohttp handler; a handler
-returning ``None`` lets the default answer go). It listens on the same port
-again after ``close`` and ``start``.
+``Canned``, ``slow(s)``, ``reset_mid_body()``, a ``Gate`` or any aiohttp handler;
+a handler returning ``None`` lets the default answer go). ``flavor="opensearch"``
+answers ``GET /`` like OpenSearch and drops ``X-Elastic-Product``; ``tls`` serves
+https. It listens on the same port again after ``close`` and ``start``, and
+``async with ScriptedUpstream(docs) as upstream`` starts and closes it.
 
 ``call`` sends one request with a fresh client session and returns an ``Answer``.
 """
@@ -19,9 +21,11 @@ import asyncio
 import gzip
 import io
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal, Self
 
 import aiohttp
 from aiohttp import web
@@ -37,6 +41,12 @@ ES_INFO = {
     "version": {"number": "8.15.0", "build_flavor": "default"},
     "tagline": "You Know, for Search",
 }
+OS_INFO = {
+    "name": "scripted",
+    "cluster_name": "scripted",
+    "version": {"distribution": "opensearch", "number": "2.17.0"},
+    "tagline": "The OpenSearch Project: https://opensearch.org/",
+}
 PRODUCT = {"Content-Type": "application/json", "X-Elastic-Product": "Elasticsearch"}
 
 
@@ -48,6 +58,11 @@ class Seen:
     path_qs: str
     headers: CIMultiDict[str]
     body: bytes
+
+    @property
+    def path(self) -> str:
+        """``path_qs`` without the query."""
+        return self.path_qs.split("?")[0]
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -115,8 +130,16 @@ def search_answer(docs: list[dict[str, Any]], body: dict[str, Any], params: Any)
 
 
 class ScriptedUpstream:
-    def __init__(self, docs: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        docs: list[dict[str, Any]],
+        *,
+        flavor: Literal["elasticsearch", "opensearch"] = "elasticsearch",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.docs = docs
+        self.flavor = flavor
+        self.tls = tls
         self.behaviour: Behaviour | None = None
         self.scripts: dict[str, Behaviour] = {}
         self.seen: list[Seen] = []
@@ -125,14 +148,14 @@ class ScriptedUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def script(self, path: str, answer: Behaviour) -> None:
         """Answer requests for ``path`` (decoded, no query) with ``answer``."""
         self.scripts[path] = answer
 
     def last(self, path: str | None = None) -> Seen:
-        found = [s for s in self.seen if path is None or s.path_qs.split("?")[0] == path]
+        found = [s for s in self.seen if path is None or s.path == path]
         assert found, f"nothing reached the upstream at {path}"
         return found[-1]
 
@@ -140,13 +163,28 @@ class ScriptedUpstream:
         """Listen (again, after ``close``) on the same port."""
         app = web.Application(client_max_size=1 << 30)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._server = TestServer(app, host="127.0.0.1", port=self.port, auto_decompress=False)
-        await self._server.start_server()
+        self._server = TestServer(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            scheme="https" if self.tls else "http",
+            auto_decompress=False,
+        )
+        await self._server.start_server(ssl=self.tls)
 
     async def close(self) -> None:
         if self._server is not None:
             await self._server.close()
             self._server = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -166,20 +204,24 @@ class ScriptedUpstream:
             return Canned(status=400, body=json.dumps(error).encode())
 
     def _answer(self, request: web.Request, body: bytes) -> Canned:
+        answer: Any
         if request.path == "/":
-            return Canned(body=json.dumps(ES_INFO).encode(), headers=PRODUCT)
-        if request.path.endswith("/_search"):
+            answer = OS_INFO if self.flavor == "opensearch" else ES_INFO
+        elif request.path.endswith("/_search"):
             parsed = json.loads(body) if body else {}
             answer = search_answer(self.docs, parsed, request.query)
-            return Canned(body=json.dumps(answer).encode(), headers=PRODUCT)
-        if request.path.endswith("/_msearch"):
+        elif request.path.endswith("/_msearch"):
             lines = [json.loads(line) for line in body.splitlines() if line.strip()]
             answers = [{**search_answer(self.docs, sub, {}), "status": 200} for sub in lines[1::2]]
-            return Canned(
-                body=json.dumps({"took": 3, "responses": answers}).encode(), headers=PRODUCT
-            )
-        echo = {"acknowledged": True, "method": request.method, "path": request.raw_path}
-        return Canned(body=json.dumps({**echo, "length": len(body)}).encode(), headers=PRODUCT)
+            answer = {"took": 3, "responses": answers}
+        else:
+            echo = {"acknowledged": True, "method": request.method, "path": request.raw_path}
+            answer = {**echo, "length": len(body)}
+        # OpenSearch sends no product header.
+        headers = (
+            PRODUCT if self.flavor == "elasticsearch" else {"Content-Type": "application/json"}
+        )
+        return Canned(body=json.dumps(answer).encode(), headers=headers)
 
 
 def slow(seconds: float) -> Behaviour:
@@ -189,6 +231,22 @@ def slow(seconds: float) -> Behaviour:
         await asyncio.sleep(seconds)
 
     return handler
+
+
+class Gate:
+    """A behaviour that holds each request until ``open()``, then lets the default
+    answer go; ``entered`` is set once a request waits. Open it before ``close``."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self._opened = asyncio.Event()
+
+    def open(self) -> None:
+        self._opened.set()
+
+    async def __call__(self, request: web.Request) -> None:
+        self.entered.set()
+        await self._opened.wait()
 
 
 def reset_mid_body() -> Behaviour:

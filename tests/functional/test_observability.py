@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -17,16 +16,17 @@ from gateway.__main__ import _JsonFormatter
 from gateway.access import redact_url
 from gateway.metrics import Metrics
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, free_port, make_settings
-from tests.scripted import ScriptedCluster, running_cluster, settings_with, start_app
+from tests.conftest import GatewayFactory, make_settings
+from tests.scripted import DOCS, settings_with
+from tests.upstream import ScriptedUpstream
 
 SEARCH = {"query": {"match": {"text": "capital of Italy"}}, "size": 2}
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[tuple[ScriptedCluster, str]]:
-    async with running_cluster() as running:
-        yield running
+async def cluster() -> AsyncIterator[ScriptedUpstream]:
+    async with ScriptedUpstream(DOCS) as upstream:
+        yield upstream
 
 
 async def call(
@@ -48,33 +48,31 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def test_request_id_forwarded_upstream_and_returned(
-    cluster: tuple[ScriptedCluster, str], gateway: GatewayFactory
+    cluster: ScriptedUpstream, gateway: GatewayFactory
 ) -> None:
-    script, upstream = cluster
-    url = await gateway(make_settings(upstream), encoder=FakeEncoder())
+    url = await gateway(make_settings(cluster.url), encoder=FakeEncoder())
 
     status, headers, _ = await call("POST", f"{url}/docs/_search", SEARCH)
     assert status == 200
     generated = headers["X-Request-Id"]
     assert len(generated) == 32
-    assert script.headers_of("/_search")[-1]["X-Opaque-Id"] == generated
+    assert cluster.last("/docs/_search").headers["X-Opaque-Id"] == generated
 
     # A client's own X-Opaque-Id is kept, on searches and passthrough alike.
     for method, path in (("POST", "/docs/_search"), ("PUT", "/docs/_doc/1")):
         status, headers, _ = await call(method, url + path, {"a": 1}, **{"X-Opaque-Id": "mine-7"})
         assert status in (200, 201)
         assert headers["X-Request-Id"] == "mine-7"
-        assert script.seen[-1][2].getall("X-Opaque-Id") == ["mine-7"]
+        assert cluster.last().headers.getall("X-Opaque-Id") == ["mine-7"]
 
 
 async def test_access_line_has_timings_and_never_credentials(
-    cluster: tuple[ScriptedCluster, str],
+    cluster: ScriptedUpstream,
     gateway: GatewayFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    _, upstream = cluster
     secret_pw, secret_token = "pw-Sup3rSecret", "tok-Sup3rSecret"
-    settings = settings_with([upstream], upstream={"username": "elastic", "password": secret_pw})
+    settings = settings_with([cluster.url], upstream={"username": "elastic", "password": secret_pw})
     caplog.set_level(logging.DEBUG)
     url = await gateway(settings, encoder=FakeEncoder())
     auth = {"Authorization": f"Bearer {secret_token}", "X-Api-Secret": secret_token}
@@ -103,11 +101,10 @@ async def test_access_line_has_timings_and_never_credentials(
 
 
 async def test_metrics_count_by_route_outcome_and_stay_per_app(
-    cluster: tuple[ScriptedCluster, str], gateway: GatewayFactory
+    cluster: ScriptedUpstream, gateway: GatewayFactory
 ) -> None:
-    _, upstream = cluster
-    url = await gateway(make_settings(upstream), encoder=FakeEncoder())
-    other = await gateway(make_settings(upstream), encoder=FakeEncoder())
+    url = await gateway(make_settings(cluster.url), encoder=FakeEncoder())
+    other = await gateway(make_settings(cluster.url), encoder=FakeEncoder())
     await call("POST", f"{url}/docs/_search", SEARCH)
     await call("POST", f"{url}/docs/_search", SEARCH, **{"X-Rerank": "off"})
     await call("GET", f"{url}/docs/_doc/d1")
@@ -147,25 +144,24 @@ def test_variant_hook_counts_arms() -> None:
 
 
 async def test_readiness_asks_the_upstream_again(gateway: GatewayFactory) -> None:
-    port = free_port()
-    url = await gateway(make_settings(f"http://127.0.0.1:{port}"), encoder=FakeEncoder())
+    cluster = ScriptedUpstream(DOCS, flavor="opensearch")  # not listening yet
+    url = await gateway(make_settings(cluster.url), encoder=FakeEncoder())
     status, _, body = await call("GET", f"{url}/_gateway/health/ready")
     assert status == 503
     assert json.loads(body) == {"ready": False, "model": "ready", "upstream": "unreachable"}
     status, _, _ = await call("GET", f"{url}/_gateway/health/live")
     assert status == 200
 
-    script = ScriptedCluster(product="", distribution="opensearch")
-    server: TestServer = await start_app(script.app(), port=port)
+    await cluster.start()
     try:
         status, _, body = await call("GET", f"{url}/_gateway/health/ready")
         assert status == 200
         assert json.loads(body)["upstream"] == "opensearch"
-        await server.close()
+        await cluster.close()
         # A failed request marks the cluster unknown again; readiness re-asks and says so.
         status, _, _ = await call("GET", f"{url}/docs/_doc/1")
         assert status == 502
         status, _, _ = await call("GET", f"{url}/_gateway/health/ready")
         assert status == 503
     finally:
-        await server.close()
+        await cluster.close()

@@ -16,16 +16,21 @@ from gateway.cache import RedisCache, cache_key
 from gateway.model.fake import FakeEncoder
 from gateway.settings import CacheSettings, Settings
 from tests.conftest import free_port
-from tests.scripted import DOCS, ScriptedCluster, running_cluster, settings_with
+from tests.scripted import DOCS, settings_with
+from tests.upstream import Gate, ScriptedUpstream
 
 QUERY = "capital of Italy"
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 2}
 
 
 @pytest.fixture
-async def held_cluster() -> AsyncIterator[tuple[ScriptedCluster, str]]:
-    async with running_cluster(hold=asyncio.Event()) as running:
-        yield running
+async def held_cluster() -> AsyncIterator[tuple[Gate, str]]:
+    """A cluster whose searches wait for ``gate.open()`` (opened at the end)."""
+    gate = Gate()
+    async with ScriptedUpstream(DOCS) as upstream:
+        upstream.script("/docs/_search", gate)
+        yield gate, upstream.url
+        gate.open()
 
 
 async def serve(settings: Settings, encoder: FakeEncoder) -> tuple[web.AppRunner, str]:
@@ -53,9 +58,9 @@ async def wait_refusing(port: int) -> None:
 
 
 async def test_in_flight_search_finishes_and_scores_are_flushed(
-    held_cluster: tuple[ScriptedCluster, str], redis_url: str
+    held_cluster: tuple[Gate, str], redis_url: str
 ) -> None:
-    script, upstream = held_cluster
+    gate, upstream = held_cluster
     encoder = FakeEncoder(name=f"shutdown-{uuid.uuid4().hex}")
     settings = settings_with(
         [upstream], server={"shutdown_timeout_s": 30}, cache={"redis_url": redis_url}
@@ -64,12 +69,11 @@ async def test_in_flight_search_finishes_and_scores_are_flushed(
     port = int(url.rsplit(":", 1)[1])
     async with aiohttp.ClientSession() as session:
         in_flight = asyncio.create_task(session.post(f"{url}/docs/_search", json=SEARCH))
-        await script.search_started.wait()
+        await gate.entered.wait()
         stopping = asyncio.create_task(runner.cleanup())
         await wait_refusing(port)  # no new connections while the old one finishes
         assert not stopping.done()
-        assert script.hold is not None
-        script.hold.set()
+        gate.open()
         response = await in_flight
         assert response.status == 200
         assert response.headers["X-Rerank"] == "full"
@@ -90,14 +94,14 @@ async def test_in_flight_search_finishes_and_scores_are_flushed(
 
 
 async def test_search_past_the_shutdown_deadline_is_cut(
-    held_cluster: tuple[ScriptedCluster, str],
+    held_cluster: tuple[Gate, str],
 ) -> None:
-    script, upstream = held_cluster
+    gate, upstream = held_cluster
     settings = settings_with([upstream], server={"shutdown_timeout_s": 0.2})
     runner, url = await serve(settings, FakeEncoder())
     async with aiohttp.ClientSession() as session:
         in_flight = asyncio.create_task(session.post(f"{url}/docs/_search", json=SEARCH))
-        await script.search_started.wait()
+        await gate.entered.wait()
         await runner.cleanup()  # returns although the upstream never answers
         with pytest.raises(aiohttp.ClientError):
             await in_flight

@@ -21,7 +21,8 @@ from gateway.errors import ModelError
 from gateway.model.tei import TeiCrossEncoder
 from gateway.settings import ModelSettings
 from tests.conftest import GatewayFactory
-from tests.scripted import running_cluster, settings_with, start_app, url_of
+from tests.scripted import DOCS, settings_with, start_app, url_of
+from tests.upstream import ScriptedUpstream
 
 SEARCH = {"query": {"match": {"text": "capital of Italy"}}, "size": 3}
 
@@ -74,8 +75,8 @@ class ScriptedTei:
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[str]:
-    async with running_cluster() as (_, url):
-        yield url
+    async with ScriptedUpstream(DOCS) as upstream:
+        yield upstream.url
 
 
 @pytest.fixture

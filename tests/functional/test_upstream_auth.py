@@ -10,20 +10,20 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, free_port
 from tests.pki import make_certs
-from tests.scripted import ScriptedCluster, running_cluster, settings_with
+from tests.scripted import DOCS, settings_with
+from tests.upstream import ScriptedUpstream
 
 SEARCH = {"query": {"match": {"text": "capital of Italy"}}, "size": 2}
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[tuple[ScriptedCluster, str]]:
-    async with running_cluster() as running:
-        yield running
+async def cluster() -> AsyncIterator[ScriptedUpstream]:
+    async with ScriptedUpstream(DOCS) as upstream:
+        yield upstream
 
 
 async def call(method: str, url: str, body: Any = None, **headers: str) -> int:
@@ -35,51 +35,45 @@ async def call(method: str, url: str, body: Any = None, **headers: str) -> int:
         return r.status
 
 
-def auth_seen(script: ScriptedCluster) -> list[str | None]:
-    return [h.get("Authorization") for _, _, h in script.seen]
+def auth_seen(cluster: ScriptedUpstream) -> list[str | None]:
+    return [seen.headers.get("Authorization") for seen in cluster.seen]
 
 
 async def test_basic_auth_is_added_to_every_request(
-    cluster: tuple[ScriptedCluster, str], gateway: GatewayFactory
+    cluster: ScriptedUpstream, gateway: GatewayFactory
 ) -> None:
-    script, upstream = cluster
-    settings = settings_with([upstream], upstream={"username": "elastic", "password": "pw"})
+    settings = settings_with([cluster.url], upstream={"username": "elastic", "password": "pw"})
     url = await gateway(settings, encoder=FakeEncoder())
     assert await call("POST", f"{url}/docs/_search", SEARCH) == 200
     assert await call("GET", f"{url}/docs/_doc/1", Authorization="Bearer client-token") == 200
     expected = "Basic " + base64.b64encode(b"elastic:pw").decode()
     # The start-up probe, the search and the passthrough: the gateway's credential wins.
-    assert auth_seen(script) == [expected] * 3
+    assert auth_seen(cluster) == [expected] * 3
 
 
-async def test_api_key_is_sent(
-    cluster: tuple[ScriptedCluster, str], gateway: GatewayFactory
-) -> None:
-    script, upstream = cluster
+async def test_api_key_is_sent(cluster: ScriptedUpstream, gateway: GatewayFactory) -> None:
     url = await gateway(
-        settings_with([upstream], upstream={"api_key": "a2V5OnNlY3JldA=="}),
+        settings_with([cluster.url], upstream={"api_key": "a2V5OnNlY3JldA=="}),
         encoder=FakeEncoder(),
     )
     assert await call("POST", f"{url}/docs/_search", SEARCH) == 200
-    assert set(auth_seen(script)) == {"ApiKey a2V5OnNlY3JldA=="}
+    assert set(auth_seen(cluster)) == {"ApiKey a2V5OnNlY3JldA=="}
 
 
 async def test_client_bearer_passes_through_without_gateway_credential(
-    cluster: tuple[ScriptedCluster, str], gateway: GatewayFactory
+    cluster: ScriptedUpstream, gateway: GatewayFactory
 ) -> None:
-    script, upstream = cluster
-    url = await gateway(settings_with([upstream]), encoder=FakeEncoder())
+    url = await gateway(settings_with([cluster.url]), encoder=FakeEncoder())
     assert await call("POST", f"{url}/docs/_search", SEARCH, Authorization="Bearer abc") == 200
     assert await call("GET", f"{url}/_cat/indices", Authorization="Bearer abc") == 200
-    assert auth_seen(script) == [None, "Bearer abc", "Bearer abc"]
+    assert auth_seen(cluster) == [None, "Bearer abc", "Bearer abc"]
 
 
 async def test_dead_first_url_fails_over(
-    cluster: tuple[ScriptedCluster, str], gateway: GatewayFactory
+    cluster: ScriptedUpstream, gateway: GatewayFactory
 ) -> None:
-    script, upstream = cluster
     dead = f"http://127.0.0.1:{free_port()}"
-    url = await gateway(settings_with([dead, upstream]), encoder=FakeEncoder())
+    url = await gateway(settings_with([dead, cluster.url]), encoder=FakeEncoder())
     async with aiohttp.ClientSession() as s:
         ready = await s.get(f"{url}/_gateway/health/ready")
         assert ready.status == 200
@@ -87,7 +81,7 @@ async def test_dead_first_url_fails_over(
             async with s.post(f"{url}/docs/_search", json=SEARCH) as r:
                 assert r.status == 200
                 assert r.headers["X-Rerank"] == "full"
-    assert [path for _, path, _ in script.seen] == ["/", "/docs/_search", "/docs/_search"]
+    assert [seen.path for seen in cluster.seen] == ["/", "/docs/_search", "/docs/_search"]
 
 
 # --- TLS: a private CA, a server certificate, a client certificate (openssl CLI). ---
@@ -99,23 +93,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def tls_cluster(pki: Path) -> AsyncIterator[tuple[ScriptedCluster, str]]:
+async def tls_cluster(pki: Path) -> AsyncIterator[ScriptedUpstream]:
     """A cluster on https that requires a client certificate signed by the test CA."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.crt"))
     context.load_cert_chain(str(pki / "server.crt"), str(pki / "server.key"))
     context.verify_mode = ssl.CERT_REQUIRED
-    script = ScriptedCluster()
-    port = free_port()
-    server = TestServer(script.app(), host="127.0.0.1", port=port, scheme="https")
-    await server.start_server(ssl=context)
-    yield script, f"https://127.0.0.1:{port}"
-    await server.close()
+    async with ScriptedUpstream(DOCS, tls=context) as upstream:
+        yield upstream
 
 
 async def test_ca_bundle_and_client_certificate(
-    pki: Path, tls_cluster: tuple[ScriptedCluster, str], gateway: GatewayFactory
+    pki: Path, tls_cluster: ScriptedUpstream, gateway: GatewayFactory
 ) -> None:
-    script, upstream = tls_cluster
+    upstream = tls_cluster.url
     tls = {
         "ca_bundle": str(pki / "ca.crt"),
         "client_cert": str(pki / "client.crt"),
@@ -133,4 +123,4 @@ async def test_ca_bundle_and_client_certificate(
     # Without the CA the server certificate is not trusted.
     url3 = await gateway(settings_with([upstream]), encoder=FakeEncoder())
     assert await call("GET", f"{url3}/docs/_doc/1") == 502
-    assert len(script.headers_of("/_search")) == 1
+    assert len([seen for seen in tls_cluster.seen if seen.path.endswith("/_search")]) == 1
