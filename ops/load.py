@@ -371,6 +371,8 @@ async def run(args: argparse.Namespace) -> Report:
                     concurrency=args.concurrency,
                 )
             )
+            series: list[tuple[float, int]] = []
+            samples = asyncio.create_task(_sample_rss(process.pid, args.rss_every_s, series))
             if args.soak_s:
                 await asyncio.sleep(duration / 2)
                 print(f"t={duration / 2:.0f}s: stopping redis for {args.redis_down_s} s")
@@ -378,8 +380,6 @@ async def run(args: argparse.Namespace) -> Report:
                 await asyncio.sleep(args.redis_down_s)
                 await asyncio.to_thread(redis.start)
                 print("redis started again (empty)")
-            series: list[tuple[float, int]] = []
-            samples = asyncio.create_task(_sample_rss(process.pid, args.rss_every_s, series))
             report = await load
             samples.cancel()
             after = rss_kib(process.pid)
