@@ -14,10 +14,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -345,23 +346,25 @@ class SearchFlow:
         response["responses"] = responses
         statuses: list[str] = []
         reasons: list[str] = []
+        # The sub-searches are scored together: their pairs share model batches, and
+        # each one's deadline runs alongside the others' rather than after them.
+        jobs: dict[int, Awaitable[tuple[dict[str, Any], str, str | None, float]]] = {}
         for i, p in enumerate(plans):
             sub_resp = responses[i]
             if not isinstance(p, es_body.Plan):
-                statuses.append("skipped")
                 reasons.append(p)
-                continue
-            if (
+            elif (
                 not isinstance(sub_resp, dict)
                 or "error" in sub_resp
                 or not es_body.readable_hits(sub_resp)
             ):
-                statuses.append("skipped")
                 reasons.append("upstream_status")
-                continue
-            merged, status, why, _ = await self._rerank_one(
-                p, sub_resp, started, upstream_ms, profiles[i]
-            )
+            else:
+                jobs[i] = self._rerank_one(p, sub_resp, started, upstream_ms, profiles[i])
+        statuses = ["skipped"] * (len(plans) - len(jobs))
+        for i, (merged, status, why, _) in zip(
+            jobs, await asyncio.gather(*jobs.values()), strict=True
+        ):
             responses[i] = merged
             statuses.append(status)
             if why:

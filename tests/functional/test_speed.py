@@ -4,6 +4,7 @@ SPEED__MAX_TIMEOUT_S, and admission under load: a full queue skips reranking, ne
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -153,3 +154,27 @@ async def test_warm_up_runs_the_configured_batch_shapes_before_ready(
     # The one-pair search-path run, then 1 x 128 and 8 x 128 (1024 tokens / 128).
     assert [len(b) for b in encoder.batches] == [1, 1, 8]
     assert encoder.batches[-1] == [128] * 8
+
+
+async def test_msearch_sub_searches_share_one_deadline_window(
+    upstream: Scripted, gateway: GatewayFactory, stuck: Stuck
+) -> None:
+    """Sub-searches are scored side by side: three 400 ms deadlines end together, not in
+    turn (in turn would take 1.2 s or more)."""
+    url = await start(upstream, gateway, stuck)
+    subs = [search(f"{QUERY} {i}", timeout_ms=400) for i in range(3)]
+    data = b"".join(b"{}\n" + json.dumps(sub).encode() + b"\n" for sub in subs)
+    started = asyncio.get_running_loop().time()
+    got = await call(
+        "POST", f"{url}/docs/_msearch", data=data, headers={"Content-Type": "application/x-ndjson"}
+    )
+    elapsed = asyncio.get_running_loop().time() - started
+    assert (got.status, got.headers["X-Rerank"], got.headers["X-Rerank-Reason"]) == (
+        200,
+        "skipped",
+        "deadline",
+    )
+    assert [[h["_id"] for h in r["hits"]["hits"]] for r in got.json()["responses"]] == [
+        UPSTREAM_ORDER
+    ] * 3
+    assert elapsed < 1.0
