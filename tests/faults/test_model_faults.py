@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from gateway.model.base import Encoded, Pair, Scores
 from gateway.model.fake import FakeEncoder, _word_id
@@ -76,23 +77,19 @@ async def assert_upstream_order(url: str, reason: str) -> None:
     assert b"secret" not in got.body
 
 
-async def test_model_raises(scripted: ScriptedUpstream, gateway: GatewayFactory) -> None:
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "raise",  # the model run raises
+        "raise_encode",  # the tokenizer raises
+        "nan",  # every score is NaN
+    ],
+)
+async def test_model_failure_serves_upstream_order(
+    scripted: ScriptedUpstream, gateway: GatewayFactory, mode: str
+) -> None:
     url, encoder = await start(scripted, gateway)
-    encoder.mode = "raise"
-    await assert_upstream_order(url, "model_error")
-    await assert_recovered(url, encoder)
-
-
-async def test_tokenizer_raises(scripted: ScriptedUpstream, gateway: GatewayFactory) -> None:
-    url, encoder = await start(scripted, gateway)
-    encoder.mode = "raise_encode"
-    await assert_upstream_order(url, "model_error")
-    await assert_recovered(url, encoder)
-
-
-async def test_model_returns_nan(scripted: ScriptedUpstream, gateway: GatewayFactory) -> None:
-    url, encoder = await start(scripted, gateway)
-    encoder.mode = "nan"
+    encoder.mode = mode
     await assert_upstream_order(url, "model_error")
     await assert_recovered(url, encoder)
 
