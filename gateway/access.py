@@ -112,7 +112,7 @@ def _finish(
         reason=record.reason,
     )
     if record.route == "gateway" or not log.isEnabledFor(logging.INFO):
-        return  # health checks and scrapes would drown the log
+        return  # health checks and scrapes would drown the log; INFO off: nothing to build
     fields: dict[str, Any] = {
         "request_id": record.request_id,
         "method": request.method,
