@@ -285,13 +285,14 @@ class SearchFlow:
         cluster answers a sub-search it cannot parse) and is not sent; the others run.
         """
         out = _SubSearches()
+        opted_in = _opt(headers, params) is True
         for i, (head, sub) in enumerate(zip(lines[0::2], lines[1::2], strict=True)):
             sub_index = head.get("index", index)
             if isinstance(sub_index, list):
                 sub_index = ",".join(str(x) for x in sub_index)
             p: es_body.Plan | str = "index_not_configured"
             profile = self.profiles.default
-            if _opt(headers, params) is True or path_allowed(sub_index, self.settings.indices):
+            if opted_in or path_allowed(sub_index, self.settings.indices):
                 try:
                     p, profile = self._plan(sub, {}, sub_index, headers=headers)
                 except ClientRequestError as exc:
@@ -328,28 +329,26 @@ class SearchFlow:
             )
             return _verbatim(reply, reason or "unreadable_body")
         subs = self._plan_subs(lines, index, headers, params)
-        plans, profiles, out_lines, refused = subs.plans, subs.profiles, subs.lines, subs.refused
         t0 = time.perf_counter()
-        if out_lines:
+        if subs.lines:
             reply = await self.upstream.fetch(
-                method, _forward_url(url, ()), out_headers, b"\n".join(out_lines) + b"\n"
+                method, _forward_url(url, ()), out_headers, b"\n".join(subs.lines) + b"\n"
             )
         else:  # every sub-search refused: nothing to ask the cluster
             reply = Reply(200, CIMultiDict({"Content-Type": "application/json"}), b'{"took":0}')
         upstream_ms = (time.perf_counter() - t0) * 1000
         response = _json_object(reply) if 200 <= reply.status < 300 else None
         sent = response.get("responses", []) if response is not None else None
-        if response is None or not isinstance(sent, list) or len(sent) * 2 != len(out_lines):
+        if response is None or not isinstance(sent, list) or len(sent) * 2 != len(subs.lines):
             return _verbatim(reply, "upstream_status" if reply.status >= 300 else "upstream_body")
         answers = iter(sent)
-        responses = [refused[i] if i in refused else next(answers) for i in range(len(plans))]
+        responses = [subs.refused.get(i) or next(answers) for i in range(len(subs.plans))]
         response["responses"] = responses
-        statuses: list[str] = []
         reasons: list[str] = []
         # The sub-searches are scored together: their pairs share model batches, and
         # each one's deadline runs alongside the others' rather than after them.
         jobs: dict[int, Awaitable[tuple[dict[str, Any], str, str | None, float]]] = {}
-        for i, p in enumerate(plans):
+        for i, p in enumerate(subs.plans):
             sub_resp = responses[i]
             if not isinstance(p, es_body.Plan):
                 reasons.append(p)
@@ -360,8 +359,8 @@ class SearchFlow:
             ):
                 reasons.append("upstream_status")
             else:
-                jobs[i] = self._rerank_one(p, sub_resp, started, upstream_ms, profiles[i])
-        statuses = ["skipped"] * (len(plans) - len(jobs))
+                jobs[i] = self._rerank_one(p, sub_resp, started, upstream_ms, subs.profiles[i])
+        statuses = ["skipped"] * (len(subs.plans) - len(jobs))
         for i, (merged, status, why, _) in zip(
             jobs, await asyncio.gather(*jobs.values()), strict=True
         ):

@@ -84,12 +84,16 @@ def test_int8_file_ranks_like_fp32(model_dir: Path, fp32: OnnxCrossEncoder) -> N
     assert np.argsort(-got).tolist() == np.argsort(-ref).tolist()
 
 
-def test_cuda_without_the_provider_fails_clearly(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("device", "package"),
+    [("cuda", "onnxruntime-gpu"), ("openvino", "onnxruntime-openvino")],
+)
+def test_a_missing_provider_fails_clearly(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, device: str, package: str
 ) -> None:
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    with pytest.raises(ModelError, match="onnxruntime-gpu"):
-        OnnxCrossEncoder(model_dir, model(model_dir, device="cuda"))
+    with pytest.raises(ModelError, match=f"install {package} in place of onnxruntime"):
+        OnnxCrossEncoder(model_dir, model(model_dir, device=device))
 
 
 def test_provider_choice(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,14 +101,6 @@ def test_provider_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(ort, "get_available_providers", lambda: available)
     assert providers_for("cuda") == available  # CPU stays as the fallback for unsupported ops
-
-
-def test_openvino_without_the_provider_fails_clearly(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    with pytest.raises(ModelError, match="onnxruntime-openvino in place of onnxruntime"):
-        OnnxCrossEncoder(model_dir, model(model_dir, device="openvino"))
 
 
 def test_a_provider_that_falls_back_to_the_cpu_stops_start_up(
