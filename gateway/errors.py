@@ -6,7 +6,8 @@
     ├── ClientRequestError          400, the client's request is wrong; ES-shaped body
     │   ├── BodyTooLarge            413
     │   ├── NotAuthenticated        401, gateway API key missing or wrong (guard.py)
-    │   └── NotAllowed              403, an index outside GATEWAY_ACCESS__INDICES
+    │   ├── NotAllowed              403, an index outside GATEWAY_ACCESS__INDICES
+    │   └── NotFound                404, an unknown ``/_gateway/...`` endpoint
     ├── UpstreamError               the search cluster could not be used
     │   ├── UpstreamUnavailable     502, connection refused / reset / bad answer
     │   └── UpstreamTimeout         504
@@ -69,6 +70,14 @@ class NotAllowed(ClientRequestError):
 
     def __init__(self, reason: str) -> None:
         super().__init__("security_exception", reason)
+
+
+class NotFound(ClientRequestError):
+    status = 404
+
+    def __init__(self, method: str, path: str) -> None:
+        reason = f"no handler found for uri [{path}] and method [{method}]"
+        super().__init__("resource_not_found_exception", reason)
 
 
 class UpstreamError(GatewayError):

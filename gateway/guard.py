@@ -2,41 +2,86 @@
 
 ::
 
+    every path              no ``;`` path parameters, no encoded ``%`` (400)
     /_gateway/health/*      always open (probes)
-    /_gateway/...           admin key if set, else the client key if set
-    everything else         client key if set; then every index the request names
-                            must match GATEWAY_ACCESS__INDICES
+    /_gateway/...           admin key if set, else the client key if set; answered by
+                            the gateway, never forwarded (404 for unknown ones)
+    everything else         client key if set; then, with GATEWAY_ACCESS__INDICES,
+                            the endpoint must be one the guard understands and every
+                            index the request names must match the list
 
-Indices are read from the path (``/a,b/_search``) and, for the endpoints whose
-body may name others (``_msearch``, ``_bulk``, ``_mget``), from the body too.
-With a restricted list, endpoints that name no index (``/_search``, ``/_bulk``,
-``/_cat/...``) are refused: they reach every index. Keys are compared in
-constant time and never logged; the key header is never sent upstream.
+With a restricted list the guard denies by default: a request must name its indices
+in the path (``/a,b/<endpoint>``), the endpoint must be in :data:`SAFE_ENDPOINTS`, and
+a body the endpoint reads is walked for index references (``index_refs``); a body
+the guard cannot read with certainty is refused like a denied index (403). Keys are
+compared in constant time and never logged; the key header is never sent upstream.
 """
 
 from __future__ import annotations
 
+import enum
 import hmac
-import json
+import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import SecretStr
 
-from gateway.errors import ClientRequestError, NotAllowed, NotAuthenticated
+from gateway import handlers
+from gateway.errors import ClientRequestError, NotAllowed, NotAuthenticated, NotFound
+from gateway.index_refs import Unreadable, body_names, bulk_names, load_object, msearch_names
 from gateway.indices import name_allowed
 from gateway.settings import AccessSettings
 from gateway.state import RESERVED_PREFIX
 from gateway.upstream import GATEWAY_KEY_HEADER as KEY_HEADER
 
 _OPEN = f"{RESERVED_PREFIX}/health/"
-_BODY_NAMES_INDICES = frozenset({"_msearch", "_bulk", "_mget"})
-_BULK_ACTIONS = frozenset({"index", "create", "update", "delete"})
+_UNREADABLE_MEDIA = ("yaml", "cbor", "smile")  # formats the cluster reads and the guard does not
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Body(enum.Enum):
+    """What an endpoint's body is, for the guard."""
+
+    NONE = "none"  # no body accepted while the list is restricted
+    QUERY = "query"  # JSON walked for index references
+    MSEARCH = "msearch"  # NDJSON, every line walked
+    BULK = "bulk"  # NDJSON, action lines read for _index
+    DOCUMENT = "document"  # a document: names no index, not read
+
+
+# The path after the index names; "*" is any one segment (a document id).
+SAFE_ENDPOINTS: dict[tuple[str, ...], Body] = {
+    (): Body.NONE,  # index info, exists, delete; create without a body
+    ("_search",): Body.QUERY,
+    ("_async_search",): Body.QUERY,
+    ("_count",): Body.QUERY,
+    ("_validate", "query"): Body.QUERY,
+    ("_explain", "*"): Body.QUERY,
+    ("_delete_by_query",): Body.QUERY,
+    ("_update_by_query",): Body.QUERY,
+    ("_mget",): Body.QUERY,
+    ("_mtermvectors",): Body.QUERY,
+    ("_termvectors",): Body.QUERY,
+    ("_termvectors", "*"): Body.QUERY,
+    ("_field_caps",): Body.QUERY,
+    ("_terms_enum",): Body.QUERY,
+    ("_msearch",): Body.MSEARCH,
+    ("_bulk",): Body.BULK,
+    ("_doc",): Body.DOCUMENT,
+    ("_doc", "*"): Body.DOCUMENT,
+    ("_create", "*"): Body.DOCUMENT,
+    ("_update", "*"): Body.DOCUMENT,
+    ("_source", "*"): Body.NONE,
+    ("_refresh",): Body.NONE,
+    ("_flush",): Body.NONE,
+    ("_stats",): Body.NONE,
+    ("_mapping",): Body.NONE,
+    ("_settings",): Body.NONE,
+}
 
 
 def guard_middleware(settings: AccessSettings) -> Middleware:
@@ -44,10 +89,14 @@ def guard_middleware(settings: AccessSettings) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        _confine(request.raw_path)
         # The decoded path, as the router sees it (``/%5Fgateway`` is ``/_gateway``).
-        if request.path == RESERVED_PREFIX or request.path.startswith(RESERVED_PREFIX + "/"):
-            if not request.path.startswith(_OPEN):
+        path = re.sub("/{2,}", "/", request.path)
+        if path == RESERVED_PREFIX or path.startswith(RESERVED_PREFIX + "/"):
+            if not path.startswith(_OPEN):
                 _check_key(request, settings.admin_api_key or settings.api_key)
+            if request.match_info.handler is handlers.passthrough:
+                raise NotFound(request.method, request.path)
             return await handler(request)
         _check_key(request, settings.api_key)
         if restricted:
@@ -55,6 +104,17 @@ def guard_middleware(settings: AccessSettings) -> Middleware:
         return await handler(request)
 
     return middleware
+
+
+def _confine(raw_path: str) -> None:
+    """Paths that mean something else to some hop between here and the cluster: ``;``
+    path parameters and an encoded ``%`` (``%252e``, decoded twice, is a dot)."""
+    path = raw_path.split("?", 1)[0]
+    if ";" in path or "%25" in path.lower():
+        raise ClientRequestError(
+            "illegal_argument_exception",
+            "request path must not contain [;] or an encoded [%]",
+        )
 
 
 def _check_key(request: web.Request, key: SecretStr | None) -> None:
@@ -73,55 +133,52 @@ async def _check_indices(request: web.Request, patterns: Sequence[str]) -> None:
         return  # cluster info: what clients ask first
     if first == "" or first.startswith("_"):
         raise NotAllowed(f"[{request.path}] names no index, and only some indices are allowed")
+    kind = _endpoint(tuple(segments[1:]))
+    if kind is None:
+        raise NotAllowed(
+            f"[{request.method} {request.path}] is not let through while only some indices"
+            " are allowed"
+        )
+    if "index" in request.query:
+        raise NotAllowed("an [index] parameter is not let through while only some are allowed")
     names = first.split(",")
-    endpoint = segments[1] if len(segments) > 1 else ""
-    if endpoint in _BODY_NAMES_INDICES:
-        names += _body_indices(endpoint, await request.read())
+    body = await request.read()
+    try:
+        names += [n for raw, media in _bodies(request, body) for n in _read(kind, raw, media)]
+    except Unreadable as exc:
+        raise NotAllowed(f"the request body cannot be checked for indices: {exc}") from None
     for name in names:
         if not name_allowed(name, patterns, wildcard_safe=True):
             raise NotAllowed(f"no access to index [{name}] through this gateway")
 
 
-def _body_indices(endpoint: str, body: bytes) -> list[str]:
-    try:
-        if endpoint == "_mget":
-            docs = _load(body).get("docs", []) if body.strip() else []
-            return [str(d["_index"]) for d in _objects(docs) if "_index" in d]
-        lines = [_load(line) for line in body.split(b"\n") if line.strip()]
-    except ValueError:
-        raise ClientRequestError(
-            "parsing_exception", "request body names indices and is not valid JSON"
-        ) from None
-    if endpoint == "_msearch":
-        return [name for head in lines[0::2] for name in _names(head.get("index"))]
-    return list(_bulk_indices(lines))
+def _endpoint(rest: tuple[str, ...]) -> Body | None:
+    for shape, kind in SAFE_ENDPOINTS.items():
+        if len(shape) != len(rest):
+            continue
+        if all(part and s in ("*", part) for s, part in zip(shape, rest, strict=True)):
+            return kind
+    return None
 
 
-def _bulk_indices(lines: list[dict[str, Any]]) -> Iterator[str]:
-    i = 0
-    while i < len(lines):
-        action = next((k for k in lines[i] if k in _BULK_ACTIONS), None)
-        if action is None:
-            raise ClientRequestError("illegal_argument_exception", "malformed bulk action line")
-        meta = lines[i][action]
-        if isinstance(meta, dict):
-            yield from _names(meta.get("_index"))
-        i += 1 if action == "delete" else 2
+def _bodies(request: web.Request, body: bytes) -> Iterator[tuple[bytes, str]]:
+    """What the cluster may read as the body: the body, and the ``source`` parameter
+    (which it reads when there is no body)."""
+    if body:
+        yield body, request.headers.get("Content-Type", "")
+    if "source" in request.query:
+        yield request.query["source"].encode(), request.query.get("source_content_type", "")
 
 
-def _names(value: Any) -> list[str]:
-    if value is None:
+def _read(kind: Body, raw: bytes, media: str) -> list[str]:
+    if kind is Body.DOCUMENT:
         return []
-    values = value if isinstance(value, list) else [value]
-    return [n for v in values for n in str(v).split(",")]
-
-
-def _objects(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _load(raw: bytes) -> dict[str, Any]:
-    value = json.loads(raw)
-    if not isinstance(value, dict):
-        raise ValueError("not an object")
-    return value
+    if kind is Body.NONE:
+        raise Unreadable("this endpoint takes no body while only some indices are allowed")
+    if any(name in media.lower() for name in _UNREADABLE_MEDIA):
+        raise Unreadable("only JSON bodies can be checked")
+    if kind is Body.MSEARCH:
+        return list(msearch_names(raw))
+    if kind is Body.BULK:
+        return list(bulk_names(raw))
+    return list(body_names(load_object(raw)))

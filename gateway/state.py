@@ -24,7 +24,8 @@ class Health:
         ready = self.model_ready and self.upstream_flavor is not None
         out: dict[str, Any] = {
             "ready": ready,
-            "model": "ready" if self.model_ready else (self.model_error or "loading"),
+            # Never the error's text: it can name files; the log has it.
+            "model": "ready" if self.model_ready else ("failed" if self.model_error else "loading"),
             "upstream": self.upstream_flavor or "unreachable",
         }
         return out

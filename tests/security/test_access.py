@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
+from yarl import URL
 
+from gateway.app import create_app, wait_ready
 from gateway.model.fake import FakeEncoder
+from gateway.state import HEALTH
 from tests.conftest import GatewayFactory, free_port
 from tests.faults.scripted import QUERY
 from tests.scripted import settings_with
@@ -114,7 +120,8 @@ async def test_index_allow_list(
             b'{"create": {"_index": "other"}}\n{}\n',
             403,
         ),
-        ("/docs/_bulk", b"{not json\n", 400),
+        ("/docs/_bulk", b"{not json\n", 403),
+        ("/docs/_bulk", b'{"index": {}}\n{}\n\n{"delete": {"_index": "other", "_id": "1"}}\n', 403),
         ("/docs/_mget", b'{"docs": [{"_id": "1"}, {"_index": "docs", "_id": "2"}]}', 200),
         ("/docs/_mget", b'{"docs": [{"_index": "other", "_id": "1"}]}', 403),
         ("/_bulk", b'{"index": {"_index": "docs"}}\n{}\n', 403),
@@ -130,7 +137,7 @@ async def test_bodies_naming_indices(
     )
     assert got.status == status, got.body[:200]
     if status >= 400:
-        assert got.es_error() in ("security_exception", "parsing_exception")
+        assert got.es_error() == "security_exception"
 
 
 async def test_credentials_never_in_logs_or_bodies(
@@ -177,3 +184,79 @@ async def test_credentials_never_in_logs_or_bodies(
         assert secret not in logged, secret
         for answer in answers[:2] + answers[3:]:
             assert secret.encode() not in answer.body, secret
+
+
+async def raw_call(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """A request whose path goes out byte for byte (no client-side normalizing)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, URL(url, encoded=True), headers=headers) as response,
+    ):
+        return response.status, await response.json(content_type=None)
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "status"),
+    [
+        ("/_gateway/health/anything", None, 404),
+        ("/_gateway/health/", None, 404),
+        ("/_gateway/health/live/x", None, 404),
+        ("//_gateway/health/x", None, 404),
+        ("/%5Fgateway/health/x", None, 404),
+        ("/_gateway", KEY, 404),
+        ("/_gateway/", KEY, 404),
+        ("/_gateway/nope", KEY, 404),
+        ("/_gateway/metrics/x", KEY, 404),
+        ("/_gateway/nope", None, 401),
+    ],
+)
+async def test_reserved_prefix_is_never_forwarded(
+    scripted: ScriptedUpstream, gateway: GatewayFactory, path: str, key: str | None, status: int
+) -> None:
+    url = await start(gateway, scripted.url, api_key=KEY)
+    scripted.seen.clear()
+    for method in ("GET", "POST", "DELETE"):
+        got, body = await raw_call(method, url + path, {"X-Gateway-Api-Key": key} if key else {})
+        assert got == status, (method, body)
+        assert body["status"] == status
+        assert body["error"]["root_cause"][0]["type"] == body["error"]["type"]
+    assert scripted.seen == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/docs/_doc/1;x=y",
+        "/docs;a/_search",
+        "/docs/_doc/%252e%252e",
+        "/docs/_doc/%25",
+        "/docs/%2525/_search",
+    ],
+)
+async def test_path_parameters_and_encoded_percent_refused(
+    scripted: ScriptedUpstream, gateway: GatewayFactory, path: str
+) -> None:
+    for access in ({}, {"indices": ALLOWED}):
+        url = await start(gateway, scripted.url, **access)
+        scripted.seen.clear()
+        status, body = await raw_call("GET", url + path)
+        assert (status, body["error"]["type"]) == (400, "illegal_argument_exception")
+        assert scripted.seen == []
+
+
+async def test_health_carries_no_exception_text(scripted: ScriptedUpstream, tmp_path: Path) -> None:
+    broken = tmp_path / "private-model-dir"
+    broken.mkdir()
+    (broken / "tokenizer.json").write_text("{}")  # and no model.onnx: loading fails
+    app = create_app(settings_with([scripted.url], model={"path": str(broken)}))
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    try:
+        with pytest.raises(RuntimeError):  # wait_ready: the model failed to load
+            await wait_ready(app, 30)
+        got = await call("GET", str(server.make_url("/_gateway/health/ready")))
+        assert (got.status, got.json()["model"]) == (503, "failed")
+        assert b"private-model-dir" not in got.body and str(tmp_path).encode() not in got.body
+        assert "private-model-dir" in app[HEALTH].model_error  # the log keeps the detail
+    finally:
+        await server.close()
