@@ -29,7 +29,6 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import SecretStr
 
-from gateway import handlers
 from gateway.errors import ClientRequestError, NotAllowed, NotAuthenticated, NotFound
 from gateway.index_refs import Unreadable, body_names, bulk_names, load_object, msearch_names
 from gateway.indices import name_allowed
@@ -95,7 +94,7 @@ def guard_middleware(settings: AccessSettings) -> Middleware:
         if path == RESERVED_PREFIX or path.startswith(RESERVED_PREFIX + "/"):
             if not path.startswith(_OPEN):
                 _check_key(request, settings.admin_api_key or settings.api_key)
-            if request.match_info.handler is handlers.passthrough:
+            if not _served_here(request):
                 raise NotFound(request.method, request.path)
             return await handler(request)
         _check_key(request, settings.api_key)
@@ -104,6 +103,14 @@ def guard_middleware(settings: AccessSettings) -> Middleware:
         return await handler(request)
 
     return middleware
+
+
+def _served_here(request: web.Request) -> bool:
+    """Whether a route of the gateway's own answers (not the passthrough, nor
+    ``/{index}/_search`` with ``_gateway`` for the index)."""
+    route = request.match_info.route
+    resource = route.resource
+    return resource is not None and resource.canonical.startswith(RESERVED_PREFIX + "/")
 
 
 def _confine(raw_path: str) -> None:
@@ -165,9 +172,10 @@ def _bodies(request: web.Request, body: bytes) -> Iterator[tuple[bytes, str]]:
     """What the cluster may read as the body: the body, and the ``source`` parameter
     (which it reads when there is no body)."""
     if body:
-        yield body, request.headers.get("Content-Type", "")
-    if "source" in request.query:
-        yield request.query["source"].encode(), request.query.get("source_content_type", "")
+        yield body, " ".join(request.headers.getall("Content-Type", []))
+    media = " ".join(request.query.getall("source_content_type", []))
+    for source in request.query.getall("source", []):  # every one: which wins is not ours to say
+        yield source.encode(), media
 
 
 def _read(kind: Body, raw: bytes, media: str) -> list[str]:

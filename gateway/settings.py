@@ -456,8 +456,9 @@ class AccessSettings(_Section):
         default_factory=lambda: ["*"],
         description=(
             "Index patterns clients may reach, reranked and passthrough routes alike (`-x`"
-            " excludes; 403 otherwise). With anything but `*`, endpoints without an index in"
-            " the path (`/_bulk`, `/_cat/...`) are refused, except `GET /`."
+            " excludes; 403 otherwise). With anything but `*`, only the endpoints listed in"
+            ' README "Access control" are let through, each with its indices in the path'
+            " (`GET /` excepted), and every index their bodies name is checked too."
         ),
     )
 

@@ -208,6 +208,9 @@ async def raw_call(method: str, url: str, headers: dict[str, str] | None = None)
         ("/_gateway/nope", KEY, 404),
         ("/_gateway/metrics/x", KEY, 404),
         ("/_gateway/nope", None, 401),
+        ("/_gateway/_search", KEY, 404),
+        ("/%5Fgateway/_msearch", KEY, 404),
+        ("/_gateway/_doc/1", KEY, 404),
     ],
 )
 async def test_reserved_prefix_is_never_forwarded(

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from elasticsearch import AsyncElasticsearch, AuthorizationException
 
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, make_settings, seed_index, start_noida
@@ -75,11 +76,12 @@ class Case:
     path: str
     body: Any  # a JSON value, or bytes sent as NDJSON
     leaks: Callable[[Answer], bool] | None = None  # None: the test cluster does not support it
+    media: str = NDJSON  # for a bytes body
 
     async def send(self, base: str) -> Answer:
         if isinstance(self.body, bytes):
             return await call(
-                self.method, base + self.path, data=self.body, headers={"Content-Type": NDJSON}
+                self.method, base + self.path, data=self.body, headers={"Content-Type": self.media}
             )
         return await call(self.method, base + self.path, self.body)
 
@@ -286,6 +288,23 @@ BYPASSES = [
     ),
     Case("remote-cluster-name", "POST", "/docs/_msearch", lines({"index": "docs:secret"}, {})),
     Case("date-math-name", "GET", "/%3Csecret-%7Bnow%2Fd%7D%3E/_search", None),
+    Case(
+        "source-parameter-twice",
+        "GET",
+        "/docs/_count?source_content_type=application/json"
+        f"&source={quote(json.dumps(query({'match_all': {}})))}"
+        f"&source={quote(json.dumps(query(LOOKUP)))}",
+        None,
+    ),
+    # JSON to the guard, YAML (a superset, other rules) to the cluster: not read, refused.
+    Case(
+        "yaml-body",
+        "POST",
+        "/docs/_search",
+        b'{"query": {"match_all": {}}}',
+        media="application/yaml",
+    ),
+    Case("cbor-body", "POST", "/docs/_count", b"{}", media="application/vnd.elasticsearch+cbor"),
     Case("index-parameter", "GET", "/docs/_search?index=secret", None),
     # Endpoints whose bodies the guard does not read are refused (deny by default).
     Case("search-template", "POST", "/docs/_search/template", {"source": query(LOOKUP)}),
@@ -374,3 +393,20 @@ async def test_allowed_requests_answer_like_the_cluster(
     got, direct = await case.send(gateway_url), await case.send(cluster)
     assert (got.status, direct.status) == (200, 200), got.body[:300]
     assert comparable(case, got) == comparable(case, direct)
+
+
+async def test_official_client_through_the_guard(cluster: str, gateway_url: str) -> None:
+    """The official client's framing (vendor media types, NDJSON) passes the guard; a
+    lookup into the denied index comes back to it as a 403."""
+    async with AsyncElasticsearch(gateway_url) as es:
+        found = await es.search(index="docs", query={"match": {"text": "classified"}})
+        assert [h["_id"] for h in found["hits"]["hits"]] == ["2"]
+        assert (await es.count(index="docs", query={"match_all": {}}))["count"] == 2
+        many = await es.msearch(index="docs", searches=[{}, {"query": {"match_all": {}}}])
+        assert many["responses"][0]["hits"]["total"]["value"] == 2
+        assert (await es.mget(index="docs", ids=["1"]))["docs"][0]["found"] is True
+        assert (await es.get(index="docs", id="1"))["_source"]["tags"] == ["alpha"]
+        with pytest.raises(AuthorizationException):
+            await es.search(index="docs", query=LOOKUP)
+        with pytest.raises(AuthorizationException):
+            await es.msearch(index="docs", searches=[{"indices": "secret"}, {}])
