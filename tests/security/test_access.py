@@ -211,6 +211,7 @@ async def raw_call(method: str, url: str, headers: dict[str, str] | None = None)
         ("/_gateway/_search", KEY, 404),
         ("/%5Fgateway/_msearch", KEY, 404),
         ("/_gateway/_doc/1", KEY, 404),
+        ("/_gateway%2Fnope", KEY, 404),
     ],
 )
 async def test_reserved_prefix_is_never_forwarded(
