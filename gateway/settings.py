@@ -568,8 +568,8 @@ class ExperimentSettings(_Section):
     events_redis_url: SecretStr | None = Field(
         None,
         description=(
-            "Redis for experiment events (a Stream); unset: GATEWAY_CACHE__REDIS_URL, "
-            "and without either an in-process ring."
+            "Redis for experiment events (a Stream), reached with the CACHE__REDIS_* settings;"
+            " unset: GATEWAY_CACHE__REDIS_URL, and without either an in-process ring."
         ),
     )
     events_max: int = Field(
