@@ -203,6 +203,15 @@ async def test_click_validation_is_es_shaped(gateway: GatewayFactory, osmem: str
         assert body["error"]["type"] == "illegal_argument_exception"
 
 
+async def click_reranked_hit(url: str, rank: int) -> None:
+    """One search served by the ``rerank`` variant, and a click on its hit at ``rank``."""
+    _, h, answer = await call(
+        "POST", f"{url}/docs/_search", search_body(), **{"X-Experiment-Override": "rerank"}
+    )
+    click = {"search_id": h["X-Search-Id"], "id": ids(answer)[rank]}
+    await call("POST", f"{url}/_gateway/events", click)
+
+
 async def test_events_in_the_caches_authenticated_redis(
     gateway: GatewayFactory, osmem: str, own_redis: Callable[..., RedisProcess]
 ) -> None:
@@ -217,12 +226,7 @@ async def test_events_in_the_caches_authenticated_redis(
         experiment={"mode": "ab", "name": name},
     )
     url = await gateway(settings, encoder=FakeEncoder())
-    _, h, answer = await call(
-        "POST", f"{url}/docs/_search", search_body(), **{"X-Experiment-Override": "rerank"}
-    )
-    await call(
-        "POST", f"{url}/_gateway/events", {"search_id": h["X-Search-Id"], "id": ids(answer)[0]}
-    )
+    await click_reranked_hit(url, 0)
     report = await report_when(url, lambda r: r["variants"].get("rerank", {}).get("clicks") == 1)
     assert report["variants"]["rerank"]["searches"] == 1
     client = aioredis.Redis.from_url(redis, password=password)
@@ -234,12 +238,7 @@ async def test_events_in_the_caches_authenticated_redis(
 
 async def test_events_in_redis(gateway: GatewayFactory, osmem: str, redis_url: str) -> None:
     url = await start(gateway, osmem, redis=redis_url, mode="ab")
-    _, h, answer = await call(
-        "POST", f"{url}/docs/_search", search_body(), **{"X-Experiment-Override": "rerank"}
-    )
-    await call(
-        "POST", f"{url}/_gateway/events", {"search_id": h["X-Search-Id"], "id": ids(answer)[1]}
-    )
+    await click_reranked_hit(url, 1)
     report = await report_when(url, lambda r: r["variants"].get("rerank", {}).get("clicks") == 1)
     assert report["variants"]["rerank"]["mrr"] == 0.5
     # Another replica on the same stream sees the same figures.

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
 
+from gateway.cache import RedisCache
 from gateway.errors import EventStoreError
 from gateway.events import RedisBackend, create_event_log
 from gateway.redis import Breaker, RedisBoundary, RedisCounts, redis_client
@@ -51,22 +52,32 @@ def test_breaker_opens_skips_probes_and_recovers(caplog: pytest.LogCaptureFixtur
     assert "available again" in infos[0].getMessage()
 
 
-def test_password_and_tls_options_reach_the_client(tmp_path: Path) -> None:
+@pytest.mark.parametrize("user", ["cache", "events", "events-own-url"])
+def test_password_and_tls_options_reach_every_client(tmp_path: Path, user: str) -> None:
     ca = tmp_path / "ca.pem"
     settings = CacheSettings(
         redis_url=SecretStr("rediss://cache.example:6380/2"),
         redis_password=SecretStr("s3cret"),
         redis_username="gw",
         redis_ca_bundle=ca,
+        timeout_s=0.2,
     )
-    client = redis_client(settings)
+    events_url = SecretStr("rediss://events.example:6380/5") if user == "events-own-url" else None
+    if user == "cache":
+        boundary = RedisCache(settings).redis
+    else:
+        backend = create_event_log(settings, events_url, "exp", 100, k=5).backend
+        assert isinstance(backend, RedisBackend)
+        boundary = backend.redis
+    client = boundary.client
     assert isinstance(client, Redis)
     kwargs = client.connection_pool.connection_kwargs
     assert client.connection_pool.connection_class is SSLConnection
-    assert kwargs["password"] == "s3cret"
-    assert kwargs["username"] == "gw"
+    assert (kwargs["username"], kwargs["password"]) == ("gw", "s3cret")
+    assert kwargs["db"] == (5 if events_url else 2)
     assert kwargs["ssl_ca_certs"] == str(ca)
-    assert kwargs["db"] == 2
+    assert kwargs["socket_timeout"] == 0.2
+    assert boundary.breaker.backoff_s == settings.breaker_backoff_s
     assert "s3cret" not in repr(settings)
 
 
@@ -100,31 +111,11 @@ def test_settings_win_over_credentials_in_the_url(
     assert (kwargs["host"], kwargs["db"]) == ("r", 0)
 
 
-def test_events_reach_redis_with_the_cache_settings(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.pem"
-    cache = CacheSettings(
-        redis_url=SecretStr("rediss://cache.example:6380/2"),
-        redis_password=SecretStr("s3cret"),
-        redis_username="gw",
-        redis_ca_bundle=ca,
-        timeout_s=0.2,
-    )
-    for events_url, db in ((None, 2), (SecretStr("rediss://events.example:6380/5"), 5)):
-        log = create_event_log(cache, events_url, "exp", 100, k=5)
-        assert isinstance(log.backend, RedisBackend)
-        client = log.backend.redis.client
-        kwargs = client.connection_pool.connection_kwargs
-        assert client.connection_pool.connection_class is SSLConnection
-        assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("gw", "s3cret", db)
-        assert kwargs["ssl_ca_certs"] == str(ca)
-        assert kwargs["socket_timeout"] == 0.2
-        assert log.backend.redis.breaker.backoff_s == cache.breaker_backoff_s
-    cluster = cache.model_copy(
-        update={"redis_cluster": True, "redis_url": SecretStr("rediss://cache.example:7000")}
-    )
-    clustered = create_event_log(cluster, None, "exp", 100, k=5).backend
-    assert isinstance(clustered, RedisBackend)
-    assert isinstance(clustered.redis.client, RedisCluster)
+def test_events_in_a_redis_cluster() -> None:
+    settings = CacheSettings(redis_url=SecretStr("redis://127.0.0.1:7000"), redis_cluster=True)
+    backend = create_event_log(settings, None, "exp", 100, k=5).backend
+    assert isinstance(backend, RedisBackend)
+    assert isinstance(backend.redis.client, RedisCluster)
 
 
 async def test_a_failure_becomes_the_callers_error_and_opens_the_breaker() -> None:
