@@ -19,8 +19,8 @@
     └── EventStoreError             experiment events not stored (logged); the report answers 503
 
 Third-party exceptions are translated at exactly one boundary each:
-``upstream.py`` (aiohttp client), ``cache.py`` and ``events.py`` (redis), ``model/onnx.py``
-(onnxruntime, tokenizers). ``CancelledError`` is never caught.
+``upstream.py`` (aiohttp client), ``redis.py`` (redis, for the cache and the events),
+``model/onnx.py`` (onnxruntime, tokenizers). ``CancelledError`` is never caught.
 Configuration errors are pydantic ``ValidationError``\\ s, reported by
 ``__main__`` with exit status 2.
 """

@@ -8,6 +8,7 @@ cluster's own verdict.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
 import re
@@ -139,8 +140,26 @@ def _sorted_by_score(body: dict[str, Any], params: Mapping[str, str]) -> bool:
     return False
 
 
+# The keys of ``ext.rerank`` (README); any other is refused, as ES refuses unknown fields.
+RERANK_OPTIONS = (
+    "query",
+    "query_context",
+    "window",
+    "profile",
+    "timeout_ms",
+    "explain",
+    "first_stage_score",
+)
+
+
 def rerank_option(body: dict[str, Any]) -> dict[str, Any]:
-    """The gateway's own ``ext.rerank`` section (validated), or {}."""
+    """The gateway's own ``ext.rerank`` section (validated), or {}.
+
+    Checked like ES's object parsers check a section: an unknown key is an
+    ``x_content_parse_exception`` naming it (with ES's "did you mean" hint), a
+    value of the wrong kind an ``illegal_argument_exception``. ``timeout_ms`` and
+    ``profile`` are checked where they are used.
+    """
     ext = body.get("ext")
     if ext is None:
         return {}
@@ -149,12 +168,40 @@ def rerank_option(body: dict[str, Any]) -> dict[str, Any]:
     option = ext.get("rerank", {})
     if not isinstance(option, dict):
         raise ClientRequestError("illegal_argument_exception", "[ext.rerank] must be an object")
+    _known_fields("rerank", option, RERANK_OPTIONS)
     window = option.get("window")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
-        raise ClientRequestError(
-            "illegal_argument_exception", "[ext.rerank.window] must be a positive integer"
-        )
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, int) or window <= 0
+    ):
+        raise _bad_option("window", "a positive integer", window)
+    for flag in ("explain", "first_stage_score"):
+        if flag in option and not isinstance(option[flag], bool):
+            raise _bad_option(flag, "true or false", option[flag])
+    if "query" in option and not isinstance(option["query"], str):
+        raise _bad_option("query", "a string", option["query"])
+    context = option.get("query_context")
+    if context is not None:
+        if not isinstance(context, dict) or not isinstance(context.get("query_text"), str):
+            raise _bad_option("query_context", '{"query_text": "..."}', context)
+        _known_fields("query_context", context, ("query_text",))
     return option
+
+
+def _known_fields(section: str, value: dict[str, Any], known: Sequence[str]) -> None:
+    for key in value:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+            hint = f" did you mean [{close[0]}]?" if close else ""
+            raise ClientRequestError(
+                "x_content_parse_exception", f"[{section}] unknown field [{key}]{hint}"
+            )
+
+
+def _bad_option(name: str, expected: str, found: object) -> ClientRequestError:
+    shown = json.dumps(found)[:100]
+    return ClientRequestError(
+        "illegal_argument_exception", f"[ext.rerank.{name}] must be {expected}, found [{shown}]"
+    )
 
 
 def plan(

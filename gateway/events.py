@@ -5,8 +5,9 @@ in-process ring otherwise.
 ``record`` never waits: it puts the event on a bounded queue (full → the event is
 dropped and counted) and one writer task normalises and stores batches. The raw
 search answer of an impression is parsed there, off the search path, into the
-``[index, id]`` list of its first ``k`` hits. Redis errors become
-``EventStoreError`` here, the one boundary for redis-py in this module.
+``[index, id]`` list of its first ``k`` hits. Redis is reached through
+``gateway.redis`` (the cache's settings, budget and breaker), where its errors
+become ``EventStoreError``.
 
 Event shapes (JSON, one per stream entry, field ``e``)::
 
@@ -28,19 +29,19 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from pydantic import SecretStr
-from redis.exceptions import RedisError
 
 from gateway.errors import EventStoreError
+from gateway.redis import RedisBoundary, RedisCounts
+from gateway.settings import CacheSettings
 
 log = logging.getLogger(__name__)
 
 STREAM_PREFIX = "rrg:exp:"
 _QUEUE_MAX = 10_000
 _BATCH = 500
-_READ_CHUNK = 5_000
-_REDIS_TIMEOUT_S = 2.0
+_READ_CHUNK = 1_000  # entries per XRANGE, each call within the Redis budget
+_CLOSE_TIMEOUT_S = 2.0  # what close waits for queued events to be stored
 
 Event = dict[str, Any]
 
@@ -96,55 +97,52 @@ class MemoryBackend:
 class RedisBackend:
     """A Redis Stream trimmed to about ``max_events`` entries (shared by all replicas)."""
 
-    def __init__(self, url: SecretStr, key: str, max_events: int) -> None:
+    def __init__(
+        self, settings: CacheSettings, key: str, max_events: int, url: SecretStr | None = None
+    ) -> None:
         self.key = key
         self.max_events = max_events
-        self._redis = aioredis.Redis.from_url(
-            url.get_secret_value(),
-            socket_timeout=_REDIS_TIMEOUT_S,
-            socket_connect_timeout=_REDIS_TIMEOUT_S,
+        self.stats = RedisCounts()
+        self.redis = RedisBoundary(
+            settings,
+            name="experiment events (redis)",
+            error=EventStoreError,
+            stats=self.stats,
+            url=url,
         )
 
     async def append(self, events: Sequence[Event]) -> None:
-        try:
-            pipe = self._redis.pipeline(transaction=False)
-            for event in events:
-                pipe.xadd(
-                    self.key,
-                    {"e": json.dumps(event, separators=(",", ":"))},
-                    maxlen=self.max_events,
-                    approximate=True,
-                )
-            await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise EventStoreError(f"redis XADD failed: {type(exc).__name__}") from exc
+        pipe = self.redis.pipeline()
+        for event in events:
+            pipe.xadd(
+                self.key,
+                {"e": json.dumps(event, separators=(",", ":"))},
+                maxlen=self.max_events,
+                approximate=True,
+            )
+        await self.redis.call("XADD", pipe.execute(), bulk=True)
 
     async def read(self) -> list[Event]:
         out: list[Event] = []
         start = "-"
-        try:
-            while True:
-                chunk = await self._redis.xrange(self.key, start, "+", count=_READ_CHUNK) or []
-                for _, fields in chunk:
-                    raw = (fields or {}).get(b"e")
-                    event = json.loads(raw) if isinstance(raw, bytes) else None
-                    if isinstance(event, dict):
-                        out.append(event)
-                if len(chunk) < _READ_CHUNK:
-                    return out
-                last = chunk[-1][0]
-                start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
-        except (RedisError, OSError) as exc:
-            raise EventStoreError(f"redis XRANGE failed: {type(exc).__name__}") from exc
+        while True:
+            xrange = self.redis.client.xrange(self.key, start, "+", count=_READ_CHUNK)
+            chunk = await self.redis.call("XRANGE", xrange, bulk=True) or []
+            for _, fields in chunk:
+                raw = (fields or {}).get(b"e")
+                event = json.loads(raw) if isinstance(raw, bytes) else None
+                if isinstance(event, dict):
+                    out.append(event)
+            if len(chunk) < _READ_CHUNK:
+                return out
+            last = chunk[-1][0]
+            start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
 
     async def clear(self) -> None:
-        try:
-            await self._redis.delete(self.key)
-        except (RedisError, OSError) as exc:
-            raise EventStoreError(f"redis DEL failed: {type(exc).__name__}") from exc
+        await self.redis.call("DEL", self.redis.client.delete(self.key))
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self.redis.close()
 
 
 class EventLog:
@@ -155,6 +153,7 @@ class EventLog:
         self.k = k
         self.dropped = 0
         self.failed = 0
+        self._losing = False  # the last batch was lost (logged once per outage)
         self._queue: asyncio.Queue[tuple[Event, bytes | None]] = asyncio.Queue(_QUEUE_MAX)
         self._writer: asyncio.Task[None] | None = None
 
@@ -183,9 +182,16 @@ class EventLog:
                 batch.append(self._queue.get_nowait())
             try:
                 await self.backend.append([self._normalise(e, b) for e, b in batch])
+                self._losing = False
             except EventStoreError as exc:
                 self.failed += len(batch)
-                log.warning("experiment events lost: %s", exc)
+                # Once per outage: while Redis is skipped every batch is lost the same way.
+                log.log(
+                    logging.DEBUG if self._losing else logging.WARNING,
+                    "experiment events lost: %s",
+                    exc,
+                )
+                self._losing = True
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -198,7 +204,7 @@ class EventLog:
     async def close(self) -> None:
         if self._writer is not None:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_REDIS_TIMEOUT_S):
+                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
                     await self.flush()
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -208,11 +214,18 @@ class EventLog:
 
 
 def create_event_log(
-    redis_url: SecretStr | None, experiment: str, max_events: int, *, k: int
+    cache: CacheSettings,
+    events_url: SecretStr | None,
+    experiment: str,
+    max_events: int,
+    *,
+    k: int,
 ) -> EventLog:
+    """Events in Redis (``events_url``, else the cache's) with the cache's Redis settings."""
+    url = events_url or cache.redis_url
     backend: Backend = (
-        RedisBackend(redis_url, stream_key(experiment), max_events)
-        if redis_url is not None
+        RedisBackend(cache, stream_key(experiment), max_events, url)
+        if url is not None
         else MemoryBackend(max_events)
     )
     return EventLog(backend, k=k)

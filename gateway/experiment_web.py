@@ -34,7 +34,7 @@ def setup_experiments(app: web.Application, settings: Settings) -> None:
     """Create the experiment state, its cleanup context and its routes."""
     conf = settings.experiment
     events = create_event_log(
-        conf.events_redis_url or settings.cache.redis_url, conf.name, conf.events_max, k=conf.k
+        settings.cache, conf.events_redis_url, conf.name, conf.events_max, k=conf.k
     )
     experiments = Experiments(conf, events)
     app[EXPERIMENTS] = experiments

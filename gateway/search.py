@@ -48,7 +48,8 @@ _NDJSON_TYPES = (
     "application/json",
     "application/vnd.elasticsearch+json",
 )
-_TRUE, _FALSE = ("true", "on", "1", ""), ("false", "off", "0")
+# The values of ?rerank= and of the X-Rerank request header (README "What gets reranked").
+_CHOICES = {"true": True, "on": True, "1": True, "false": False, "off": False, "0": False}
 
 
 @dataclass(slots=True)
@@ -75,23 +76,28 @@ class _SubSearches:
 
 
 def _opt(headers: Mapping[str, str], params: Mapping[str, str]) -> bool | None:
-    """The request's explicit choice: True (rerank), False (don't) or None."""
+    """The request's explicit choice: True (rerank), False (don't) or None.
+
+    ``?rerank=`` and the ``X-Rerank`` header take the same values (``_CHOICES``,
+    any case); a bare ``?rerank`` means true, like ES's flags. Anything else is a
+    400. The parameter wins over the header.
+    """
     if OPT_PARAM in params:
-        value = params[OPT_PARAM].lower()
-        if value in _TRUE:
-            return True
-        if value in _FALSE:
-            return False
+        return _choice(params[OPT_PARAM] or "true", f"parameter [{OPT_PARAM}]")
+    if OPT_HEADER in headers:
+        return _choice(headers[OPT_HEADER], f"header [{OPT_HEADER}]")
+    return None
+
+
+def _choice(value: str, where: str) -> bool:
+    choice = _CHOICES.get(value.strip().lower())
+    if choice is None:
+        allowed = ", ".join(f"[{v}]" for v in _CHOICES)
         raise ClientRequestError(
             "illegal_argument_exception",
-            f"Failed to parse value [{params[OPT_PARAM]}] as only [true] or [false] are allowed.",
+            f"Failed to parse value [{value}] of {where} as only {allowed} are allowed.",
         )
-    value = headers.get(OPT_HEADER, "").strip().lower()
-    if value in ("on", "true", "1"):
-        return True
-    if value in ("off", "false", "0"):
-        return False
-    return None
+    return choice
 
 
 def _timeout_ms(option: Mapping[str, Any], headers: Mapping[str, str]) -> float | None:

@@ -85,7 +85,22 @@ class UpstreamSettings(_Section):
         None, description="Private key (PEM) of CLIENT_CERT; unset when the cert file holds it."
     )
     verify_tls: bool = Field(True, description="Verify the upstream's TLS certificate.")
-    connect_timeout_s: float = Field(5.0, gt=0, description="TCP connect timeout to upstream.")
+    connect_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="TCP connect timeout to upstream; past it the next URL is tried.",
+    )
+    dead_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "A URL that could not be connected to is tried after the others this long,"
+            " doubled per failure in a row (up to DEAD_BACKOFF_MAX_S)."
+        ),
+    )
+    dead_backoff_max_s: float = Field(
+        30.0, gt=0, description="Longest back-off of an unreachable upstream URL."
+    )
     timeout_s: float = Field(
         60.0, gt=0, description="Total time allowed for one upstream request (504 after)."
     )
@@ -554,8 +569,8 @@ class ExperimentSettings(_Section):
     events_redis_url: SecretStr | None = Field(
         None,
         description=(
-            "Redis for experiment events (a Stream); unset: GATEWAY_CACHE__REDIS_URL, "
-            "and without either an in-process ring."
+            "Redis for experiment events (a Stream), reached with the CACHE__REDIS_* settings;"
+            " unset: GATEWAY_CACHE__REDIS_URL, and without either an in-process ring."
         ),
     )
     events_max: int = Field(

@@ -3,7 +3,9 @@
 Only this module talks aiohttp-client; its exceptions become
 ``UpstreamUnavailable`` (502) or ``UpstreamTimeout`` (504) here. Targets are
 always ``<configured base URL><path and query of the request>``: nothing in a
-request can choose another host.
+request can choose another host. The session keeps no cookies (one client's
+``Set-Cookie`` never reaches another's request), and a URL that cannot be
+connected to fails over to the next one (``failover.UrlPool``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.errors import ClientRequestError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.failover import UrlPool
 from gateway.settings import UpstreamSettings
 
 log = logging.getLogger(__name__)
@@ -116,7 +119,7 @@ class Upstream:
         self.flavor: str = settings.flavor
         self._session: aiohttp.ClientSession | None = None
         self._auth = self._gateway_auth(settings)
-        self._preferred = 0
+        self.pool = UrlPool(settings.urls, settings.dead_backoff_s, settings.dead_backoff_max_s)
 
     @staticmethod
     def _gateway_auth(settings: UpstreamSettings) -> str | None:
@@ -132,9 +135,14 @@ class Upstream:
         ssl_context = _ssl_context(self.settings)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.settings.max_connections, ssl=ssl_context),
+            # sock_connect, not connect: waiting for a free pooled connection is no sign
+            # of a dead URL, only a TCP connect that times out is.
             timeout=aiohttp.ClientTimeout(
-                total=self.settings.timeout_s, connect=self.settings.connect_timeout_s
+                total=self.settings.timeout_s, sock_connect=self.settings.connect_timeout_s
             ),
+            # A shared client keeps no per-user state: cookies set on one client's
+            # answer must never ride on another client's request.
+            cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
         )
@@ -181,13 +189,11 @@ class Upstream:
             headers["Authorization"] = self._auth
         return headers
 
-    def _urls(self, path_qs: str) -> list[URL]:
+    def _target(self, path_qs: str) -> str:
         if not path_qs.startswith("/"):
             path_qs = "/" + path_qs
         confine(path_qs)
-        bases = self.settings.urls
-        ordered = bases[self._preferred :] + bases[: self._preferred]
-        return [URL(base + path_qs, encoded=True) for base in ordered]
+        return path_qs
 
     @asynccontextmanager
     async def open(
@@ -195,21 +201,24 @@ class Upstream:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """An upstream response whose body the caller streams (passthrough)."""
         assert self._session is not None, "Upstream.start() was not awaited"
-        urls = self._urls(path_qs)
-        for attempt, url in enumerate(urls):
+        target = self._target(path_qs)
+        bases = self.pool.order()
+        for attempt, base in enumerate(bases):
+            url = URL(base + target, encoded=True)
             try:
                 with _translated("could not be used"):
                     response = await self._session.request(
                         method, url, headers=headers, data=_payload(body), allow_redirects=False
                     )
-            except UpstreamUnavailable as exc:
-                # Nothing was sent on a refused connection: the next URL may take it.
-                refused = isinstance(exc.__cause__, aiohttp.ClientConnectorError)
-                if refused and attempt + 1 < len(urls):
-                    log.warning("upstream %s unreachable, failing over", url.origin())
+            except UpstreamError as exc:
+                if not _nothing_sent(exc):
+                    raise
+                # Refused, unresolvable or not connected in time: the next URL may take it.
+                self.pool.mark_dead(base, exc.__cause__ or exc)
+                if attempt + 1 < len(bases):
                     continue
                 raise
-            self._preferred = (self._preferred + attempt) % len(self.settings.urls)
+            self.pool.mark_alive(base)
             try:
                 yield response
             finally:
@@ -271,6 +280,17 @@ def _ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | bool:
         key = str(settings.client_key) if settings.client_key is not None else None
         context.load_cert_chain(str(settings.client_cert), key)
     return context
+
+
+def _nothing_sent(exc: UpstreamError) -> bool:
+    """Whether the request failed before a connection existed (so no byte of it was sent).
+
+    A refused connection, a DNS failure or a TLS handshake failure
+    (``ClientConnectorError`` and its kinds), or a TCP connect past
+    ``connect_timeout_s`` (``ConnectionTimeoutError``).
+    """
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
 def _decodable(headers: Mapping[str, str]) -> CIMultiDict[str]:

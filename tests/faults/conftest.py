@@ -1,4 +1,5 @@
-"""Fixtures for the fault suite: a scripted upstream, a hung TCP peer, a private Redis."""
+"""Fixtures for the fault suite: a scripted upstream, a hung TCP peer, a port that never
+connects, a private Redis."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.faults.scripted import DOCS, BlackHole, OwnRedis
+from tests.faults.scripted import DOCS, BlackHole, OwnRedis, Unconnectable
 from tests.upstream import ScriptedUpstream
 
 
@@ -24,6 +25,13 @@ async def black_hole() -> AsyncIterator[BlackHole]:
     await hole.start()
     yield hole
     await hole.close()
+
+
+@pytest.fixture
+def unconnectable() -> Iterator[Unconnectable]:
+    port = Unconnectable()
+    yield port
+    port.close()
 
 
 @pytest.fixture

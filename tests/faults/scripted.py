@@ -1,4 +1,5 @@
-"""The fault suite's corpus and its other doubles: a black-hole TCP server, a private Redis.
+"""The fault suite's corpus and its other doubles: a black-hole TCP server, a port whose
+connects time out, a private Redis.
 
 The scripted upstream itself (``ScriptedUpstream``, ``slow``, ``reset_mid_body``)
 and the client (``call``, ``Answer``) are in ``tests.upstream``.
@@ -7,6 +8,7 @@ and the client (``call``, ``Answer``) are in ``tests.upstream``.
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import redis
 
@@ -53,6 +55,30 @@ class BlackHole:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+class Unconnectable:
+    """A loopback port whose TCP connects time out (a black-holed host, without leaving 127/8).
+
+    It listens with a backlog of 0 and never accepts; one connection of its own
+    fills the accept queue, so the kernel drops every further SYN and a client's
+    connect hangs until its own timeout.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        self.port = self._listener.getsockname()[1]
+        self._filler = socket.create_connection(("127.0.0.1", self.port), timeout=1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._filler.close()
+        self._listener.close()
 
 
 class OwnRedis(RedisServer):

@@ -6,14 +6,16 @@ fault is gone is served correctly (reranked, in the fake model's order).
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import logging
 
 import aiohttp
 import pytest
 
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, free_port
-from tests.faults.scripted import FAKE_ORDER, QUERY
+from tests.faults.scripted import FAKE_ORDER, QUERY, Unconnectable
 from tests.scripted import settings_with
 from tests.upstream import Answer, Canned, ScriptedUpstream, call, reset_mid_body, slow
 
@@ -141,3 +143,72 @@ async def test_corrupt_gzip_body(scripted: ScriptedUpstream, gateway: GatewayFac
     assert got.es_error() == "upstream_unavailable_exception"
     scripted.behaviour = None
     await assert_recovered(url)
+
+
+async def test_no_cookie_passes_between_clients(
+    scripted: ScriptedUpstream, gateway: GatewayFactory
+) -> None:
+    # By a host name: aiohttp's default cookie jar ignores cookies from IP-address hosts.
+    url = await start(gateway, f"http://localhost:{scripted.port}")
+    set_cookie = {"Content-Type": "application/json", "Set-Cookie": "session=client-a; Path=/"}
+    scripted.script("/docs/_doc/d1", Canned(body=b'{"found": true}', headers=set_cookie))
+    first = await call("GET", f"{url}/docs/_doc/d1")
+    assert first.headers["Set-Cookie"] == "session=client-a; Path=/"  # client A's, relayed
+    await call("GET", f"{url}/docs/_doc/d2")
+    await assert_recovered(url)
+    assert len(scripted.seen) >= 4
+    assert [s.headers.get("Cookie") for s in scripted.seen] == [None] * len(scripted.seen)
+
+
+async def failover_start(gateway: GatewayFactory, urls: list[str], **upstream: float) -> str:
+    settings = settings_with(
+        urls, upstream={"connect_timeout_s": 0.5, **upstream}, rerank={"window": 8}
+    )
+    return await gateway(settings, encoder=FakeEncoder())
+
+
+def unreachable_logs(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "unreachable" in r.getMessage()]
+
+
+async def test_connect_timeout_fails_over(
+    unconnectable: Unconnectable,
+    scripted: ScriptedUpstream,
+    gateway: GatewayFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gateway.failover")
+    url = await failover_start(gateway, [unconnectable.url, scripted.url], dead_backoff_s=60)
+    for _ in range(3):
+        await assert_recovered(url)
+    # Marked dead once (at the start-up probe), then never tried again within its back-off.
+    (dead,) = unreachable_logs(caplog)
+    assert dead.levelno == logging.WARNING
+    assert "ConnectionTimeoutError" in dead.getMessage()
+
+
+async def test_dns_failure_fails_over(
+    scripted: ScriptedUpstream, gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # RFC 6761: .invalid never resolves, and the resolver says so without asking anyone.
+    url = await failover_start(gateway, ["http://nonexistent.invalid:9200", scripted.url])
+    await assert_recovered(url)
+    (dead,) = unreachable_logs(caplog)
+    assert "ClientConnectorDNSError" in dead.getMessage()
+
+
+async def test_dead_url_is_tried_again_after_its_backoff(
+    scripted: ScriptedUpstream, gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.failover")
+    primary = ScriptedUpstream(scripted.docs)  # not started: refuses connections
+    # The back-off is 0.2 s however often the primary failed meanwhile (the cap).
+    backoff = {"dead_backoff_s": 0.2, "dead_backoff_max_s": 0.2}
+    url = await failover_start(gateway, [primary.url, scripted.url], **backoff)
+    await assert_recovered(url)
+    assert primary.seen == []
+    async with primary:
+        await asyncio.sleep(0.3)  # past the back-off
+        await assert_recovered(url)
+        assert primary.last("/docs/_search").json()["size"] == 8  # back to the first URL
+    assert any("answers again" in r.getMessage() for r in caplog.records)

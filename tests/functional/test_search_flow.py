@@ -106,11 +106,50 @@ async def test_bodies_without_the_gateways_ext_go_byte_for_byte(
     assert upstream.last("/docs/_search").body == raw
 
 
-async def test_bad_rerank_parameter_is_a_400(start: Start) -> None:
+async def test_header_and_parameter_take_the_same_values(start: Start) -> None:
+    url = await start(rerank={"opt_in": True})
+    asked = {"true": "full", "On": "full", "1": "full", "FALSE": "skipped", "off": "skipped"}
+    for value, outcome in {**asked, "0": "skipped"}.items():
+        by_header = await call("POST", f"{url}/docs/_search", SEARCH, headers={"X-Rerank": value})
+        by_param = await call("POST", f"{url}/docs/_search?rerank={value}", SEARCH)
+        for got in (by_header, by_param):
+            assert (got.status, got.headers["X-Rerank"]) == (200, outcome), value
+    bare = await call("POST", f"{url}/docs/_search?rerank", SEARCH)  # a flag, as in ES
+    assert bare.headers["X-Rerank"] == "full"
+
+
+@pytest.mark.parametrize("value", ["maybe", "yes", "enabled", "", "full"])
+async def test_other_rerank_values_are_a_400(upstream: Scripted, start: Start, value: str) -> None:
     url = await start()
-    got = await call("POST", f"{url}/docs/_search?rerank=maybe", body=SEARCH)
+    by_header = await call("POST", f"{url}/docs/_search", SEARCH, headers={"X-Rerank": value})
+    answers = [by_header]
+    if value:  # a bare ?rerank is the flag, true
+        answers.append(await call("POST", f"{url}/docs/_search?rerank={value}", SEARCH))
+    for got, where in zip(answers, ("header [X-Rerank]", "parameter [rerank]"), strict=False):
+        assert got.status == 400
+        assert got.es_error() == "illegal_argument_exception"
+        reason = got.json()["error"]["reason"]
+        assert reason.startswith(f"Failed to parse value [{value}] of {where} as only [true]")
+    assert not [s for s in upstream.seen if s.path.endswith("_search")]
+
+
+@pytest.mark.parametrize(
+    ("rerank", "error_type", "reason"),
+    [
+        ({"windows": 3}, "x_content_parse_exception", "[rerank] unknown field [windows]"),
+        ({"window": 0}, "illegal_argument_exception", "[ext.rerank.window] must be a positive"),
+        ({"window": -1}, "illegal_argument_exception", "[ext.rerank.window] must be a positive"),
+    ],
+)
+async def test_bad_rerank_options_are_a_400(
+    upstream: Scripted, start: Start, rerank: dict[str, Any], error_type: str, reason: str
+) -> None:
+    url = await start()
+    got = await call("POST", f"{url}/docs/_search", {**SEARCH, "ext": {"rerank": rerank}})
     assert got.status == 400
-    assert got.json()["error"]["type"] == "illegal_argument_exception"
+    assert got.es_error() == error_type
+    assert got.json()["error"]["reason"].startswith(reason)
+    assert not [s for s in upstream.seen if s.path.endswith("_search")]
 
 
 async def test_msearch_with_mixed_sub_searches(upstream: Scripted, start: Start) -> None:

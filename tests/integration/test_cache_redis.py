@@ -1,6 +1,6 @@
 """The score cache against real Redis: the shared one at ``redis_url``, and private
-``redis-server`` processes (killed and restarted, password-protected, TLS, cluster)
-started here on free ports. The shared server is never stopped.
+``redis-server`` processes (``own_redis``: killed and restarted, password-protected,
+TLS, cluster) on free ports. The shared server is never stopped.
 
 Encoders get a fresh fingerprint per test, so entries left in the shared Redis by
 earlier runs never answer for this one.
@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +35,7 @@ from gateway.settings import CacheSettings, ModelSettings
 from gateway.state import FLOW
 from tests.conftest import free_port, http, load_docs, make_settings, seed_index
 from tests.pki import make_certs
+from tests.redis_servers import RedisProcess
 
 pytestmark = pytest.mark.integration
 
@@ -79,70 +77,6 @@ class SlowFake(FakeEncoder):
     def score(self, batch: Sequence[Encoded]) -> Scores:
         time.sleep(0.3)  # in the model thread, not on the event loop
         return super().score(batch)
-
-
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free and valid too."""
-    while True:
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
-class RedisProcess:
-    """A private redis-server (no persistence) that can be killed and started again."""
-
-    def __init__(self, workdir: Path, *args: str, tls: bool = False) -> None:
-        self.port = _cluster_port() if "--cluster-enabled" in args else free_port()
-        self.workdir = workdir
-        ports = ["--port", "0", "--tls-port", str(self.port)] if tls else ["--port", str(self.port)]
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed")
-        self.argv = [binary, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.argv += list(args)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.argv, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"redis-server did not listen on {self.port}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
-    started: list[RedisProcess] = []
-
-    def start(*args: str, tls: bool = False) -> RedisProcess:
-        server = RedisProcess(tmp_path, *args, tls=tls)
-        server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.kill()
 
 
 @dataclass
@@ -279,7 +213,7 @@ async def test_redis_killed_and_restarted(
     own_redis: Callable[..., RedisProcess],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.cache")
+    caplog.set_level(logging.INFO, logger="gateway.redis")
     server = own_redis()
     encoder = fresh_fake()
     gw = await start_gateway(

@@ -12,10 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 
+from gateway.events import stream_key
 from gateway.experiments import bucket, team_draft
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, make_settings
+from tests.redis_servers import RedisProcess
 
 QUERY = "berlin population people city museum wall"
 WINDOW, SIZE = 8, 5
@@ -200,14 +203,42 @@ async def test_click_validation_is_es_shaped(gateway: GatewayFactory, osmem: str
         assert body["error"]["type"] == "illegal_argument_exception"
 
 
-async def test_events_in_redis(gateway: GatewayFactory, osmem: str, redis_url: str) -> None:
-    url = await start(gateway, osmem, redis=redis_url, mode="ab")
+async def click_reranked_hit(url: str, rank: int) -> None:
+    """One search served by the ``rerank`` variant, and a click on its hit at ``rank``."""
     _, h, answer = await call(
         "POST", f"{url}/docs/_search", search_body(), **{"X-Experiment-Override": "rerank"}
     )
-    await call(
-        "POST", f"{url}/_gateway/events", {"search_id": h["X-Search-Id"], "id": ids(answer)[1]}
+    click = {"search_id": h["X-Search-Id"], "id": ids(answer)[rank]}
+    await call("POST", f"{url}/_gateway/events", click)
+
+
+async def test_events_in_the_caches_authenticated_redis(
+    gateway: GatewayFactory, osmem: str, own_redis: Callable[..., RedisProcess]
+) -> None:
+    password = "quiet-otter-5120"  # a throwaway test server's password
+    server = own_redis("--requirepass", password)
+    redis = f"redis://127.0.0.1:{server.port}/0"
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(
+        osmem,
+        rerank={"window": WINDOW},
+        cache={"redis_url": redis, "redis_password": password, "timeout_s": 1.0},
+        experiment={"mode": "ab", "name": name},
     )
+    url = await gateway(settings, encoder=FakeEncoder())
+    await click_reranked_hit(url, 0)
+    report = await report_when(url, lambda r: r["variants"].get("rerank", {}).get("clicks") == 1)
+    assert report["variants"]["rerank"]["searches"] == 1
+    client = aioredis.Redis.from_url(redis, password=password)
+    try:
+        assert await client.xlen(stream_key(name)) == 2  # the impression and the click
+    finally:
+        await client.aclose()
+
+
+async def test_events_in_redis(gateway: GatewayFactory, osmem: str, redis_url: str) -> None:
+    url = await start(gateway, osmem, redis=redis_url, mode="ab")
+    await click_reranked_hit(url, 1)
     report = await report_when(url, lambda r: r["variants"].get("rerank", {}).get("clicks") == 1)
     assert report["variants"]["rerank"]["mrr"] == 0.5
     # Another replica on the same stream sees the same figures.

@@ -1,31 +1,23 @@
-"""Key and value encoding, the in-process LRU, the circuit breaker, client options."""
+"""Key and value encoding, the in-process LRU, the Redis cache failing fast."""
 
 from __future__ import annotations
 
-import logging
 import math
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import SSLConnection
 
 from gateway.cache import (
     KEY_PREFIX,
-    Breaker,
-    CacheStats,
     MemoryCache,
     RedisCache,
     cache_key,
     create_cache,
     decode_score,
     encode_score,
-    redis_client,
 )
 from gateway.errors import CacheError
 from gateway.settings import CacheSettings
@@ -112,64 +104,6 @@ async def test_memory_cache_of_size_zero_stores_nothing() -> None:
     cache = MemoryCache(0)
     await cache.set_many({"a": 1.0})
     assert await cache.get_many(["a"]) == [None]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_breaker_opens_skips_probes_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.cache")
-    clock, stats = Clock(), CacheStats()
-    breaker = Breaker("cache", 2.0, stats, clock)
-    assert breaker.allow()
-    breaker.failed(ConnectionError())
-    assert breaker.is_open
-    assert not breaker.allow()  # skipped during the back-off
-    clock.now += 2.0
-    assert breaker.allow()  # the probe
-    assert not breaker.allow()  # others keep skipping while it runs
-    breaker.failed(ConnectionError())  # still down: no new log line, same outage
-    clock.now += 2.0
-    assert breaker.allow()
-    breaker.succeeded()
-    assert not breaker.is_open
-    assert breaker.allow()
-    assert stats.outages == 1
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    infos = [r for r in caplog.records if r.levelno == logging.INFO]
-    assert len(warnings) == 1
-    assert "ConnectionError" in warnings[0].getMessage()
-    assert len(infos) == 1
-    assert "available again" in infos[0].getMessage()
-
-
-def test_password_and_tls_options_reach_the_client(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.pem"
-    settings = CacheSettings(
-        redis_url=SecretStr("rediss://cache.example:6380/2"),
-        redis_password=SecretStr("s3cret"),
-        redis_username="gw",
-        redis_ca_bundle=ca,
-    )
-    client = redis_client(settings)
-    assert isinstance(client, Redis)
-    kwargs = client.connection_pool.connection_kwargs
-    assert client.connection_pool.connection_class is SSLConnection
-    assert kwargs["password"] == "s3cret"
-    assert kwargs["username"] == "gw"
-    assert kwargs["ssl_ca_certs"] == str(ca)
-    assert kwargs["db"] == 2
-    assert "s3cret" not in repr(settings)
-
-
-def test_cluster_setting_builds_a_cluster_client() -> None:
-    settings = CacheSettings(redis_url=SecretStr("redis://127.0.0.1:7000"), redis_cluster=True)
-    assert isinstance(redis_client(settings), RedisCluster)
 
 
 def test_without_redis_the_cache_is_in_process() -> None:

@@ -60,7 +60,6 @@ def test_plan_fetch_covers_a_page_straddling_the_window() -> None:
 def test_plan_ext_window_is_capped_at_ten_times() -> None:
     assert make_plan({"query": QUERY, "ext": {"rerank": {"window": 25}}}).window == 25
     assert make_plan({"query": QUERY, "ext": {"rerank": {"window": 500}}}).window == 100
-    assert make_plan({"query": QUERY, "ext": {"rerank": {"window": 0}}}).window == 10
 
 
 @pytest.mark.parametrize(
@@ -127,10 +126,63 @@ def test_plan_adds_only_fields_the_client_did_not_ask_for(
     assert p.client_fields
 
 
-@pytest.mark.parametrize("ext", [{"rerank": "x"}, {"rerank": {"window": "5"}}])
-def test_bad_rerank_options_are_the_clients_error(ext: dict[str, Any]) -> None:
-    with pytest.raises(ClientRequestError):
-        es_body.plan({"query": QUERY, "ext": ext}, {}, window=10, fields=FIELDS)
+@pytest.mark.parametrize(
+    ("rerank", "reason"),
+    [
+        ("x", "[ext.rerank] must be an object"),
+        ({"window": "5"}, 'must be a positive integer, found ["5"]'),
+        ({"window": 0}, "[ext.rerank.window] must be a positive integer, found [0]"),
+        ({"window": -3}, "found [-3]"),
+        ({"window": True}, "found [true]"),
+        ({"explain": "yes"}, '[ext.rerank.explain] must be true or false, found ["yes"]'),
+        ({"first_stage_score": 1}, "[ext.rerank.first_stage_score] must be true or false"),
+        ({"query": ["a"]}, "[ext.rerank.query] must be a string"),
+        ({"query_context": "berlin"}, "[ext.rerank.query_context] must be"),
+        ({"query_context": {"query_text_path": "q"}}, "[ext.rerank.query_context] must be"),
+    ],
+)
+def test_bad_rerank_options_are_the_clients_error(rerank: object, reason: str) -> None:
+    with pytest.raises(ClientRequestError) as refused:
+        es_body.plan({"query": QUERY, "ext": {"rerank": rerank}}, {}, window=10, fields=FIELDS)
+    body = refused.value.body()
+    assert body["status"] == 400
+    assert body["error"]["type"] == "illegal_argument_exception"
+    assert reason in body["error"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("rerank", "reason"),
+    [
+        ({"windw": 5}, "[rerank] unknown field [windw] did you mean [window]?"),
+        ({"window": 5, "size": 3}, "[rerank] unknown field [size]"),
+        ({"Explain": True}, "[rerank] unknown field [Explain] did you mean [explain]?"),
+        (
+            {"query_context": {"query_text": "x", "lang": "en"}},
+            "[query_context] unknown field [lang]",
+        ),
+    ],
+)
+def test_unknown_rerank_option_is_named(rerank: dict[str, Any], reason: str) -> None:
+    # As ES's object parsers answer, e.g. "[highlight] unknown field [fieldz]".
+    with pytest.raises(ClientRequestError) as refused:
+        es_body.plan({"query": QUERY, "ext": {"rerank": rerank}}, {}, window=10, fields=FIELDS)
+    error = refused.value.body()["error"]
+    assert (error["type"], error["reason"]) == ("x_content_parse_exception", reason)
+    assert error["root_cause"] == [{"type": error["type"], "reason": reason}]
+
+
+def test_every_documented_rerank_option_is_accepted() -> None:
+    options = {
+        "query_context": {"query_text": "berlin"},
+        "window": 5,
+        "profile": "papers",
+        "timeout_ms": 300,
+        "explain": True,
+        "first_stage_score": False,
+    }
+    assert set(options) | {"query"} == set(es_body.RERANK_OPTIONS)
+    assert es_body.rerank_option({"ext": {"rerank": options}}) == options
+    assert es_body.rerank_option({"ext": {"rerank": {"query": "berlin"}}}) == {"query": "berlin"}
 
 
 # ---- widen / strip --------------------------------------------------------------------------
