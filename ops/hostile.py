@@ -14,6 +14,7 @@ answer, and every answer's ``X-Rerank`` / reason::
 
     .venv/bin/python -m ops.hostile                 # ~30 s on 2 cores
     .venv/bin/python -m ops.hostile --rounds 5 --subs 20000
+    .venv/bin/python -m ops.hostile --corpus ../shared/data/scifact/corpus.jsonl --docs 2000
 
 ``tests/integration/test_hostile_inputs.py`` runs the same mix and asserts the bounds.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import io
 import json
 import os
 import sys
@@ -113,7 +115,8 @@ async def drive(
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
         async def send(path: str, body: bytes, ctype: str) -> tuple[int, str]:
-            async with session.post(url + path, data=body, headers={"Content-Type": ctype}) as r:
+            data = io.BytesIO(body)  # aiohttp warns of large bytes bodies
+            async with session.post(url + path, data=data, headers={"Content-Type": ctype}) as r:
                 await r.read()
                 return (
                     r.status,
@@ -156,10 +159,10 @@ def gateway_env(port: int, upstream: str, model_dir: Path) -> dict[str, str]:
 
 
 @contextmanager
-def seeded_osmem() -> Iterator[str]:
+def seeded_osmem(corpus: Path = SAMPLE, docs: int | None = None) -> Iterator[str]:
     server = OsmemServer.start()
     try:
-        seed(Cluster(server.url, None, None), SAMPLE, INDEX, limit=None)
+        seed(Cluster(server.url, None, None), corpus, INDEX, limit=docs)
         yield server.url
     finally:
         server.close()
@@ -168,7 +171,7 @@ def seeded_osmem() -> Iterator[str]:
 
 
 async def run(args: argparse.Namespace) -> Figures:
-    with seeded_osmem() as upstream:
+    with seeded_osmem(args.corpus, args.docs) as upstream:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = Path(tempfile.mkdtemp(prefix="hostile-")) / "gateway.log"
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--subs", type=int, default=10_000)
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--corpus", type=Path, default=SAMPLE, help="JSONL documents to seed")
+    parser.add_argument("--docs", type=int, default=None, help="documents seeded at most")
     parser.add_argument(
         "--sizes",
         type=lambda v: [int(x) for x in v.split(",")],
