@@ -16,7 +16,8 @@ ends, from everything that arrived meanwhile. The event loop never blocks.
 
 Tokenizing stays on the default executor, beside the model thread: on 2 CPU
 cores it costs under 1% of the model's time per pair (``ops.bench_gateway``,
-row 1), too little to be worth a thread of its own or a token cache.
+row 1), too little to be worth a thread of its own or a token cache. It runs in
+slices of ``ENCODE_SLICE_PAIRS`` pairs, so a search that gives up stops it.
 
 ::
 
@@ -34,14 +35,22 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from gateway.errors import ModelError, Overloaded
-from gateway.model.base import CrossEncoder, Encoded, FeedRunner, Pair, Scores
+from gateway.model.base import CrossEncoder, Encoded, FeedRunner, Pair, QueryClipper, Scores
 from gateway.settings import BatcherSettings, ModelSettings
 
 log = logging.getLogger(__name__)
+
+# Pairs tokenized per worker-thread call: the most tokenizing a search that has given
+# up can still cause (32 documents of RERANK__MAX_DOC_CHARS), and enough per call for
+# the tokenizer's own parallelism.
+ENCODE_SLICE_PAIRS = 32
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 # Token ids of the synthetic pairs that warm the model up (any valid id will do).
 _WARM_ID = 1000
@@ -130,8 +139,25 @@ class Batcher:
         self._feed_thread.shutdown(wait=False, cancel_futures=True)
 
     async def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
+        """Tokenize in slices of ``ENCODE_SLICE_PAIRS``, one worker-thread call each: a
+        search that gives up (deadline, disconnect) cancels this between two slices, so
+        the thread stops after at most one slice rather than the whole window."""
+        out: list[Encoded] = []
+        for start in range(0, len(pairs), ENCODE_SLICE_PAIRS):
+            out += await self._off_loop(
+                self.encoder.encode, pairs[start : start + ENCODE_SLICE_PAIRS]
+            )
+        return out
+
+    async def clip_query(self, query: str) -> str:
+        """The part of ``query`` the model reads (encoders with ``QueryClipper``)."""
+        if not isinstance(self.encoder, QueryClipper):
+            return query
+        return await self._off_loop(self.encoder.clip_query, query)
+
+    async def _off_loop(self, call: Callable[[_In], _Out], arg: _In) -> _Out:
         try:
-            return await asyncio.to_thread(self.encoder.encode, pairs)
+            return await asyncio.to_thread(call, arg)
         except ModelError:
             raise
         except Exception as exc:

@@ -7,6 +7,7 @@ Relevance-bearing clauses are walked (``must``/``should`` but not ``filter`` or
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +35,10 @@ _QS_FIELD = re.compile(r"(?<![\w\\])[\w.*]+:(?=\S)")
 _QS_SYNTAX = re.compile(r"\b(AND|OR|NOT)\b|[+\-!(){}\[\]^\"~*?\\/|&]")
 _SPACES = re.compile(r"\s+")
 _MAX_DEPTH = 64
+# The query text is read up to this many characters: past them no model reads it
+# (MODEL__MAX_QUERY_TOKENS cuts it far sooner), and cleaning a 1 MB text on the
+# event loop would cost ~0.2 s.
+MAX_CHARS = 16_384
 
 
 def explicit_text(body: dict[str, Any]) -> str | None:
@@ -46,9 +51,9 @@ def explicit_text(body: dict[str, Any]) -> str | None:
         return None
     context = rerank.get("query_context")
     if isinstance(context, dict) and isinstance(context.get("query_text"), str):
-        return _clean(context["query_text"]) or None
+        return _clean(context["query_text"][:MAX_CHARS]) or None
     if isinstance(rerank.get("query"), str):
-        return _clean(rerank["query"]) or None
+        return _clean(rerank["query"][:MAX_CHARS]) or None
     return None
 
 
@@ -57,17 +62,21 @@ def find_text(body: dict[str, Any], uri_q: str | None = None) -> str | None:
     explicit = explicit_text(body)
     if explicit:
         return explicit
-    parts: list[str] = []
-    if uri_q:
-        parts.append(_strip_query_syntax(uri_q))
-    parts.extend(_walk(body.get("query"), 0))
-    parts.extend(_knn_texts(body.get("knn")))
-    parts.extend(_retriever_texts(body.get("retriever"), 0))
+    parts = itertools.chain(
+        [_strip_query_syntax(uri_q[:MAX_CHARS])] if uri_q else [],
+        _walk(body.get("query"), 0),
+        _knn_texts(body.get("knn")),
+        _retriever_texts(body.get("retriever"), 0),
+    )
     seen: list[str] = []
-    for part in parts:
-        cleaned = _clean(part)
+    room = MAX_CHARS
+    for part in parts:  # lazily: the walk stops once MAX_CHARS are collected
+        cleaned = _clean(part[:room])
         if cleaned and cleaned not in seen:
             seen.append(cleaned)
+            room -= len(cleaned) + 1
+            if room <= 0:
+                break
     return " ".join(seen) or None
 
 
@@ -83,6 +92,7 @@ def _walk(node: Any, depth: int) -> Iterator[str]:
         elif kind in _QUERY_LEAVES and isinstance(spec, dict):
             text = spec.get("query")
             if isinstance(text, str):
+                text = text[:MAX_CHARS]
                 yield _strip_query_syntax(text) if kind.endswith("query_string") else text
         elif kind in _WRAPPERS and isinstance(spec, dict):
             for slot in _WRAPPERS[kind]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import chunking, documents, fusion
+from gateway.budget import TOO_MANY_PAIRS, PairBudget
 from gateway.profiles import Profile
 from gateway.reranker import Passage, Reranker, Status
 
@@ -31,6 +32,11 @@ class WindowScores:
     explanations: list[dict[str, Any] | None]
     status: Status
     reason: str | None
+
+
+def _unscored(has_text: list[bool], reason: str) -> WindowScores:
+    n = len(has_text)
+    return WindowScores([None] * n, has_text, [False] * n, [None] * n, "skipped", reason)
 
 
 def _passage(hit: Mapping[str, Any], piece: chunking.Piece) -> Passage:
@@ -54,13 +60,17 @@ async def score_window(
     hits: Sequence[Mapping[str, Any]],
     *,
     explain: bool = False,
+    budget: PairBudget | None = None,
 ) -> WindowScores:
+    """The window's scores; its pieces drawn from the request's ``budget`` (if given)."""
     segs = documents.segments(hits, profile.document)
     has_text = [bool(s) for s in segs]
     n = len(hits)
     if not any(has_text):
-        return WindowScores([None] * n, has_text, [False] * n, [None] * n, "skipped", "no_text")
+        return _unscored(has_text, "no_text")
     found = await chunking.pieces(segs, profile.chunking, reranker.batcher.encoder)
+    if budget is not None and not budget.take(len(found)):
+        return _unscored(has_text, TOO_MANY_PAIRS)
     outcome = await reranker.score(
         query, [_passage(hits[p.hit], p) for p in found], profile.timeout_s
     )

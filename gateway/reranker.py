@@ -69,6 +69,10 @@ class Reranker:
         self, query: str, passages: Sequence[Passage], timeout_s: float
     ) -> RerankOutcome:
         deadline = time.monotonic() + timeout_s
+        try:  # what the model reads of the query; the cache keys hash no more than that
+            query = await self.batcher.clip_query(query)
+        except ModelError:
+            return RerankOutcome([None] * len(passages), "skipped", "model_error")
         keys = [cache_key(self.fingerprint, query, p.index, p.doc_id, p.text) for p in passages]
         raw: list[float | None] = await self._cached(keys)
         cached = sum(s is not None for s in raw)

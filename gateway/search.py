@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import es_body, relevance
+from gateway.budget import TOO_MANY_PAIRS, PairBudget
 from gateway.errors import ClientRequestError
 from gateway.experiments import Arm
 from gateway.indices import path_allowed
@@ -208,6 +209,9 @@ class SearchFlow:
         profile = self.profiles.default
         if reason is None and parsed is not None:
             plan, profile = self._plan(parsed, params, index, arm, headers)
+        budget = PairBudget(self.settings.max_request_pairs)
+        if isinstance(plan, es_body.Plan) and not budget.fits(plan.window):
+            plan = TOO_MANY_PAIRS
         out_headers = self.upstream.outgoing_headers(headers)
         if isinstance(plan, str):
             # Forward as sent (minus the gateway's own parameter and ext section).
@@ -233,7 +237,7 @@ class SearchFlow:
         response = _json_object(reply) if 200 <= reply.status < 300 else None
         if response is None or not es_body.readable_hits(response):
             return _verbatim(reply, "upstream_status" if reply.status >= 300 else "upstream_body")
-        rerank = partial(self._rerank_one, profile=profile)
+        rerank = partial(self._rerank_one, profile=profile, budget=budget)
         serve = arm.serve(rerank, plan, response, started, upstream_ms) if arm else None
         serve = serve or rerank(plan, response, started, upstream_ms)
         merged, status, why, rerank_ms = await serve
@@ -248,6 +252,8 @@ class SearchFlow:
         started: float,
         upstream_ms: float,
         profile: Profile | None = None,
+        *,
+        budget: PairBudget | None = None,
     ) -> tuple[dict[str, Any], str, str | None, float]:
         profile = profile or self.profiles.default
         reranker = self.reranker if profile.model == DEFAULT else self.rerankers.get(profile.model)
@@ -258,7 +264,12 @@ class SearchFlow:
         hits = (response.get("hits") or {}).get("hits") or []
         t0 = time.perf_counter()
         scored = await relevance.score_window(
-            reranker, profile, plan.query, hits[: plan.window], explain=plan.explain
+            reranker,
+            profile,
+            plan.query,
+            hits[: plan.window],
+            explain=plan.explain,
+            budget=budget,
         )
         rerank_ms = (time.perf_counter() - t0) * 1000
         gateway_ms = _gateway_ms(started, upstream_ms)
@@ -277,6 +288,25 @@ class SearchFlow:
         if scored.status == "full" and not all(scored.has_text):
             return merged, "partial", "no_text", rerank_ms
         return merged, scored.status, scored.reason, rerank_ms
+
+    def _read_subs(
+        self,
+        body: bytes,
+        index: str | None,
+        headers: Mapping[str, str],
+        params: Mapping[str, str],
+        budget: PairBudget,
+    ) -> _SubSearches | str:
+        """A ``_msearch`` body read and planned, or why it is not reranked: unreadable, or
+        more sub-searches (or their windows together) than the request's pair budget."""
+        if not budget.fits((body.count(b"\n") + 1) // 2):  # each reranked one takes a pair
+            return TOO_MANY_PAIRS
+        lines = es_body.ndjson_objects(body)
+        if lines is None:
+            return "unreadable_body"
+        subs = self._plan_subs(lines, index, headers, params)
+        windows = sum(p.window for p in subs.plans if isinstance(p, es_body.Plan))
+        return subs if budget.fits(windows) else TOO_MANY_PAIRS
 
     def _plan_subs(
         self,
@@ -324,17 +354,23 @@ class SearchFlow:
         started = time.perf_counter()
         params = url.query
         out_headers = self.upstream.outgoing_headers(headers)
+        budget = PairBudget(self.settings.max_request_pairs)
         reason = self._skip_reason(index, headers, params)
-        lines = es_body.ndjson_objects(body) if reason is None else None
-        if reason is None and (lines is None or _media_type(headers) not in _NDJSON_TYPES):
+        if reason is None and _media_type(headers) not in _NDJSON_TYPES:
             reason = "unreadable_body"
-        if reason is not None or lines is None:
-            body = es_body.msearch_without_gateway_ext(body)
+        # Reading and planning every sub-search is Python work in proportion to the body:
+        # a thread, so the event loop keeps answering meanwhile.
+        subs = (
+            await asyncio.to_thread(self._read_subs, body, index, headers, params, budget)
+            if reason is None
+            else reason
+        )
+        if isinstance(subs, str):
+            body = await asyncio.to_thread(es_body.msearch_without_gateway_ext, body)
             reply = await self.upstream.fetch(
                 method, _forward_url(url, ()), out_headers, body, decode=False
             )
-            return _verbatim(reply, reason or "unreadable_body")
-        subs = self._plan_subs(lines, index, headers, params)
+            return _verbatim(reply, subs)
         t0 = time.perf_counter()
         if subs.lines:
             reply = await self.upstream.fetch(
@@ -365,7 +401,9 @@ class SearchFlow:
             ):
                 reasons.append("upstream_status")
             else:
-                jobs[i] = self._rerank_one(p, sub_resp, started, upstream_ms, subs.profiles[i])
+                jobs[i] = self._rerank_one(
+                    p, sub_resp, started, upstream_ms, subs.profiles[i], budget=budget
+                )
         statuses = ["skipped"] * (len(subs.plans) - len(jobs))
         for i, (merged, status, why, _) in zip(
             jobs, await asyncio.gather(*jobs.values()), strict=True

@@ -153,6 +153,14 @@ class ModelSettings(_Section):
     max_length: int = Field(
         256, ge=8, le=8192, description="Token limit per (query, document) pair; doc cut first."
     )
+    max_query_tokens: int = Field(
+        128,
+        ge=1,
+        description=(
+            "The query is cut to this many tokens before it is paired with documents (at most"
+            " MAX_LENGTH - 4), so a long query costs no more than a short one."
+        ),
+    )
     intra_op_threads: int = Field(
         0, ge=0, description="onnxruntime intra-op threads (0: one per physical core)."
     )
@@ -217,6 +225,14 @@ class RerankSettings(_Section):
     )
     timeout_s: float = Field(
         5.0, gt=0, description="Rerank deadline per search; past it upstream order is kept."
+    )
+    max_request_pairs: int = Field(
+        4096,
+        gt=0,
+        description=(
+            "Pairs one request may score (the windows of all sub-searches of a `_msearch`"
+            " together); a request past it is not reranked (`too_many_pairs`)."
+        ),
     )
     opt_in: bool = Field(
         False,

@@ -61,6 +61,15 @@ class FeedRunner(Protocol):
 
 
 @runtime_checkable
+class QueryClipper(Protocol):
+    """Optional encoder capability: cut a query to the tokens the model will read of it."""
+
+    def clip_query(self, query: str) -> str:
+        """The query's prefix that ``encode`` pairs with documents (the query if it fits)."""
+        ...
+
+
+@runtime_checkable
 class TextSplitter(Protocol):
     """Optional encoder capability: cut documents into overlapping token windows."""
 

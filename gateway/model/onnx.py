@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Encoding, Tokenizer
 
 from gateway.errors import ModelError
-from gateway.model.base import Encoded, Pair, Scores, token_windows
+from gateway.model.base import Encoded, Pair, Scores
 from gateway.model.hub import locate_onnx
+from gateway.model.pairs import PairTokenizer
 from gateway.settings import ModelSettings, SpeedSettings
 
 log = logging.getLogger(__name__)
@@ -103,11 +103,9 @@ class OnnxCrossEncoder:
         if not tokenizer_file.is_file():
             raise ModelError(f"no tokenizer.json in {directory}")
         try:
-            self._tok = self._tokenizer(tokenizer_file, "only_second")
-            self._tok_both = self._tokenizer(tokenizer_file, "longest_first")
-            self._tok_plain = Tokenizer.from_file(str(tokenizer_file))
-            self._tok_plain.no_padding()
-            self._tok_plain.no_truncation()
+            self._tok = PairTokenizer(
+                tokenizer_file, settings.max_length, settings.max_query_tokens
+            )
             providers = providers_for(settings.device)
             provider_options: list[dict[str, str]] = [{} for _ in providers]
             provider_options[0] = provider_options_for(settings.device, speed)
@@ -150,39 +148,19 @@ class OnnxCrossEncoder:
             self._fingerprint,
         )
 
-    def _tokenizer(self, path: Path, strategy: str) -> Tokenizer:
-        tok = Tokenizer.from_file(str(path))
-        tok.no_padding()
-        tok.enable_truncation(self.settings.max_length, strategy=strategy)
-        return tok
-
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
 
     def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
-        try:
-            encodings = self._tok.encode_batch(list(pairs))
-        except Exception:
-            # A query longer than max_length cannot be kept whole: cut both sides.
-            try:
-                encodings = self._tok_both.encode_batch(list(pairs))
-            except Exception as exc:
-                raise ModelError(f"tokenization failed: {type(exc).__name__}") from exc
-        return [_encoded(e) for e in encodings]
+        return self._tok.encode(pairs)
+
+    def clip_query(self, query: str) -> str:
+        return self._tok.clip_query(query)
 
     def split(self, texts: Sequence[str], max_tokens: int, overlap: int) -> list[list[str]]:
         """Token windows of each text, cut at the tokens' character offsets."""
-        try:
-            encodings = self._tok_plain.encode_batch(list(texts), add_special_tokens=False)
-        except Exception as exc:
-            raise ModelError(f"tokenization failed: {type(exc).__name__}") from exc
-        out = []
-        for text, enc in zip(texts, encodings, strict=True):
-            offsets = enc.offsets
-            windows = token_windows(len(offsets), max_tokens, overlap)
-            out.append([text[offsets[a][0] : offsets[b - 1][1]] for a, b in windows])
-        return out
+        return self._tok.split(texts, max_tokens, overlap)
 
     def score(self, batch: Sequence[Encoded]) -> Scores:
         return self.run(self.feed(batch))
@@ -228,14 +206,6 @@ class OnnxCrossEncoder:
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = types
         return feed
-
-
-def _encoded(enc: Encoding) -> Encoded:
-    return Encoded(
-        np.asarray(enc.ids, dtype=np.int64),
-        np.asarray(enc.type_ids, dtype=np.int64),
-        truncated=bool(enc.overflowing),
-    )
 
 
 def logits_to_scores(out: np.ndarray[Any, Any]) -> Scores:

@@ -66,6 +66,10 @@ class TeiCrossEncoder:
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    def clip_query(self, query: str) -> str:
+        """A generous character cut (twice the estimate); TEI's own truncation is exact."""
+        return query[: self.settings.max_query_tokens * _CHARS_PER_TOKEN * 2]
+
     def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
         out: list[Encoded] = []
         for query, text in pairs:

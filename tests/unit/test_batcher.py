@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.batcher import Batcher, warm_up_shapes
+from gateway.batcher import ENCODE_SLICE_PAIRS, Batcher, warm_up_shapes
 from gateway.errors import ModelError, Overloaded
 from gateway.model.base import Encoded, FeedRunner, Pair, Scores
 from gateway.model.fake import FakeEncoder
@@ -144,6 +144,42 @@ async def test_tokenizer_exception_is_a_model_error(make_batcher: Factory) -> No
     batcher = await make_batcher(BrokenEncoder(ValueError("bad"), on_encode=True))
     with pytest.raises(ModelError):
         await batcher.encode([("q", "d")])
+
+
+class SlowTokenizer(FakeEncoder):
+    """Its first ``encode`` call waits for ``gate``; counts the pairs it tokenized."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.entered = threading.Event(), threading.Event()
+        self.encoded: list[int] = []
+
+    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.encoded.append(len(pairs))
+        return super().encode(pairs)
+
+
+async def test_a_search_that_gives_up_stops_its_tokenizing(make_batcher: Factory) -> None:
+    encoder = SlowTokenizer()
+    batcher = await make_batcher(encoder)
+    pairs = [("q", doc(i + 1)) for i in range(5 * ENCODE_SLICE_PAIRS)]
+    encoding = asyncio.create_task(batcher.encode(pairs))
+    await asyncio.to_thread(encoder.entered.wait, 10)
+    encoding.cancel()  # the search's deadline passed while its first slice was tokenized
+    encoder.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await encoding
+    await asyncio.sleep(0.05)
+    assert encoder.encoded == [ENCODE_SLICE_PAIRS]  # one slice, not the whole window
+
+
+async def test_slices_give_every_pair_in_order(make_batcher: Factory) -> None:
+    batcher = await make_batcher(FakeEncoder())
+    pairs = [("q", doc(i + 1)) for i in range(2 * ENCODE_SLICE_PAIRS + 3)]
+    got = await batcher.encode(pairs)
+    assert [len(e) for e in got] == [len(e) for e in FakeEncoder().encode(pairs)]
 
 
 async def test_stop_cancels_what_is_still_queued() -> None:

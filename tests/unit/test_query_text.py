@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.query_text import explicit_text, find_text
+from gateway.query_text import MAX_CHARS, explicit_text, find_text
 
 MATCH = {"match": {"text": "berlin population"}}
 
@@ -194,3 +194,18 @@ def test_deep_nesting_does_not_recurse_forever() -> None:
     for _ in range(500):
         node = {"bool": {"must": [node]}}
     assert find_text({"query": node}) is None
+
+
+def test_a_long_query_is_read_up_to_max_chars() -> None:
+    words = " ".join(f"word{i}" for i in range(200_000))  # ~1.4 MB
+    clauses = [{"match": {"text": words}} for _ in range(50)]
+    for body in (
+        {"query": {"match": {"text": words}}},
+        {"query": {"bool": {"should": clauses}}},
+        {"ext": {"rerank": {"query": words}}},
+    ):
+        text = find_text(body)
+        assert text is not None and words.startswith(text)
+        assert MAX_CHARS - 10 <= len(text) <= MAX_CHARS
+    short = {"query": {"bool": {"should": [{"match": {"a": "berlin"}}, {"match": {"b": "wall"}}]}}}
+    assert find_text(short) == "berlin wall"
