@@ -29,6 +29,8 @@ def describe_config_error(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             message = "unknown setting"
         lines.append(f"  {name}: {message}")
+    if len(lines) == 2:  # one problem, one line
+        return f"{lines[0]} {lines[1].strip()}"
     return "\n".join(lines)
 
 
