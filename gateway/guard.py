@@ -88,7 +88,7 @@ def _body_indices(endpoint: str, body: bytes) -> list[str]:
             docs = _load(body).get("docs", []) if body.strip() else []
             return [str(d["_index"]) for d in _objects(docs) if "_index" in d]
         lines = [_load(line) for line in body.split(b"\n") if line.strip()]
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to read
         raise ClientRequestError(
             "parsing_exception", "request body names indices and is not valid JSON"
         ) from None

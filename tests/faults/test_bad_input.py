@@ -209,3 +209,30 @@ async def test_gateway_options_are_illegal_arguments(url: str, target: str, body
     got = await call("POST", url + target, body)
     assert got.status == 400
     assert got.es_error() == "illegal_argument_exception"
+
+
+@pytest.mark.parametrize("route", ["/docs/_msearch", "/docs/_bulk", "/docs/_mget"])
+async def test_unreadable_body_under_the_index_guard_is_a_400(
+    noida: str, gateway: GatewayFactory, route: str
+) -> None:
+    """With an index allow-list the gateway reads these bodies itself (to find index names);
+    one too deep for it is a parsing_exception, not a 500."""
+    settings = make_settings(
+        noida, access={"indices": ["docs"]}, server={"max_body_bytes": MAX_BODY}
+    )
+    url = await gateway(settings, encoder=FakeEncoder())
+    deep = b'{"index":' * 10_000 + b"1" + b"}" * 10_000 + b"\n{}\n"
+    got = await call("POST", url + route, data=deep, headers={"Content-Type": NDJSON})
+    assert got.status == 400, got.body[:300]
+    assert got.es_error() == "parsing_exception"
+
+
+async def test_unreadable_click_is_a_400(
+    noida: str, gateway: GatewayFactory, redis_url: str
+) -> None:
+    experiment = {"name": "bad-input", "mode": "ab", "events_redis_url": redis_url}
+    url = await gateway(make_settings(noida, experiment=experiment), encoder=FakeEncoder())
+    deep = b"[" * 100_000 + b"]" * 100_000
+    got = await call("POST", f"{url}/_gateway/events", data=deep)
+    assert got.status == 400, got.body[:300]
+    assert got.es_error() == "illegal_argument_exception"
