@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import ssl
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,10 @@ import aiohttp
 import pytest
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import REPO, GatewayFactory, free_port
+from tests.conftest import GatewayFactory, free_port
 from tests.pki import make_certs
 from tests.scripted import DOCS, settings_with
+from tests.unit.test_settings import run_main  # `python -m gateway` as a subprocess
 from tests.upstream import ScriptedUpstream
 
 SEARCH = {"query": {"match": {"text": "capital of Italy"}}, "size": 2}
@@ -161,18 +160,6 @@ async def test_url_credentials_on_every_url_fail_over(
     )
     assert await call("GET", f"{url}/docs/_doc/1", Authorization="Bearer mine") == 200
     assert set(auth_seen(cluster)) == {"Basic " + base64.b64encode(b"u:p").decode()}
-
-
-def run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway"],
-        check=False,
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
 
 
 URLS = "GATEWAY_UPSTREAM__URLS"
