@@ -7,13 +7,13 @@ import logging
 import sys
 from typing import Any
 
-from aiohttp import web
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from gateway import __version__
 from gateway.access import redact_url
 from gateway.app import create_app
+from gateway.protocol import serve
 from gateway.settings import ENV_DELIMITER, ENV_PREFIX, LogSettings, Settings
 
 EXIT_CONFIG = 2
@@ -29,6 +29,8 @@ def describe_config_error(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             message = "unknown setting"
         lines.append(f"  {name}: {message}")
+    if len(lines) == 2:  # one problem, one line
+        return f"{lines[0]} {lines[1].strip()}"
     return "\n".join(lines)
 
 
@@ -80,13 +82,11 @@ def main() -> int:
         model,
         settings.model.device,
     )
-    web.run_app(
+    serve(
         create_app(settings),
         host=settings.server.host,
         port=settings.server.port,
-        shutdown_timeout=settings.server.shutdown_timeout_s,
-        print=None,
-        access_log=None,
+        shutdown_timeout_s=settings.server.shutdown_timeout_s,
     )
     return 0
 

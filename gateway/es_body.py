@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,13 +44,31 @@ def _no_constants(name: str) -> Any:
     raise _Unreadable(f"non-standard number {name}")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # ``1e400``: would go out again as ``Infinity``
+        raise _Unreadable(f"number out of range {text}")
+    return value
+
+
 def load_object(raw: bytes) -> dict[str, Any] | None:
-    """Strict JSON object parse; None when the gateway should not touch the body."""
+    """Strict JSON object parse; None when the gateway should not touch the body.
+
+    Strict means: UTF-8 only (no BOM, no UTF-16/32, no encoded surrogates), no
+    ``NaN`` / ``Infinity``, no number beyond a double, no duplicate keys. Whatever
+    passes comes out of ``dump`` as the same JSON value.
+    """
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except (ValueError, RecursionError, UnicodeDecodeError):
+        # json.loads(bytes) would guess UTF-16/32, skip a BOM and let surrogates pass.
+        value = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+            parse_float=_finite,
+        )
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     if _SURROGATE_ESCAPE.search(raw):
         try:
@@ -277,9 +296,15 @@ def strip_gateway_ext(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def ndjson_objects(body: bytes) -> list[dict[str, Any]] | None:
-    """The objects of an ``_msearch`` body (header, search pairs); None if unreadable."""
-    lines = [line for line in body.split(b"\n") if line.strip()]
-    if not lines or len(lines) % 2:
+    """The objects of an ``_msearch`` body (header, search pairs); None if unreadable.
+
+    Only the plain form is read: a body ending in a newline, no blank lines. Anything
+    else is the cluster's to judge, so it goes there as sent.
+    """
+    if not body.endswith(b"\n"):
+        return None
+    lines = body[:-1].split(b"\n")
+    if not lines or len(lines) % 2 or not all(line.strip() for line in lines):
         return None
     out: list[dict[str, Any]] = []
     for line in lines:

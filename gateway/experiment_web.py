@@ -85,7 +85,7 @@ def parse_click(value: Any) -> dict[str, Any]:
 async def post_events(request: web.Request) -> web.Response:
     try:
         payload = json.loads(await request.read())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to read
         raise _bad("the body must be JSON") from None
     items = payload if isinstance(payload, list) else [payload]
     if len(items) > MAX_EVENTS_PER_POST:

@@ -16,6 +16,7 @@ from gateway.errors import (
     es_error_body,
 )
 from gateway.es_body import dump_pretty, wants_pretty
+from gateway.protocol import bad_request
 from gateway.state import HEALTH
 from gateway.upstream import ES_PRODUCT
 
@@ -38,6 +39,11 @@ def error_middleware(max_body_bytes: int) -> Middleware:
             if isinstance(exc, UpstreamUnavailable):
                 request.app[HEALTH].upstream_flavor = None  # readiness asks again
             return _error(request, exc.status, exc.body())
+        except web.RequestPayloadError as exc:
+            # The body broke while being read (not gzip after all, cut short, bad chunks).
+            response = _error(request, 400, bad_request(exc.__cause__))
+            response.force_close()
+            return response
         except web.HTTPRequestEntityTooLarge:
             return _error(request, 413, BodyTooLarge(max_body_bytes).body())
         except web.HTTPException as exc:

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "GATEWAY_"
@@ -41,6 +42,19 @@ def _split_commas(value: Any) -> Any:
 
 
 CsvList = Annotated[list[str], NoDecode]
+
+
+_UP = "GATEWAY_UPSTREAM__"
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``http://user:pw@host`` → (``http://host``, ``user:pw`` still percent-encoded)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not sep or not at:
+        return url, None
+    return f"{scheme}://{host}{slash}{path}", userinfo
 
 
 class _Section(BaseModel):
@@ -63,7 +77,10 @@ class ServerSettings(_Section):
 class UpstreamSettings(_Section):
     urls: CsvList = Field(
         default_factory=lambda: ["http://127.0.0.1:9200"],
-        description="Search cluster base URL(s); later ones are failover targets.",
+        description=(
+            "Search cluster base URL(s); later ones are failover targets. A `user:password@`"
+            " (percent-encoded, the same on every URL) is the gateway's basic-auth credential."
+        ),
     )
     flavor: Literal["auto", "elasticsearch", "opensearch"] = Field(
         "auto",
@@ -127,6 +144,27 @@ class UpstreamSettings(_Section):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return [url.rstrip("/") for url in value]
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> UpstreamSettings:
+        """The gateway's own credential comes from one place: the URLs' ``user:password@``
+        (the same on each), USERNAME/PASSWORD, or API_KEY. The message names no secret."""
+        in_urls = {split_userinfo(url)[1] for url in self.urls}
+        conflict = None
+        if len(in_urls) > 1:
+            conflict = f"{_UP}URLS: every URL must carry the same user:password@, or none"
+        elif in_urls != {None} and (self.username or self.password or self.api_key):
+            conflict = (
+                f"{_UP}URLS carry user:password@, so {_UP}USERNAME, {_UP}PASSWORD and"
+                f" {_UP}API_KEY must be unset"
+            )
+        elif self.api_key is not None and (self.username or self.password):
+            conflict = f"{_UP}API_KEY and {_UP}USERNAME/PASSWORD are both set: use one"
+        elif self.password is not None and self.username is None:
+            conflict = f"{_UP}PASSWORD is set without {_UP}USERNAME"
+        if conflict is not None:
+            raise PydanticCustomError("conflicting_credentials", conflict)
+        return self
 
 
 class ModelSettings(_Section):

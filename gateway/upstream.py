@@ -28,7 +28,7 @@ from yarl import URL
 
 from gateway.errors import ClientRequestError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.failover import UrlPool
-from gateway.settings import UpstreamSettings
+from gateway.settings import UpstreamSettings, split_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -118,17 +118,25 @@ class Upstream:
         self.settings = settings
         self.flavor: str = settings.flavor
         self._session: aiohttp.ClientSession | None = None
+        # The URLs' user:password@ is the gateway's credential (as USERNAME/PASSWORD),
+        # sent as a header: aiohttp would refuse a URL credential next to Authorization.
+        self._bases = [split_userinfo(url)[0] for url in settings.urls]
         self._auth = self._gateway_auth(settings)
-        self.pool = UrlPool(settings.urls, settings.dead_backoff_s, settings.dead_backoff_max_s)
+        self.pool = UrlPool(self._bases, settings.dead_backoff_s, settings.dead_backoff_max_s)
 
     @staticmethod
     def _gateway_auth(settings: UpstreamSettings) -> str | None:
+        """One source at most (settings refuse conflicts): API_KEY, USERNAME/PASSWORD, or
+        the URLs' ``user:password@``, percent-decoded as the official clients do."""
         if settings.api_key is not None:
             return f"ApiKey {settings.api_key.get_secret_value()}"
-        if settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else ""
-            token = base64.b64encode(f"{settings.username}:{password}".encode()).decode()
-            return f"Basic {token}"
+        user, password = settings.username, settings.password
+        if user is not None:
+            return _basic(user, password.get_secret_value() if password else "")
+        userinfo = split_userinfo(settings.urls[0])[1]
+        if userinfo is not None:
+            name, _, secret = userinfo.partition(":")
+            return _basic(unquote(name), unquote(secret))
         return None
 
     async def start(self) -> None:
@@ -263,6 +271,10 @@ class Upstream:
             except zlib.error as exc:
                 raise UpstreamUnavailable("the search cluster sent a corrupt body") from exc
         return Reply(response.status, out_headers, raw)
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | bool:

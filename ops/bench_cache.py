@@ -37,6 +37,7 @@ from osmem_server import OsmemServer
 
 from gateway.app import create_app, wait_ready
 from gateway.cache import CacheStats
+from gateway.protocol import GatewayRunner
 from gateway.settings import Settings
 from gateway.state import FLOW
 from ops.evaluate import bulk_index, read_jsonl, read_qrels
@@ -115,7 +116,7 @@ async def bench(args: argparse.Namespace, upstream: str, redis_url: str) -> None
         }
     )
     app = create_app(settings)
-    runner = web.AppRunner(app)
+    runner = GatewayRunner(app)
     await runner.setup()
     port = _free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from gateway.__main__ import EXIT_CONFIG, describe_config_error, setup_logging
 from gateway.app import create_app, wait_ready
+from gateway.protocol import GatewayRunner
 from gateway.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +136,7 @@ async def demo(args: argparse.Namespace, base: Settings) -> None:
             model = settings.model.path or f"hub:{settings.model.hub_id}"
             print(f"loading the cross-encoder {model} ...")
             app = create_app(settings)
-            runner = web.AppRunner(app, access_log=None)
+            runner = GatewayRunner(app, access_log=None)
             await runner.setup()
             try:
                 site = web.TCPSite(runner, settings.server.host, settings.server.port)

@@ -30,6 +30,7 @@ from osmem_server import OsmemServer
 
 from gateway.app import create_app, wait_ready
 from gateway.model.base import CrossEncoder
+from gateway.protocol import GatewayRunner
 from gateway.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,6 +168,13 @@ def noida() -> Iterator[str]:
 GatewayFactory = Callable[..., Awaitable[str]]
 
 
+class GatewayTestServer(TestServer):
+    """``TestServer`` with the gateway's own runner (ES-shaped protocol errors)."""
+
+    async def _make_runner(self, **kwargs: Any) -> GatewayRunner:
+        return GatewayRunner(self.app, **kwargs)
+
+
 def make_settings(upstream: str, **sections: dict[str, Any]) -> Settings:
     """Settings for tests, built explicitly (no environment involved)."""
     values: dict[str, Any] = {"upstream": {"urls": [upstream]}}
@@ -182,7 +190,7 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
 
     async def start(settings: Settings, encoder: CrossEncoder | None = None) -> str:
         app = create_app(settings, encoder=encoder)
-        server = TestServer(app, host="127.0.0.1", port=free_port())
+        server = GatewayTestServer(app, host="127.0.0.1", port=free_port())
         await server.start_server()
         servers.append(server)
         await wait_ready(app)

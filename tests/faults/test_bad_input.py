@@ -9,6 +9,7 @@ its ``rerank`` options) answer in Elasticsearch's error shape. Nothing is a 500.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -76,6 +77,18 @@ BODIES: dict[str, tuple[bytes, str]] = {
         "application/vnd.elasticsearch+json; compatible-with=8",
     ),
 }
+SEARCH = '{"query": {"match": {"text": "berlin"}}, "size": 3}'
+# Bodies the gateway could read only by repairing them: the cluster's own answer must come
+# back, status and body (they go to it byte for byte).
+UNREPAIRED: dict[str, bytes] = {
+    "utf8_bom": b"\xef\xbb\xbf" + SEARCH.encode(),
+    "utf16": SEARCH.encode("utf-16"),
+    "utf16_le_no_bom": SEARCH.encode("utf-16-le"),
+    "utf32": SEARCH.encode("utf-32"),
+    "raw_surrogate": b'{"query": {"match": {"text": "\xed\xa0\x80 berlin"}}}',
+    "huge_float_window": b'{"query": {"match": {"text": "berlin"}}, "min_score": 1e400}',
+    "huge_negative_float": b'{"query": {"match": {"text": "berlin"}}, "min_score": -1e999}',
+}
 PARAMS = ["size=-1", "from=abc", "size=1e3", "size=1000000000", "q=%ff%fe", "from=-3&q=berlin"]
 NDJSON = "application/x-ndjson"
 MSEARCH: dict[str, bytes] = {
@@ -83,6 +96,12 @@ MSEARCH: dict[str, bytes] = {
     "bad_line": b'{}\n{"query": {"match": {"text": "berlin"\n',
     "invalid_utf8": b'{}\n{"query": {"match": {"text": "\xff"}}}\n',
     "no_trailing_newline": b'{}\n{"query": {"match": {"text": "berlin"}}}',
+    "blank_line_between": b'{}\n\n{"query": {"match": {"text": "berlin"}}}\n',
+    "blank_line_at_end": b'{}\n{"query": {"match": {"text": "berlin"}}}\n\n',
+    "whitespace_line": b'{}\n{"query": {"match": {"text": "berlin"}}}\n   \n{}\n{}\n',
+    "raw_surrogate": b'{}\n{"query": {"match": {"text": "\xed\xa0\x80"}}}\n',
+    "huge_float": b'{}\n{"query": {"match": {"text": "berlin"}}, "min_score": 1e400}\n',
+    "bom": b'\xef\xbb\xbf{}\n{"query": {"match": {"text": "berlin"}}}\n',
     "head_not_object": b'[]\n{"query": {"match": {"text": "berlin"}}}\n',
 }
 
@@ -94,6 +113,21 @@ def verdict(got: Answer) -> tuple[int, str | None]:
         json.loads(got.body)
         return got.status, None
     return got.status, got.es_error()
+
+
+def same_answer(got: Answer, direct: Answer) -> None:
+    """The gateway relayed the cluster's answer: same status, same body (``took`` aside)."""
+    assert got.status < 500, got.body[:300]
+    assert got.status == direct.status, got.body[:300]
+    assert without_took(got.json()) == without_took(direct.json())
+
+
+def without_took(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_took(v) for k, v in value.items() if k != "took"}
+    if isinstance(value, list):
+        return [without_took(v) for v in value]
+    return value
 
 
 @pytest.fixture
@@ -111,6 +145,17 @@ async def test_body_gets_the_clusters_verdict(noida: str, url: str, name: str) -
     assert verdict(got) == verdict(direct), got.body[:300]
 
 
+@pytest.mark.parametrize("name", sorted(UNREPAIRED))
+async def test_body_not_repaired(noida: str, url: str, name: str) -> None:
+    headers = {"Content-Type": "application/json"}
+    body = UNREPAIRED[name]
+    direct = await call("POST", f"{noida}/docs/_search", data=body, headers=headers)
+    got = await call("POST", f"{url}/docs/_search", data=body, headers=headers)
+    same_answer(got, direct)
+    assert got.headers["X-Rerank"] == "skipped"
+    assert got.headers["X-Rerank-Reason"] == "unreadable_body"
+
+
 @pytest.mark.parametrize("query", PARAMS)
 async def test_params_get_the_clusters_verdict(noida: str, url: str, query: str) -> None:
     direct = await call("GET", f"{noida}/docs/_search?{query}")
@@ -125,6 +170,7 @@ async def test_msearch_gets_the_clusters_verdict(noida: str, url: str, name: str
     direct = await call("POST", f"{noida}/docs/_msearch", data=body, headers=headers)
     got = await call("POST", f"{url}/docs/_msearch", data=body, headers=headers)
     assert verdict(got) == verdict(direct), got.body[:300]
+    same_answer(got, direct)
 
 
 @pytest.mark.parametrize("route", ["/docs/_search", "/docs/_msearch", "/docs/_doc/1", "/_bulk"])
@@ -162,4 +208,31 @@ async def test_chunked_body_over_limit_is_413(url: str) -> None:
 async def test_gateway_options_are_illegal_arguments(url: str, target: str, body: object) -> None:
     got = await call("POST", url + target, body)
     assert got.status == 400
+    assert got.es_error() == "illegal_argument_exception"
+
+
+@pytest.mark.parametrize("route", ["/docs/_msearch", "/docs/_bulk", "/docs/_mget"])
+async def test_unreadable_body_under_the_index_guard_is_a_400(
+    noida: str, gateway: GatewayFactory, route: str
+) -> None:
+    """With an index allow-list the gateway reads these bodies itself (to find index names);
+    one too deep for it is a parsing_exception, not a 500."""
+    settings = make_settings(
+        noida, access={"indices": ["docs"]}, server={"max_body_bytes": MAX_BODY}
+    )
+    url = await gateway(settings, encoder=FakeEncoder())
+    deep = b'{"index":' * 10_000 + b"1" + b"}" * 10_000 + b"\n{}\n"
+    got = await call("POST", url + route, data=deep, headers={"Content-Type": NDJSON})
+    assert got.status == 400, got.body[:300]
+    assert got.es_error() == "parsing_exception"
+
+
+async def test_unreadable_click_is_a_400(
+    noida: str, gateway: GatewayFactory, redis_url: str
+) -> None:
+    experiment = {"name": "bad-input", "mode": "ab", "events_redis_url": redis_url}
+    url = await gateway(make_settings(noida, experiment=experiment), encoder=FakeEncoder())
+    deep = b"[" * 100_000 + b"]" * 100_000
+    got = await call("POST", f"{url}/_gateway/events", data=deep)
+    assert got.status == 400, got.body[:300]
     assert got.es_error() == "illegal_argument_exception"

@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway.app import create_app, wait_ready
 from gateway.cache import RedisCache, cache_key
 from gateway.model.fake import FakeEncoder
+from gateway.protocol import GatewayRunner
 from gateway.settings import CacheSettings, Settings
 from tests.conftest import free_port
 from tests.scripted import DOCS, settings_with
@@ -33,10 +34,10 @@ async def held_cluster() -> AsyncIterator[tuple[Gate, str]]:
         gate.open()
 
 
-async def serve(settings: Settings, encoder: FakeEncoder) -> tuple[web.AppRunner, str]:
+async def serve(settings: Settings, encoder: FakeEncoder) -> tuple[GatewayRunner, str]:
     """The app as ``__main__`` runs it: a runner with the configured shutdown timeout."""
     app = create_app(settings, encoder=encoder)
-    runner = web.AppRunner(app, shutdown_timeout=settings.server.shutdown_timeout_s)
+    runner = GatewayRunner(app, shutdown_timeout=settings.server.shutdown_timeout_s)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -15,6 +15,7 @@ from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, free_port
 from tests.pki import make_certs
 from tests.scripted import DOCS, settings_with
+from tests.unit.test_settings import run_main  # `python -m gateway` as a subprocess
 from tests.upstream import ScriptedUpstream
 
 SEARCH = {"query": {"match": {"text": "capital of Italy"}}, "size": 2}
@@ -124,3 +125,72 @@ async def test_ca_bundle_and_client_certificate(
     url3 = await gateway(settings_with([upstream]), encoder=FakeEncoder())
     assert await call("GET", f"{url3}/docs/_doc/1") == 502
     assert len([seen for seen in tls_cluster.seen if seen.path.endswith("/_search")]) == 1
+
+
+# --- Credentials in the URL: http://user:password@host, percent-decoded like the official
+# clients (elastic-transport's url_to_node_config) do. ---
+
+
+def with_userinfo(url: str, userinfo: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{userinfo}@{rest}"
+
+
+async def test_url_credentials_are_the_gateways_basic_auth(
+    cluster: ScriptedUpstream, gateway: GatewayFactory
+) -> None:
+    upstream = with_userinfo(cluster.url, "el%40stic:p%3Ass%2Fw%C3%B6rd")
+    url = await gateway(settings_with([upstream]), encoder=FakeEncoder())
+    assert await call("POST", f"{url}/docs/_search", SEARCH) == 200
+    assert await call("POST", f"{url}/docs/_search", SEARCH, Authorization="Bearer mine") == 200
+    assert await call("GET", f"{url}/docs/_doc/1", Authorization="Basic dTpw") == 200
+    expected = "Basic " + base64.b64encode("el@stic:p:ss/wörd".encode()).decode()
+    # Probe, searches, passthrough: the URL's credential, replacing the client's (as the
+    # configured USERNAME/PASSWORD would).
+    assert auth_seen(cluster) == [expected] * 4
+    assert all("@" not in seen.headers.get("Host", "") for seen in cluster.seen)
+
+
+async def test_url_credentials_on_every_url_fail_over(
+    cluster: ScriptedUpstream, gateway: GatewayFactory
+) -> None:
+    dead = with_userinfo(f"http://127.0.0.1:{free_port()}", "u:p")
+    url = await gateway(
+        settings_with([dead, with_userinfo(cluster.url, "u:p")]), encoder=FakeEncoder()
+    )
+    assert await call("GET", f"{url}/docs/_doc/1", Authorization="Bearer mine") == 200
+    assert set(auth_seen(cluster)) == {"Basic " + base64.b64encode(b"u:p").decode()}
+
+
+URLS = "GATEWAY_UPSTREAM__URLS"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {URLS: "http://u:Secr3tPw@es:9200", "GATEWAY_UPSTREAM__USERNAME": "elastic"},
+        {URLS: "http://u:Secr3tPw@es:9200", "GATEWAY_UPSTREAM__PASSWORD": "Secr3tPw"},
+        {URLS: "http://u:Secr3tPw@es:9200", "GATEWAY_UPSTREAM__API_KEY": "Secr3tPw"},
+        {URLS: "http://u:Secr3tPw@es1:9200,http://u:other@es2:9200"},
+        {URLS: "http://u:Secr3tPw@es1:9200,http://es2:9200"},
+        {"GATEWAY_UPSTREAM__API_KEY": "Secr3tPw", "GATEWAY_UPSTREAM__USERNAME": "elastic"},
+        {"GATEWAY_UPSTREAM__PASSWORD": "Secr3tPw"},
+    ],
+    ids=[
+        "url_and_username",
+        "url_and_password",
+        "url_and_api_key",
+        "urls_differ",
+        "only_some_urls",
+        "api_key_and_username",
+        "password_without_username",
+    ],
+)
+def test_conflicting_credentials_stop_start_up(env: dict[str, str]) -> None:
+    done = run_main(env)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("rerank-gateway: invalid configuration: GATEWAY_UPSTREAM")
+    assert "Secr3tPw" not in done.stderr
+    assert "Traceback" not in done.stderr
