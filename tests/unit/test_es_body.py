@@ -296,10 +296,14 @@ def test_merge_first_stage_score_and_rank() -> None:
     assert first["fields"] == {FIRST_STAGE_FIELD: [1.0], FIRST_STAGE_RANK_FIELD: [3]}
 
 
-def test_merge_beyond_the_window_keeps_upstream_order_and_scores() -> None:
+def test_merge_beyond_the_window_keeps_upstream_order_below_the_reranked_scores() -> None:
     out = page({"from": 9, "size": 5}, n=15)
     assert ids(out) == ["d0", "d10", "d11", "d12", "d13"]
-    assert [h["_score"] for h in out["hits"]["hits"][1:]] == [5.0, 4.0, 3.0, 2.0]
+    last_reranked, *beyond = [h["_score"] for h in out["hits"]["hits"]]
+    # One scale on the page: below the last reranked score, the cluster's gaps kept.
+    assert max(beyond) < last_reranked
+    assert [b - beyond[0] for b in beyond] == [0.0, -1.0, -2.0, -3.0]
+    assert all(b == int(b) for b in beyond)  # the cluster's 5, 4, 3, 2 moved by a whole number
 
 
 def test_merge_with_fewer_hits_than_the_page() -> None:
