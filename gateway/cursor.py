@@ -9,16 +9,18 @@ a page is read against the same reranked order:
 - cursor inside the window (or at its last hit): the gateway fetches the window
   again (cached scores make it cheap), reranks, and serves the hits after the
   cursor;
-- cursor beyond the window: its ``_score`` is the cluster's score moved by the
-  page's whole-number ``shift`` (see ``es_body.merge``), so the cluster's own
-  cursor is ``[score - shift, *rest]`` and the cluster serves the next page.
+- cursor beyond the window: its ``_score`` is the cluster's score moved by a
+  whole number (``es_body.merge``), so the cluster can be asked from
+  ``score - shift`` (see ``beyond_window``) and serves the next page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cmp_to_key
 from typing import Any
+
+_MAX_ASKS = 6  # asks for one page past the window (each for twice as many hits)
 
 
 def sort_orders(body: Mapping[str, Any], params: Mapping[str, str]) -> tuple[bool, ...] | None:
@@ -120,9 +122,50 @@ def position_after(
     return len(hits)
 
 
-def cluster_cursor(cursor: Sequence[Any], shift: int) -> list[Any]:
-    """The cluster's own ``search_after`` for a cursor beyond the window."""
+def _moved(hit: dict[str, Any], shift: int) -> dict[str, Any]:
+    """A cluster hit beyond the window as the client sees it: ``_score`` and sort moved."""
+    score = hit.get("_score")
+    if shift and isinstance(score, int | float) and not isinstance(score, bool):
+        hit["_score"] = score + shift
+        values = sort_values(hit)
+        if values is not None:
+            hit["sort"] = [hit["_score"], *values[1:]]
+    return hit
+
+
+async def beyond_window(
+    fetch: Callable[[list[Any], int], Awaitable[list[dict[str, Any]] | None]],
+    cursor: Sequence[Any],
+    orders: Sequence[bool],
+    shift: int,
+    size: int,
+) -> list[dict[str, Any]]:
+    """The ``size`` hits after a cursor beyond the window, asked of the cluster.
+
+    ``fetch(search_after, size)`` returns the cluster's hits (None when it refused).
+    ``score - shift`` need not give back the cluster's score to the last bit (and a
+    cluster may keep scores in 32 bits), so the cluster is asked from a little above
+    it, no hit's score equal to that cursor, and what is not after the client's
+    cursor (compared as the client sees the values) is left out. When that leaves
+    the page short, the same cursor is asked for twice as many hits.
+    """
     first = cursor[0]
-    if _numbers(first, 0):
-        first = first - shift
-    return [first, *cursor[1:]]
+    if shift and _numbers(first, 0):
+        back = first - shift
+        first = back + (abs(back) + 1) * 1e-6
+    after, want = [first, *cursor[1:]], size + 1
+    out: list[dict[str, Any]] = []
+    for _ in range(_MAX_ASKS):
+        hits = await fetch(after, want)
+        if hits is None:
+            break
+        out = [h for h in (_moved(h, shift) for h in hits) if _after(h, cursor, orders)]
+        if len(out) >= size or len(hits) < want:
+            break
+        want *= 2
+    return out[:size]
+
+
+def _after(hit: Mapping[str, Any], cursor: Sequence[Any], orders: Sequence[bool]) -> bool:
+    values = sort_values(hit)
+    return values is not None and compare(values, cursor, orders) > 0

@@ -276,21 +276,23 @@ class SearchFlow:
             return merged, status, why, rerank_ms
         # Past the window (or not reranked): the cluster goes on from its own cursor.
         shift = _shift(ranked, response["hits"]["hits"], plan.window) if status != "skipped" else 0
-        after = cursors.cluster_cursor(plan.cursor, shift)
-        body = {**again["body"], "size": plan.size, "search_after": after}
-        reply = await self.upstream.fetch(
-            again["method"], again["path"], again["headers"], es_body.dump(body)
-        )
-        page = _json_object(reply) if 200 <= reply.status < 300 else None
-        if page is None or not es_body.readable_hits(page):
-            return reply, status, why, rerank_ms
-        hits = [dict(h) for h in (page.get("hits") or {}).get("hits") or []]
+        refused: list[Reply] = []
+
+        async def fetch(after: list[Any], size: int) -> list[dict[str, Any]] | None:
+            body = {**again["body"], "size": size, "search_after": after}
+            reply = await self.upstream.fetch(
+                again["method"], again["path"], again["headers"], es_body.dump(body)
+            )
+            page = _json_object(reply) if 200 <= reply.status < 300 else None
+            if page is None or not es_body.readable_hits(page):
+                refused.append(reply)
+                return None
+            return [dict(h) for h in (page.get("hits") or {}).get("hits") or []]
+
+        hits = await cursors.beyond_window(fetch, plan.cursor, plan.orders, shift, plan.size)
+        if refused:
+            return refused[0], status, why, rerank_ms
         for hit in hits:
-            if shift and es_body.is_number(hit.get("_score")):
-                hit["_score"] += shift
-                values = cursors.sort_values(hit)
-                if values is not None:
-                    hit["sort"] = [hit["_score"], *values[1:]]
             es_body.strip_added(hit, plan)
         section["hits"] = hits
         return merged, status, why, rerank_ms
