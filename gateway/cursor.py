@@ -122,6 +122,18 @@ def position_after(
     return len(hits)
 
 
+def shift_of(
+    ranked: Sequence[Mapping[str, Any]], sent: Sequence[Mapping[str, Any]], window: int
+) -> int:
+    """The whole number ``es_body.merge`` moved the hits beyond the window by (0: none)."""
+    new = {(h.get("_index"), h.get("_id")): h.get("_score") for h in ranked}
+    for hit in sent[window:]:
+        now, was = new.get((hit.get("_index"), hit.get("_id"))), hit.get("_score")
+        if isinstance(now, int | float) and isinstance(was, int | float):
+            return round(now - was)
+    return 0
+
+
 def _moved(hit: dict[str, Any], shift: int) -> dict[str, Any]:
     """A cluster hit beyond the window as the client sees it: ``_score`` and sort moved."""
     score = hit.get("_score")

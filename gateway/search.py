@@ -275,7 +275,8 @@ class SearchFlow:
             section["hits"] = ranked[start : start + plan.size]
             return merged, status, why, rerank_ms
         # Past the window (or not reranked): the cluster goes on from its own cursor.
-        shift = _shift(ranked, response["hits"]["hits"], plan.window) if status != "skipped" else 0
+        sent = response["hits"]["hits"]
+        shift = cursors.shift_of(ranked, sent, plan.window) if status != "skipped" else 0
         refused: list[Reply] = []
 
         async def fetch(after: list[Any], size: int) -> list[dict[str, Any]] | None:
@@ -444,16 +445,6 @@ class SearchFlow:
         result.headers[EACH_HEADER] = ",".join(statuses)
         result.headers[EACH_REASON_HEADER] = ",".join(r or "-" for r in reasons)
         return result
-
-
-def _shift(ranked: list[dict[str, Any]], sent: list[dict[str, Any]], window: int) -> int:
-    """The whole number ``es_body.merge`` moved the hits beyond the window by."""
-    new = {(h.get("_index"), h.get("_id")): h.get("_score") for h in ranked}
-    for hit in sent[window:]:
-        now, was = new.get((hit.get("_index"), hit.get("_id"))), hit.get("_score")
-        if isinstance(now, int | float) and isinstance(was, int | float):
-            return round(now - was)
-    return 0
 
 
 def _filtered(value: dict[str, Any], keep: FilterPath | None) -> dict[str, Any]:
