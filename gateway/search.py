@@ -230,7 +230,7 @@ class SearchFlow:
         upstream_ms = (time.perf_counter() - t0) * 1000
         response = _json_object(reply) if 200 <= reply.status < 300 else None
         if response is None or not es_body.readable_hits(response):
-            return _verbatim(reply, "upstream_status" if reply.status >= 300 else "upstream_body")
+            return _unread(reply, response, params)
         rerank = partial(self._rerank_one, profile=profile)
         if plan.cursor is not None:
             again = {"method": method, "path": forward, "headers": out_headers, "body": wide}
@@ -409,7 +409,7 @@ class SearchFlow:
         response = _json_object(reply) if 200 <= reply.status < 300 else None
         sent = response.get("responses", []) if response is not None else None
         if response is None or not isinstance(sent, list) or len(sent) * 2 != len(subs.lines):
-            return _verbatim(reply, "upstream_status" if reply.status >= 300 else "upstream_body")
+            return _unread(reply, response, params)
         answers = iter(sent)
         responses = [subs.refused.get(i) or next(answers) for i in range(len(subs.plans))]
         response["responses"] = responses
@@ -445,6 +445,18 @@ class SearchFlow:
         result.headers[EACH_HEADER] = ",".join(statuses)
         result.headers[EACH_REASON_HEADER] = ",".join(r or "-" for r in reasons)
         return result
+
+
+def _unread(
+    reply: Reply, response: dict[str, Any] | None, params: Mapping[str, str]
+) -> SearchResult:
+    """A cluster answer the gateway does not rerank: as it came (errors are never trimmed,
+    as in Elasticsearch), or a 2xx JSON object trimmed by the client's ``filter_path``."""
+    keep = from_params(params)
+    if response is None or keep is None:
+        return _verbatim(reply, "upstream_status" if reply.status >= 300 else "upstream_body")
+    pretty = es_body.wants_pretty(params)
+    return _json_result(reply, keep.apply(response), "skipped", "upstream_body", pretty=pretty)
 
 
 def _filtered(value: dict[str, Any], keep: FilterPath | None) -> dict[str, Any]:
