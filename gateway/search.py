@@ -270,12 +270,12 @@ class SearchFlow:
         section = merged["hits"]
         ranked: list[dict[str, Any]] = section["hits"]
         start = cursors.position_after(ranked, plan.cursor, plan.orders)
-        exhausted = len(response["hits"]["hits"]) < plan.fetch
+        sent: list[dict[str, Any]] = (response.get("hits") or {}).get("hits") or []
+        exhausted = len(sent) < plan.fetch
         if status != "skipped" and (start + plan.size <= len(ranked) or exhausted):
             section["hits"] = ranked[start : start + plan.size]
             return merged, status, why, rerank_ms
         # Past the window (or not reranked): the cluster goes on from its own cursor.
-        sent = response["hits"]["hits"]
         shift = cursors.shift_of(ranked, sent, plan.window) if status != "skipped" else 0
         refused: list[Reply] = []
 
