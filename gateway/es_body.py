@@ -9,7 +9,6 @@ cluster's own verdict.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import json
 import math
 import re
@@ -17,7 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import cursor as cursors
 from gateway.errors import ClientRequestError
+from gateway.filter_path import glob
 from gateway.query_text import find_text
 
 FIRST_STAGE_FIELD = "_first_stage_score"
@@ -128,6 +129,9 @@ class Plan:
     client_fields: bool  # the client sent ``fields`` itself
     first_stage: bool  # show the first-stage score and rank in ``fields``
     explain: bool = False  # each reranked hit's ``_explanation`` says how its score was made
+    shadowed: tuple[str, ...] = ()  # text fields whose ``fields`` entry is the client's own
+    orders: tuple[bool, ...] | None = None  # explicit ``_score``-first sort: desc per key
+    cursor: tuple[Any, ...] | None = None  # ``search_after`` read against the reranked order
 
 
 def _int_param(params: Mapping[str, str], body: dict[str, Any], name: str, default: int) -> int:
@@ -243,7 +247,11 @@ def plan(
         return "unreadable_body"
     if size == 0:
         return "size_zero"
-    if "scroll" in params or "search_after" in body or ("pit" in body and "search_after" in body):
+    orders = cursors.sort_orders(body, params)
+    after = body.get("search_after")
+    if "scroll" in params or (
+        after is not None and (orders is None or not isinstance(after, list) or not after or from_)
+    ):
         return "paginated_by_cursor"
     if not _sorted_by_score(body, params):
         return "sorted"
@@ -254,24 +262,49 @@ def plan(
     query = find_text(body, params.get("q"))
     if not query:
         return "no_text"
-    client = body.get("fields")
-    client_fields = client is not None
-    patterns = [
-        f if isinstance(f, str) else f.get("field", "") if isinstance(f, dict) else ""
-        for f in (client if isinstance(client, list) else [])
-    ]
-    added = tuple(f for f in fields if not any(fnmatch.fnmatchcase(f, p) for p in patterns if p))
+    # Text the client's own ``fields`` / ``stored_fields`` bring back is read there; a name its
+    # ``docvalue_fields`` / ``script_fields`` / ``collapse`` fill is read from ``_source`` only
+    # (not asked for: the gateway's entry would overwrite the client's); the rest is added.
+    readable = _patterns(body.get("fields")) + _patterns(body.get("stored_fields"))
+    others = [*_patterns(body.get("docvalue_fields")), *_named(body.get("script_fields"))]
+    collapse = body.get("collapse")
+    if isinstance(collapse, dict):
+        others += _patterns(collapse.get("field"))
+    covered = [f for f in fields if _matches(f, readable)]
+    shadowed = tuple(f for f in fields if f not in covered and _matches(f, others))
+    added = tuple(f for f in fields if f not in covered and f not in shadowed)
     return Plan(
         query=query,
         from_=from_,
         size=size,
         window=window,
-        fetch=max(window, from_ + size),
+        fetch=window + size if after is not None else max(window, from_ + size),
         added_fields=added,
-        client_fields=client_fields,
+        client_fields=body.get("fields") is not None,
         first_stage=bool(option.get("first_stage_score", False)),
         explain=_wants_explain(params, body, option),
+        shadowed=shadowed,
+        orders=orders,
+        cursor=tuple(after) if after is not None else None,
     )
+
+
+def _patterns(value: Any) -> list[str]:
+    """Field patterns of a hit option: a string, or a list of strings / ``{"field": ...}``."""
+    items = value if isinstance(value, list) else [value]
+    out = [
+        f if isinstance(f, str) else f.get("field") if isinstance(f, dict) else None for f in items
+    ]
+    return [f for f in out if isinstance(f, str) and f and f != "_none_"]
+
+
+def _named(value: Any) -> list[str]:
+    return [str(k) for k in value] if isinstance(value, dict) else []
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    """ES field patterns: ``*`` is the only wildcard."""
+    return any(name == p or ("*" in p and glob(p, name)) for p in patterns)
 
 
 def _wants_explain(params: Mapping[str, str], body: dict[str, Any], option: dict[str, Any]) -> bool:
@@ -342,6 +375,7 @@ def widen(body: dict[str, Any], p: Plan) -> dict[str, Any]:
     out = dict(strip_gateway_ext(body))  # the caller's dict stays as the client sent it
     out["from"] = 0
     out["size"] = p.fetch
+    out.pop("search_after", None)  # a cursor is read against the reranked order
     if p.added_fields:
         current = out.get("fields")
         out["fields"] = [*(current if isinstance(current, list) else []), *p.added_fields]
@@ -411,22 +445,38 @@ def merge(
     padded = list(scores) + [None] * (len(window) - len(scores))
     text_mask = list(has_text) + [False] * (len(window) - len(has_text))
     order = reorder(padded[: len(window)], text_mask[: len(window)])
-    new_window = []
+    top = max((float(h["_score"]) for h in window if is_number(h.get("_score"))), default=None)
+    new_window: list[dict[str, Any]] = []
+    last_scored = -1
     for i in order:
         hit = window[i]
         if i < len(dropped) and dropped[i]:
             continue
         if padded[i] is not None:
             hit["_score"] = padded[i]
+            last_scored = len(new_window)
         if i < len(explanations) and explanations[i] is not None:
             hit["_explanation"] = explanations[i]
         new_window.append(hit)
     ranked = new_window + rest
+    real = [s for s in padded if s is not None]
+    if real and top is not None:
+        # One scale per answer: what was not reranked goes below the lowest reranked
+        # score, moved by a whole number so its order (and ties) stay the cluster's.
+        shift = math.floor(min(real) - top) - 1
+        for hit in ranked[last_scored + 1 :]:
+            if is_number(hit.get("_score")):
+                hit["_score"] = hit["_score"] + shift
+    if p.orders is not None:
+        for hit in ranked:
+            values = cursors.sort_values(hit)
+            if values is not None and is_number(hit.get("_score")):
+                hit["sort"] = [hit["_score"], *values[1:]]
+        ranked = cursors.order_hits(ranked[: len(new_window)], p.orders) + ranked[len(new_window) :]
     page = ranked[p.from_ : p.from_ + p.size]
     for hit in page:
-        _strip_added(hit, p)
-    real = [s for s in padded if s is not None]
-    if real:
+        strip_added(hit, p)
+    if real and is_number(hits_section.get("max_score")):
         hits_section["max_score"] = max(real)
     hits_section["hits"] = page
     out["hits"] = hits_section
@@ -435,15 +485,35 @@ def merge(
     return out
 
 
-def _strip_added(hit: dict[str, Any], p: Plan) -> None:
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def text_hits(hits: Sequence[dict[str, Any]], p: Plan) -> list[dict[str, Any]]:
+    """The hits as the text is read from them: ``fields`` entries that are the client's
+    own ``docvalue_fields`` / ``script_fields`` values (``p.shadowed``) left out."""
+    if not p.shadowed:
+        return list(hits)
+    out = []
+    for hit in hits:
+        fields = hit.get("fields")
+        if isinstance(fields, dict) and any(f in fields for f in p.shadowed):
+            kept = {k: v for k, v in fields.items() if k not in p.shadowed}
+            out.append({**hit, "fields": kept})
+        else:
+            out.append(hit)
+    return out
+
+
+def strip_added(hit: dict[str, Any], p: Plan) -> None:
     fields = hit.get("fields")
     if not isinstance(fields, dict) or not p.added_fields:
         return
     kept = {k: v for k, v in fields.items() if k not in p.added_fields}
-    if kept or p.client_fields or p.first_stage:
+    if kept or p.first_stage:
         hit["fields"] = kept
     else:
-        del hit["fields"]
+        del hit["fields"]  # the cluster leaves out an empty ``fields``
 
 
 def passthrough_page(response: dict[str, Any], p: Plan, gateway_ms: int) -> dict[str, Any]:

@@ -27,10 +27,12 @@ from urllib.parse import unquote_plus
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway import cursor as cursors
 from gateway import es_body, relevance
 from gateway.budget import TOO_MANY_PAIRS, PairBudget
 from gateway.errors import ClientRequestError
 from gateway.experiments import Arm
+from gateway.filter_path import FilterPath, from_params
 from gateway.indices import path_allowed
 from gateway.profiles import DEFAULT, Profile, Profiles
 from gateway.reranker import Reranker
@@ -42,6 +44,9 @@ REASON_HEADER = "X-Rerank-Reason"
 OPT_HEADER = "X-Rerank"  # the same name on a request: on | off
 OPT_PARAM = "rerank"  # ?rerank=true|false, removed before forwarding
 TIMEOUT_HEADER = "X-Rerank-Timeout-Ms"  # a search's own rerank deadline (ext.rerank.timeout_ms)
+EACH_HEADER = "X-Rerank-Each"  # _msearch: full | partial | skipped per sub-search, in order
+EACH_REASON_HEADER = "X-Rerank-Each-Reason"  # _msearch: each one's reason, "-" when none
+_MOVED = ("from", "size", "filter_path")  # read by the gateway, not forwarded when reranking
 _JSON_TYPES = ("application/json", "application/vnd.elasticsearch+json")
 _NDJSON_TYPES = (
     "application/x-ndjson",
@@ -209,6 +214,8 @@ class SearchFlow:
         profile = self.profiles.default
         if reason is None and parsed is not None:
             plan, profile = self._plan(parsed, params, index, arm, headers)
+            if arm is not None and isinstance(plan, es_body.Plan) and plan.cursor is not None:
+                plan = "paginated_by_cursor"  # an arm's page has no cursor order to continue
         budget = PairBudget(self.settings.max_request_pairs)
         if isinstance(plan, es_body.Plan) and not budget.fits(plan.window):
             plan = TOO_MANY_PAIRS
@@ -227,23 +234,80 @@ class SearchFlow:
         if not body.strip():
             out_headers["Content-Type"] = "application/json"
         t0 = time.perf_counter()
-        reply = await self.upstream.fetch(
-            "POST" if method == "GET" and not body else method,
-            _forward_url(url, ("from", "size")),
-            out_headers,
-            es_body.dump(wide),
-        )
+        method = "POST" if method == "GET" and not body else method
+        forward = _forward_url(url, _MOVED)
+        reply = await self.upstream.fetch(method, forward, out_headers, es_body.dump(wide))
         upstream_ms = (time.perf_counter() - t0) * 1000
         response = _json_object(reply) if 200 <= reply.status < 300 else None
         if response is None or not es_body.readable_hits(response):
-            return _verbatim(reply, "upstream_status" if reply.status >= 300 else "upstream_body")
+            return _unread(reply, response, params)
         rerank = partial(self._rerank_one, profile=profile, budget=budget)
-        serve = arm.serve(rerank, plan, response, started, upstream_ms) if arm else None
-        serve = serve or rerank(plan, response, started, upstream_ms)
+        if plan.cursor is not None:
+            again = {"method": method, "path": forward, "headers": out_headers, "body": wide}
+            serve = self._rerank_after(
+                plan, response, started, upstream_ms, profile=profile, again=again, budget=budget
+            )
+        else:
+            served = arm.serve(rerank, plan, response, started, upstream_ms) if arm else None
+            serve = served or rerank(plan, response, started, upstream_ms)
         merged, status, why, rerank_ms = await serve
+        if isinstance(merged, Reply):  # the cluster refused the page beyond the window
+            return _verbatim(merged, "upstream_status")
+        merged = _filtered(merged, from_params(params))
         result = _json_result(reply, merged, status, why, pretty=es_body.wants_pretty(params))
         result.timings_ms = {"upstream": upstream_ms, "rerank": rerank_ms}
         return result
+
+    async def _rerank_after(
+        self,
+        plan: es_body.Plan,
+        response: dict[str, Any],
+        started: float,
+        upstream_ms: float,
+        *,
+        profile: Profile,
+        again: dict[str, Any],
+        budget: PairBudget,
+    ) -> tuple[dict[str, Any] | Reply, str, str | None, float]:
+        """A ``search_after`` page: the reranked order (window, then beyond) after the cursor.
+
+        ``again`` is the upstream request made (method, path, headers, body), for the page
+        the cluster serves past the window."""
+        assert plan.cursor is not None and plan.orders is not None
+        full = replace(plan, from_=0, size=plan.fetch, cursor=None)
+        merged, status, why, rerank_ms = await self._rerank_one(
+            full, response, started, upstream_ms, profile, budget=budget
+        )
+        section = merged["hits"]
+        ranked: list[dict[str, Any]] = section["hits"]
+        start = cursors.position_after(ranked, plan.cursor, plan.orders)
+        sent: list[dict[str, Any]] = (response.get("hits") or {}).get("hits") or []
+        exhausted = len(sent) < plan.fetch
+        if status != "skipped" and (start + plan.size <= len(ranked) or exhausted):
+            section["hits"] = ranked[start : start + plan.size]
+            return merged, status, why, rerank_ms
+        # Past the window (or not reranked): the cluster goes on from its own cursor.
+        shift = cursors.shift_of(ranked, sent, plan.window) if status != "skipped" else 0
+        refused: list[Reply] = []
+
+        async def fetch(after: list[Any], size: int) -> list[dict[str, Any]] | None:
+            body = {**again["body"], "size": size, "search_after": after}
+            reply = await self.upstream.fetch(
+                again["method"], again["path"], again["headers"], es_body.dump(body)
+            )
+            page = _json_object(reply) if 200 <= reply.status < 300 else None
+            if page is None or not es_body.readable_hits(page):
+                refused.append(reply)
+                return None
+            return [dict(h) for h in (page.get("hits") or {}).get("hits") or []]
+
+        hits = await cursors.beyond_window(fetch, plan.cursor, plan.orders, shift, plan.size)
+        if refused:
+            return refused[0], status, why, rerank_ms
+        for hit in hits:
+            es_body.strip_added(hit, plan)
+        section["hits"] = hits
+        return merged, status, why, rerank_ms
 
     async def _rerank_one(
         self,
@@ -263,13 +327,9 @@ class SearchFlow:
             return page, "skipped", "model_not_ready", 0.0
         hits = (response.get("hits") or {}).get("hits") or []
         t0 = time.perf_counter()
+        window = es_body.text_hits(hits[: plan.window], plan)
         scored = await relevance.score_window(
-            reranker,
-            profile,
-            plan.query,
-            hits[: plan.window],
-            explain=plan.explain,
-            budget=budget,
+            reranker, profile, plan.query, window, explain=plan.explain, budget=budget
         )
         rerank_ms = (time.perf_counter() - t0) * 1000
         gateway_ms = _gateway_ms(started, upstream_ms)
@@ -331,6 +391,8 @@ class SearchFlow:
             if opted_in or path_allowed(sub_index, self.settings.indices):
                 try:
                     p, profile = self._plan(sub, {}, sub_index, headers=headers)
+                    if isinstance(p, es_body.Plan) and p.cursor is not None:
+                        p = "paginated_by_cursor"  # sent as is: the cluster's own page
                 except ClientRequestError as exc:
                     out.refused[i] = exc.body()
                     p = "invalid_option"
@@ -374,7 +436,10 @@ class SearchFlow:
         t0 = time.perf_counter()
         if subs.lines:
             reply = await self.upstream.fetch(
-                method, _forward_url(url, ()), out_headers, b"\n".join(subs.lines) + b"\n"
+                method,
+                _forward_url(url, ("filter_path",)),
+                out_headers,
+                b"\n".join(subs.lines) + b"\n",
             )
         else:  # every sub-search refused: nothing to ask the cluster
             reply = Reply(200, CIMultiDict({"Content-Type": "application/json"}), b'{"took":0}')
@@ -382,42 +447,61 @@ class SearchFlow:
         response = _json_object(reply) if 200 <= reply.status < 300 else None
         sent = response.get("responses", []) if response is not None else None
         if response is None or not isinstance(sent, list) or len(sent) * 2 != len(subs.lines):
-            return _verbatim(reply, "upstream_status" if reply.status >= 300 else "upstream_body")
+            return _unread(reply, response, params)
         answers = iter(sent)
         responses = [subs.refused.get(i) or next(answers) for i in range(len(subs.plans))]
         response["responses"] = responses
-        reasons: list[str] = []
+        statuses = ["skipped"] * len(subs.plans)
+        reasons: list[str | None] = [None] * len(subs.plans)
         # The sub-searches are scored together: their pairs share model batches, and
         # each one's deadline runs alongside the others' rather than after them.
         jobs: dict[int, Awaitable[tuple[dict[str, Any], str, str | None, float]]] = {}
         for i, p in enumerate(subs.plans):
             sub_resp = responses[i]
             if not isinstance(p, es_body.Plan):
-                reasons.append(p)
+                reasons[i] = p
             elif (
                 not isinstance(sub_resp, dict)
                 or "error" in sub_resp
                 or not es_body.readable_hits(sub_resp)
             ):
-                reasons.append("upstream_status")
+                reasons[i] = "upstream_status"
             else:
                 jobs[i] = self._rerank_one(
                     p, sub_resp, started, upstream_ms, subs.profiles[i], budget=budget
                 )
-        statuses = ["skipped"] * (len(subs.plans) - len(jobs))
         for i, (merged, status, why, _) in zip(
             jobs, await asyncio.gather(*jobs.values()), strict=True
         ):
             responses[i] = merged
-            statuses.append(status)
-            if why:
-                reasons.append(why)
+            statuses[i], reasons[i] = status, why
         overall = _overall(statuses)
-        why = ",".join(sorted(set(reasons))) or None
+        why = ",".join(sorted({r for r in reasons if r})) or None
         timings = {"upstream": upstream_ms}
-        return _json_result(
+        response = _filtered(response, from_params(params))
+        result = _json_result(
             reply, response, overall, why, pretty=es_body.wants_pretty(params), timings=timings
         )
+        result.headers[EACH_HEADER] = ",".join(statuses)
+        result.headers[EACH_REASON_HEADER] = ",".join(r or "-" for r in reasons)
+        return result
+
+
+def _unread(
+    reply: Reply, response: dict[str, Any] | None, params: Mapping[str, str]
+) -> SearchResult:
+    """A cluster answer the gateway does not rerank: as it came (errors are never trimmed,
+    as in Elasticsearch), or a 2xx JSON object trimmed by the client's ``filter_path``."""
+    keep = from_params(params)
+    if response is None or keep is None:
+        return _verbatim(reply, "upstream_status" if reply.status >= 300 else "upstream_body")
+    pretty = es_body.wants_pretty(params)
+    return _json_result(reply, keep.apply(response), "skipped", "upstream_body", pretty=pretty)
+
+
+def _filtered(value: dict[str, Any], keep: FilterPath | None) -> dict[str, Any]:
+    """The answer trimmed by the client's ``filter_path`` (the cluster was asked without it)."""
+    return value if keep is None else keep.apply(value)
 
 
 def _overall(statuses: list[str]) -> str:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from gateway.es_body import dump_pretty
 from gateway.model.base import Scores
@@ -170,6 +171,8 @@ async def test_msearch_with_mixed_sub_searches(upstream: Scripted, start: Start)
     assert ids == [RERANKED[:2], ["d0", "d1"], ["d0", "d1"], RERANKED[:2]]
     assert got.headers["X-Rerank"] == "partial"
     assert got.headers["X-Rerank-Reason"] == "index_not_configured,sorted"
+    assert got.headers["X-Rerank-Each"] == "full,skipped,skipped,full"
+    assert got.headers["X-Rerank-Each-Reason"] == "-,sorted,index_not_configured,-"
     sent = [json.loads(line) for line in upstream.last("/docs/_msearch").body.splitlines()]
     assert [s.get("size") for s in sent[1::2]] == [5, 2, 2, 5]
     assert all("ext" not in s for s in sent[1::2])
@@ -435,3 +438,26 @@ async def test_pretty_gateway_errors(start: Start) -> None:
     assert got.status == 400
     assert got.body == dump_pretty(got.json())
     assert got.body.startswith(b'{\n  "error" : {\n    "root_cause" : [\n      {\n')
+
+
+async def test_search_after_page_the_cluster_refuses_comes_back_as_its_error(
+    upstream: Scripted, start: Start
+) -> None:
+    """Past the window the cluster serves the cursor page; its refusal is the answer."""
+    refusal = {"error": {"type": "illegal_argument_exception", "reason": "no"}, "status": 400}
+
+    async def refuse_cursors(request: web.Request) -> web.StreamResponse | None:
+        body = json.loads(await request.read() or b"{}")
+        if "search_after" not in body:
+            return None
+        return await Canned(400, json.dumps(refusal).encode())(request)
+
+    upstream.behaviour = refuse_cursors
+    url = await start()
+    body = {**SEARCH, "size": 2, "sort": ["_score"], "search_after": [-100.0]}
+    got = await call("POST", f"{url}/docs/_search?filter_path=hits", body)
+    assert got.status == 400 and got.json() == refusal  # not trimmed, as ES does with errors
+    assert got.headers["X-Rerank-Reason"] == "upstream_status"
+    first, second = upstream.seen[-2:]
+    assert "search_after" not in first.json() and first.json()["size"] == 7
+    assert "filter_path" not in first.path_qs and "filter_path" not in second.path_qs

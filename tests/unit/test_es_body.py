@@ -348,10 +348,14 @@ def test_merge_first_stage_score_and_rank() -> None:
     assert first["fields"] == {FIRST_STAGE_FIELD: [1.0], FIRST_STAGE_RANK_FIELD: [3]}
 
 
-def test_merge_beyond_the_window_keeps_upstream_order_and_scores() -> None:
+def test_merge_beyond_the_window_keeps_upstream_order_below_the_reranked_scores() -> None:
     out = page({"from": 9, "size": 5}, n=15)
     assert ids(out) == ["d0", "d10", "d11", "d12", "d13"]
-    assert [h["_score"] for h in out["hits"]["hits"][1:]] == [5.0, 4.0, 3.0, 2.0]
+    last_reranked, *beyond = [h["_score"] for h in out["hits"]["hits"]]
+    # One scale on the page: below the last reranked score, the cluster's gaps kept.
+    assert max(beyond) < last_reranked
+    assert [b - beyond[0] for b in beyond] == [0.0, -1.0, -2.0, -3.0]
+    assert all(b == int(b) for b in beyond)  # the cluster's 5, 4, 3, 2 moved by a whole number
 
 
 def test_merge_with_fewer_hits_than_the_page() -> None:
@@ -372,3 +376,82 @@ def test_merge_of_an_empty_answer() -> None:
     p = make_plan({"query": QUERY})
     out = es_body.merge(upstream(0), p, [], [], 0)
     assert out["hits"]["hits"] == [] and out["hits"]["max_score"] == 0.0
+
+
+# ---- hit options, sort values, cursors (issue 13) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "added", "shadowed"),
+    [
+        ({}, FIELDS, ()),
+        ({"fields": ["ti*"]}, ("text",), ()),
+        ({"stored_fields": ["title"]}, ("text",), ()),
+        ({"docvalue_fields": [{"field": "text"}]}, ("title",), ("text",)),
+        ({"script_fields": {"title": {"script": "1"}}}, ("text",), ("title",)),
+        ({"script_fields": {"title": {}}, "fields": ["title"]}, ("text",), ()),
+        ({"collapse": {"field": "t*"}}, (), FIELDS),
+        ({"docvalue_fields": ["t?tle"]}, FIELDS, ()),  # "?" is no wildcard in ES patterns
+    ],
+)
+def test_plan_asks_only_for_text_no_client_option_returns(
+    options: dict[str, Any], added: tuple[str, ...], shadowed: tuple[str, ...]
+) -> None:
+    p = make_plan({"query": QUERY, **options})
+    assert (p.added_fields, p.shadowed) == (added, shadowed)
+
+
+def test_text_is_not_read_from_a_shadowed_fields_entry() -> None:
+    p = make_plan({"query": QUERY, "script_fields": {"title": {"script": "1"}}})
+    hits = [hit("a", 1.0, _source={"title": "real"}, fields={"title": [2], "x": [1]})]
+    seen = es_body.text_hits(hits, p)
+    assert seen[0]["fields"] == {"x": [1]} and hits[0]["fields"]["title"] == [2]
+    assert documents.render(seen[0], DocumentSpec(fields=("title",))) == "real"
+
+
+def test_merge_drops_a_fields_object_only_the_gateway_filled() -> None:
+    p = make_plan({"query": QUERY, "fields": ["missing"]})
+    out = es_body.merge(upstream(2), p, [1.0, 2.0], [True, True], 0)
+    assert all("fields" not in h for h in out["hits"]["hits"])
+
+
+def sorted_upstream(n: int) -> dict[str, Any]:
+    resp = upstream(n)
+    resp["hits"]["max_score"] = None  # Elasticsearch's answer to a sorted search
+    for h in resp["hits"]["hits"]:
+        h["sort"] = [h["_score"], 7]
+    return resp
+
+
+def test_merge_rewrites_the_score_sort_value_and_keeps_max_score_null() -> None:
+    p = make_plan({"query": QUERY, "size": 4, "sort": ["_score", {"n": "desc"}]}, window=3)
+    out = es_body.merge(sorted_upstream(5), p, [0.1, 0.3, 0.2], [True] * 3, 0)
+    hits = out["hits"]["hits"]
+    assert [h["sort"] for h in hits] == [[h["_score"], 7] for h in hits]
+    assert [h["_score"] for h in hits][:3] == [0.3, 0.2, 0.1] and hits[3]["_score"] < 0.1
+    assert out["hits"]["max_score"] is None
+
+
+def test_merge_breaks_equal_reranked_scores_by_the_tie_breakers() -> None:
+    p = make_plan({"query": QUERY, "sort": ["_score", {"n": "desc"}]}, window=3)
+    resp = sorted_upstream(3)
+    for h, n in zip(resp["hits"]["hits"], [1, 5, 3], strict=True):
+        h["sort"] = [h["_score"], n]
+    out = es_body.merge(resp, p, [0.5, 0.5, 0.5], [True] * 3, 0)
+    assert [h["sort"][1] for h in out["hits"]["hits"]] == [5, 3, 1]
+
+
+def test_plan_reads_search_after_only_with_a_score_first_sort() -> None:
+    sort = ["_score", {"n": "desc"}]
+    p = make_plan({"query": QUERY, "size": 4, "sort": sort, "search_after": [1.5, 3]})
+    assert (p.cursor, p.orders, p.fetch) == ((1.5, 3), (True, True), 14)
+    wide = es_body.widen({"query": QUERY, "sort": sort, "search_after": [1.5, 3]}, p)
+    assert "search_after" not in wide and (wide["from"], wide["size"]) == (0, 14)
+    for body in (
+        {"search_after": [1.5]},
+        {"sort": sort, "search_after": 1.5},
+        {"sort": sort, "search_after": [1.5, 3], "from": 2},
+    ):
+        assert es_body.plan({"query": QUERY, **body}, {}, window=10, fields=FIELDS) == (
+            "paginated_by_cursor"
+        )
