@@ -212,19 +212,20 @@ async def test_gateway_options_are_illegal_arguments(url: str, target: str, body
 
 
 @pytest.mark.parametrize("route", ["/docs/_msearch", "/docs/_bulk", "/docs/_mget"])
-async def test_unreadable_body_under_the_index_guard_is_a_400(
+async def test_unreadable_body_under_the_index_guard_is_refused(
     noida: str, gateway: GatewayFactory, route: str
 ) -> None:
     """With an index allow-list the gateway reads these bodies itself (to find index names);
-    one too deep for it is a parsing_exception, not a 500."""
+    one too deep for it cannot be checked, so it is refused (403, deny by default), not a 500."""
     settings = make_settings(
         noida, access={"indices": ["docs"]}, server={"max_body_bytes": MAX_BODY}
     )
     url = await gateway(settings, encoder=FakeEncoder())
     deep = b'{"index":' * 10_000 + b"1" + b"}" * 10_000 + b"\n{}\n"
     got = await call("POST", url + route, data=deep, headers={"Content-Type": NDJSON})
-    assert got.status == 400, got.body[:300]
-    assert got.es_error() == "parsing_exception"
+    assert got.status == 403, got.body[:300]
+    assert got.es_error() == "security_exception"
+    assert b"cannot be checked" in got.body
 
 
 async def test_unreadable_click_is_a_400(
