@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,6 +45,30 @@ def _split_commas(value: Any) -> Any:
 CsvList = Annotated[list[str], NoDecode]
 
 
+def _redis_url(value: SecretStr | None) -> SecretStr | None:
+    """A URL redis-py can use; the messages never repeat it (it may hold a password)."""
+    if value is None:
+        return value
+    try:
+        url = urlsplit(value.get_secret_value())
+        port_ok = url.scheme == "unix" or url.port is None or url.port >= 0
+    except ValueError:
+        raise ValueError("not a valid URL (bad port or host)") from None
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("not a Redis URL (redis://, rediss:// or unix://)")
+    if url.scheme == "unix":
+        if not url.path:
+            raise ValueError("not a usable unix:// URL (no socket path)")
+        return value
+    db = url.path.strip("/")
+    if not url.hostname or not port_ok or (db and not db.isdigit()):
+        raise ValueError("not a valid Redis URL: redis[s]://[user:password@]host[:port][/db]")
+    return value
+
+
+RedisUrl = Annotated[SecretStr | None, AfterValidator(_redis_url)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -57,6 +83,14 @@ class ServerSettings(_Section):
     )
     shutdown_timeout_s: float = Field(
         10.0, ge=0, description="How long in-flight requests may finish at shutdown."
+    )
+    start_without_model: bool = Field(
+        False,
+        description=(
+            "Start even when the model cannot load (it then loads in the background; until it"
+            " is ready, or if it fails, searches pass through unreranked). Off: `serve` loads"
+            " the model before it listens and a model that fails stops start-up."
+        ),
     )
 
 
@@ -404,7 +438,7 @@ class SpeedSettings(_Section):
 
 
 class CacheSettings(_Section):
-    redis_url: SecretStr | None = Field(
+    redis_url: RedisUrl = Field(
         None,
         description="Redis URL (`redis://`, `rediss://` for TLS); unset: in-process LRU cache.",
     )
@@ -550,7 +584,7 @@ class ExperimentSettings(_Section):
     shadow_max_inflight: int = Field(
         8, ge=1, description="Shadow reranks running at once at most; more are not measured."
     )
-    events_redis_url: SecretStr | None = Field(
+    events_redis_url: RedisUrl = Field(
         None,
         description=(
             "Redis for experiment events (a Stream); unset: GATEWAY_CACHE__REDIS_URL, "

@@ -43,6 +43,8 @@ async def test_seed_loads_a_beir_directory(osmem: str, tmp_path: Path) -> None:
     assert doc["_source"]["title"] == first["title"]
 
 
-def test_seed_reports_a_missing_corpus(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no corpus"):
-        seed.main([str(tmp_path), "--url", "http://127.0.0.1:1"])
+def test_seed_reports_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert seed.main([str(tmp_path), "--url", "http://127.0.0.1:1"]) == 1
+    assert capsys.readouterr().err == (
+        f"seed: no corpus at {tmp_path / 'corpus.jsonl'} (expected a BEIR corpus.jsonl)\n"
+    )
