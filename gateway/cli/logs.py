@@ -8,6 +8,9 @@ from typing import Any
 
 from gateway.settings import LogSettings
 
+# HTTP clients of libraries (the Hub client's) log every request at INFO: keep them quiet.
+QUIET = ("httpx", "httpx2", "httpcore", "urllib3", "huggingface_hub")
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -34,3 +37,5 @@ def setup_logging(settings: LogSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

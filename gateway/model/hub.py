@@ -93,7 +93,9 @@ def download(hub_id: str, file: str = "model.onnx") -> Path:
         ) from exc
     wanted = choose_files(hub_id, [s.rfilename for s in info.siblings or []], file)
     try:
-        paths = [Path(hf_hub_download(hub_id, name, revision=info.sha)) for name in wanted.all]
+        # The default revision, not info.sha: the cache then records what ``main`` is, and
+        # a later start without the network finds the files through it.
+        paths = [Path(hf_hub_download(hub_id, name)) for name in wanted.all]
     except errors.HfHubHTTPError as exc:
         raise ModelError(f"the Hub answered {_status(exc)} for a file of {hub_id}") from exc
     except Exception as exc:
