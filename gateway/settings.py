@@ -1,6 +1,6 @@
 """All configuration, read from environment variables (prefix ``GATEWAY_``).
 
-``Settings()`` is built once, in ``gateway.__main__``; every component receives
+``Settings()`` is built once, in ``gateway.cli.config``; every component receives
 only its own frozen section. Nested sections use ``__``:
 ``GATEWAY_UPSTREAM__URLS``, ``GATEWAY_MODEL__PATH``, ``GATEWAY_RERANK__WINDOW`` ...
 Lists accept either JSON (``["a","b"]``) or a comma-separated string (``a,b``).
