@@ -21,6 +21,11 @@ COMMANDS = (serve, check, seed, evaluate, report, export_model)
 PROG = "rerank-gateway"
 
 
+def _plain(doc: str) -> str:
+    """A docstring as terminal text: reST's double backquotes and ``::`` markers dropped."""
+    return doc.replace("``", "`").replace("\n::\n", "\n").replace("::\n", ":\n")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog=PROG,
@@ -34,7 +39,17 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
-        command.add_parser(commands)
+        # Each command module: NAME, HELP, configure(parser), run(args); its docstring
+        # is the command's --help.
+        sub = commands.add_parser(
+            command.NAME,
+            help=command.HELP,
+            description=_plain(command.__doc__ or ""),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            add_help=not getattr(command, "OWN_HELP", False),
+        )
+        command.configure(sub)
+        sub.set_defaults(run=command.run)
     return top
 
 
@@ -43,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     top = parser()
     if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
         args = ["serve", *args]
+    if args[0] == export_model.NAME:  # every argument, --help too, is the exporter's
+        return export_model.export(args[1:])
     namespace = top.parse_args(args)
     try:
         code: int = namespace.run(namespace)

@@ -31,12 +31,9 @@ MASK = "********"
 PROBE = ("how many people live in berlin", "Berlin has a population of 3.5 million people.")
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "check", help="check the settings, the cluster and the model", description=__doc__
-    )
-    add_settings_flags(parser)
-    parser.set_defaults(run=run)
+NAME = "check"
+HELP = "check the settings, the cluster and the model"
+configure = add_settings_flags
 
 
 def _shown(value: Any) -> str:

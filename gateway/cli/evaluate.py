@@ -15,16 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+
+NAME = "eval"
+HELP = "offline evaluation on judged queries (BEIR layout)"
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "eval",
-        help="offline evaluation on judged queries (BEIR layout)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="BEIR dataset directory")
     parser.add_argument("--split", default="test")
     parser.add_argument("--gateway", required=True, help="gateway base URL")
@@ -42,7 +38,6 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--model-dir", default="../shared/models/all-minilm-l6-v2-pair")
     parser.add_argument("--model-file", default="model.onnx")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

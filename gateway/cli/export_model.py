@@ -11,28 +11,32 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
+
+NAME = "export-model"
+HELP = "export a Hugging Face cross-encoder to ONNX (source checkout, bench extra)"
+OWN_HELP = True  # --help is the exporter's own
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "export-model",
-        help="export a Hugging Face cross-encoder to ONNX (source checkout, bench extra)",
-        description=__doc__,
-        add_help=False,  # --help is the exporter's own
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("arguments", nargs=argparse.REMAINDER, help="ops/export_model.py's")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    return export(args.arguments)
+
+
+def export(argv: list[str]) -> int:
+    checkout = Path.cwd()
+    if (checkout / "ops" / "export_model.py").is_file() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))  # the console script's path does not hold the cwd
     try:
         from ops.export_model import main
     except ImportError as exc:
         print(
-            f"export-model: {exc.name} is missing; run it from a source checkout of"
-            " rerank-gateway with `pip install -e '.[bench]'`",
+            f"export-model: {exc.name} is missing; run it at the root of a source checkout"
+            " of rerank-gateway, after `pip install -e '.[bench]'`",
             file=sys.stderr,
         )
         return 1
-    return main(args.arguments)
+    return main(argv)

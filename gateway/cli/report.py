@@ -64,14 +64,14 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "report", help="a running gateway's experiment report", description=__doc__
-    )
+NAME = "report"
+HELP = "a running gateway's experiment report"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default="http://127.0.0.1:9201", help="gateway base URL")
     parser.add_argument("--json", action="store_true", help="print the raw JSON")
     parser.add_argument("--api-key", help="the gateway's admin key (X-Gateway-Api-Key)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

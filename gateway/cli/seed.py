@@ -17,7 +17,7 @@ import os
 import sys
 import urllib.error
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from gateway.seeding import Cluster, SeedError, corpus_file, count_lines, seed
 
@@ -49,13 +49,11 @@ class ProgressBar:
         self.stream.flush()
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "seed",
-        help="load a BEIR corpus.jsonl into an index",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "seed"
+HELP = "load a BEIR corpus.jsonl into an index"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("corpus", type=Path, help="BEIR dataset directory or corpus.jsonl")
     parser.add_argument("--url", default="http://localhost:9200", help="search cluster URL")
     parser.add_argument("--index", help="index name (default: the dataset directory's name)")
@@ -68,7 +66,6 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--ca-bundle")
     parser.add_argument("--insecure", action="store_true", help="skip TLS verification")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
 
 
 def _auth(args: argparse.Namespace) -> str | None:

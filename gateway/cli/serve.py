@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import socket
-from typing import Any
 
 from gateway import __version__
 from gateway.cli.config import ConfigError, add_settings_flags, settings_from_args
@@ -22,12 +21,9 @@ from gateway.settings import ModelSettings, ServerSettings
 log = logging.getLogger("gateway")
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "serve", help="run the gateway (the default command)", description=__doc__
-    )
-    add_settings_flags(parser)
-    parser.set_defaults(run=run)
+NAME = "serve"
+HELP = "run the gateway (the default command)"
+configure = add_settings_flags
 
 
 def model_name(model: ModelSettings) -> str:

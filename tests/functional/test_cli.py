@@ -46,6 +46,16 @@ def test_each_command_has_help(tmp_path: Path) -> None:
         assert flag in serve and variable in serve
 
 
+def test_export_model_is_the_exporters_own_command(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    done = run_cli(["export-model", "--help"], cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert "--from-onnx" in done.stdout
+    elsewhere = run_cli(["export-model", "--from-onnx", "x", "--out", "y"], cwd=tmp_path)
+    assert elsewhere.returncode == 1
+    assert elsewhere.stderr.startswith("export-model: ops is missing; run it at the root")
+
+
 def refused(done: subprocess.CompletedProcess[str]) -> str:
     """The one line of a refused start-up."""
     assert done.returncode == 2, done.stderr
