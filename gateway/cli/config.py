@@ -86,7 +86,8 @@ def check_environment(environ: Mapping[str, str]) -> list[str]:
             continue
         top = ENV_DELIMITER.join(name.split(ENV_DELIMITER)[:2])
         field = known.get(top)
-        if field is None:
+        if field is None or (top != name and not _is_complex(field.annotation)):
+            # Deeper names (``..__PROFILES__PAPERS__WINDOW``) only go into dicts and models.
             lines.append(f"{key}: unknown setting{_did_you_mean(name, list(known))}")
         elif top == name and _decodes_json(field):
             try:

@@ -25,6 +25,7 @@ from gateway.settings import CacheSettings, iter_variables
         ("GATEWAY_RERANK__WINDWO", "unknown setting (did you mean GATEWAY_RERANK__WINDOW?)"),
         ("GATEWAY_UPSTREAM_URL", "unknown setting (did you mean GATEWAY_UPSTREAM__URLS?)"),
         ("GATEWAY_ZZZ", "unknown setting"),
+        ("GATEWAY_RERANK__WINDOW__MAX", "unknown setting (did you mean GATEWAY_RERANK__WINDOW?)"),
     ],
 )
 def test_unknown_names_are_refused_with_a_suggestion(name: str, line: str) -> None:
@@ -35,6 +36,7 @@ def test_every_documented_variable_and_whole_sections_are_known() -> None:
     environ = {name: "[]" for name, _, _ in iter_variables()}  # JSON for the JSON ones
     environ["GATEWAY_RERANK"] = '{"window": 5}'
     environ["gateway_rerank__window"] = "5"  # pydantic-settings ignores case
+    environ["GATEWAY_RELEVANCE__PROFILES__PAPERS__WINDOW"] = "50"  # into a dict of models
     environ["GATEWAY_TEST_REDIS_URL"] = "the test suite's own"
     environ["OTHER_RERANK_WINDOW"] = "not ours"
     assert check_environment(environ) == []
