@@ -16,11 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from multidict import CIMultiDict
 from pydantic import BaseModel, SecretStr
 from pydantic_core import to_jsonable_python
 
-from gateway.access import redact_url
 from gateway.cli.config import add_settings_flags, settings_from_args
 from gateway.cli.serve import model_name
 from gateway.errors import GatewayError
@@ -48,6 +46,8 @@ def _shown(value: Any) -> str:
 
 def describe_settings(settings: Settings) -> Iterator[str]:
     """``VARIABLE=value`` for every setting; secrets masked, credentials cut from URLs."""
+    from gateway.access import redact_url  # the web layer: only imported when it runs
+
     for section, values in settings:
         assert isinstance(values, BaseModel)
         for field, value in values:
@@ -85,6 +85,9 @@ class Report:
 
 
 async def check_cluster(settings: Settings, report: Report) -> None:
+    from multidict import CIMultiDict
+
+    from gateway.access import redact_url
     from gateway.upstream import Upstream
 
     upstream = Upstream(settings.upstream)
@@ -144,6 +147,7 @@ async def check_redis(settings: Settings, report: Report) -> None:
     """PING each Redis the gateway would use, with the gateway's own client options."""
     from redis.exceptions import RedisError
 
+    from gateway.access import redact_url
     from gateway.cache import redis_client
 
     urls = {settings.cache.redis_url, settings.experiment.events_redis_url} - {None}
