@@ -178,6 +178,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if flag == "--model" and not _looks_like_path(value):
             target = "hub_id"
             overrides.setdefault(section, {})["path"] = None
+        elif flag == "--model":
+            value = str(Path(value).expanduser())
         overrides.setdefault(section, {})[target] = value
         flags[env_name(section, target)] = flag
     return load_settings(overrides, flags)
