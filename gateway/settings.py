@@ -158,9 +158,18 @@ class ModelSettings(_Section):
     )
     hub_id: str = Field(
         "cross-encoder/ms-marco-MiniLM-L-6-v2",
-        description="Hugging Face Hub model id used when MODEL__PATH is unset.",
+        description=(
+            "Hugging Face Hub model id used when MODEL__PATH is unset: its ONNX export and"
+            " `tokenizer.json` are downloaded (the `hub` extra)."
+        ),
     )
-    file: str = Field("model.onnx", description="ONNX file inside the model directory.")
+    file: str = Field(
+        "model.onnx",
+        description=(
+            "ONNX file in the model directory or Hub repository (its root, then `onnx/`);"
+            " one that is not there is an error."
+        ),
+    )
     device: Literal["cpu", "cuda", "openvino"] = Field(
         "cpu",
         description=(
