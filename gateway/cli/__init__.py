@@ -46,7 +46,6 @@ def parser() -> argparse.ArgumentParser:
             help=command.HELP,
             description=_plain(command.__doc__ or ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            add_help=not getattr(command, "OWN_HELP", False),
         )
         command.configure(sub)
         sub.set_defaults(run=command.run)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 NAME = "export-model"
 HELP = "export a Hugging Face cross-encoder to ONNX (source checkout, bench extra)"
-OWN_HELP = True  # --help is the exporter's own
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def export(argv: list[str]) -> int:
+    """``ops.export_model.main(argv)`` (``rerank-gateway`` hands it every argument, --help too)."""
     checkout = Path.cwd()
     if (checkout / "ops" / "export_model.py").is_file() and str(checkout) not in sys.path:
         sys.path.insert(0, str(checkout))  # the console script's path does not hold the cwd
