@@ -35,7 +35,6 @@ RUN groupadd --system --gid 10001 gateway \
  && useradd --system --uid 10001 --gid gateway --create-home --home-dir /home/gateway gateway \
  && mkdir /models && chown gateway:gateway /models
 COPY --from=build /opt/venv /opt/venv
-COPY ops/seed.py /opt/ops/seed.py
 USER 10001:10001
 WORKDIR /home/gateway
 VOLUME ["/models"]
@@ -46,4 +45,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
 # SIGTERM (docker stop) → stop accepting, finish in-flight requests within
 # GATEWAY_SERVER__SHUTDOWN_TIMEOUT_S, flush cache writes, close connections.
 STOPSIGNAL SIGTERM
-CMD ["rerank-gateway"]
+CMD ["rerank-gateway", "serve"]

@@ -33,7 +33,8 @@ _SEARCH_PATHS = ("/_search", "/{index}/_search", "/_msearch", "/{index}/_msearch
 
 
 def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> web.Application:
-    """The gateway application. ``encoder`` replaces the configured ONNX model (tests)."""
+    """The gateway application. ``encoder``: the default model, already loaded (``serve``
+    loads it before listening; tests pass a fake); without it the model loads in the background."""
     metrics = Metrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,

@@ -22,7 +22,7 @@ Third-party exceptions are translated at exactly one boundary each:
 ``upstream.py`` (aiohttp client), ``redis.py`` (redis, for the cache and the events),
 ``model/onnx.py`` (onnxruntime, tokenizers). ``CancelledError`` is never caught.
 Configuration errors are pydantic ``ValidationError``\\ s, reported by
-``__main__`` with exit status 2.
+``gateway.cli.config`` (one line per variable) with exit status 2.
 """
 
 from __future__ import annotations

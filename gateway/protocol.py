@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,8 +165,9 @@ class GatewayRunner(web.AppRunner):
         return _EsServer(await super()._make_server(), self._limits)
 
 
-def serve(app: web.Application, *, host: str, port: int, shutdown_timeout_s: float) -> None:
-    """Serve until SIGINT / SIGTERM, then shut down gracefully (``web.run_app``'s job)."""
+def serve(app: web.Application, *, sock: socket.socket, shutdown_timeout_s: float) -> None:
+    """Serve on the bound ``sock`` until SIGINT / SIGTERM, then shut down gracefully
+    (``web.run_app``'s job)."""
     runner = GatewayRunner(
         app, handle_signals=True, access_log=None, shutdown_timeout=shutdown_timeout_s
     )
@@ -173,7 +175,7 @@ def serve(app: web.Application, *, host: str, port: int, shutdown_timeout_s: flo
     async def run() -> None:
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.SockSite(runner, sock).start()
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         finally:
             await runner.cleanup()

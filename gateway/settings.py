@@ -1,6 +1,6 @@
 """All configuration, read from environment variables (prefix ``GATEWAY_``).
 
-``Settings()`` is built once, in ``gateway.__main__``; every component receives
+``Settings()`` is built once, in ``gateway.cli.config``; every component receives
 only its own frozen section. Nested sections use ``__``:
 ``GATEWAY_UPSTREAM__URLS``, ``GATEWAY_MODEL__PATH``, ``GATEWAY_RERANK__WINDOW`` ...
 Lists accept either JSON (``["a","b"]``) or a comma-separated string (``a,b``).
@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -57,6 +59,30 @@ def split_userinfo(url: str) -> tuple[str, str | None]:
     return f"{scheme}://{host}{slash}{path}", userinfo
 
 
+def _redis_url(value: SecretStr | None) -> SecretStr | None:
+    """A URL redis-py can use; the messages never repeat it (it may hold a password)."""
+    if value is None:
+        return value
+    try:
+        url = urlsplit(value.get_secret_value())
+        port_ok = url.scheme == "unix" or url.port is None or url.port >= 0
+    except ValueError:
+        raise ValueError("not a valid URL (bad port or host)") from None
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("not a Redis URL (redis://, rediss:// or unix://)")
+    if url.scheme == "unix":
+        if not url.path:
+            raise ValueError("not a usable unix:// URL (no socket path)")
+        return value
+    db = url.path.strip("/")
+    if not url.hostname or not port_ok or (db and not db.isdigit()):
+        raise ValueError("not a valid Redis URL: redis[s]://[user:password@]host[:port][/db]")
+    return value
+
+
+RedisUrl = Annotated[SecretStr | None, AfterValidator(_redis_url)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -71,6 +97,14 @@ class ServerSettings(_Section):
     )
     shutdown_timeout_s: float = Field(
         10.0, ge=0, description="How long in-flight requests may finish at shutdown."
+    )
+    start_without_model: bool = Field(
+        False,
+        description=(
+            "Start even when the model cannot load (it then loads in the background; until it"
+            " is ready, or if it fails, searches pass through unreranked). Off: `serve` loads"
+            " the model before it listens and a model that fails stops start-up."
+        ),
     )
 
 
@@ -177,9 +211,18 @@ class ModelSettings(_Section):
     )
     hub_id: str = Field(
         "cross-encoder/ms-marco-MiniLM-L-6-v2",
-        description="Hugging Face Hub model id used when MODEL__PATH is unset.",
+        description=(
+            "Hugging Face Hub model id used when MODEL__PATH is unset: its ONNX export and"
+            " `tokenizer.json` are downloaded (the `hub` extra)."
+        ),
     )
-    file: str = Field("model.onnx", description="ONNX file inside the model directory.")
+    file: str = Field(
+        "model.onnx",
+        description=(
+            "ONNX file in the model directory or Hub repository (its root, then `onnx/`);"
+            " one that is not there is an error."
+        ),
+    )
     device: Literal["cpu", "cuda", "openvino"] = Field(
         "cpu",
         description=(
@@ -473,7 +516,7 @@ class SpeedSettings(_Section):
 
 
 class CacheSettings(_Section):
-    redis_url: SecretStr | None = Field(
+    redis_url: RedisUrl = Field(
         None,
         description="Redis URL (`redis://`, `rediss://` for TLS); unset: in-process LRU cache.",
     )
@@ -620,7 +663,7 @@ class ExperimentSettings(_Section):
     shadow_max_inflight: int = Field(
         8, ge=1, description="Shadow reranks running at once at most; more are not measured."
     )
-    events_redis_url: SecretStr | None = Field(
+    events_redis_url: RedisUrl = Field(
         None,
         description=(
             "Redis for experiment events (a Stream), reached with the CACHE__REDIS_* settings;"

@@ -5,6 +5,7 @@ headless Chromium."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
 import uuid
@@ -12,12 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
+from gateway.cli import main as cli_main
 from gateway.events import stream_key
 from gateway.experiments import bucket, team_draft
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, make_settings
+from tests.conftest import GatewayFactory, free_port, make_settings
 from tests.redis_servers import RedisProcess
 
 QUERY = "berlin population people city museum wall"
@@ -286,3 +289,25 @@ async def test_report_page_renders_in_headless_chromium(
     for variant in ("baseline", "rerank"):
         assert f'data-variant="{variant}"' in dom
     assert "http://" not in dom.replace(url, "")  # nothing fetched from elsewhere
+
+
+async def test_the_report_command_prints_the_running_gateways_report(
+    gateway: GatewayFactory, osmem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = await start(gateway, osmem, mode="ab", variants="baseline:1,rerank:1")
+    for user in ("u1", "u2", "u3", "u4"):
+        await call("POST", f"{url}/docs/_search", search_body(), **{"X-User-Id": user})
+    report = await report_when(
+        url, lambda r: sum(v["searches"] for v in r["variants"].values()) == 4
+    )
+    assert await asyncio.to_thread(cli_main, ["report", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"experiment {report['experiment']} (mode ab, k=10)\n")
+    for name, variant in report["variants"].items():
+        assert f"| {name} | {variant['searches']} | 0 |" in out
+    assert await asyncio.to_thread(cli_main, ["report", "--url", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["variants"] == report["variants"]
+    # Nothing listening: one line, status 1.
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert await asyncio.to_thread(cli_main, ["report", "--url", dead]) == 1
+    assert capsys.readouterr().err.startswith(f"report: {dead} failed: ")

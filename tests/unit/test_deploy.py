@@ -97,6 +97,13 @@ def test_every_gateway_variable_in_compose_exists(compose: dict[str, Any]) -> No
     assert used <= KNOWN, sorted(used - KNOWN)
 
 
+def test_images_run_the_packaged_commands(compose: dict[str, Any]) -> None:
+    assert compose["services"]["seed"]["entrypoint"][:2] == ["rerank-gateway", "seed"]
+    for name in DOCKERFILES:
+        cmd = [rest for word, rest in final_stage(name) if word == "CMD"]
+        assert cmd == ['["rerank-gateway", "serve"]'], name
+
+
 def test_search_cluster_security_is_stated(compose: dict[str, Any]) -> None:
     text = (REPO / "docker-compose.yml").read_text()
     assert "SECURITY, stated plainly" in text

@@ -1,0 +1,49 @@
+"""``rerank-gateway eval``: nDCG@10, Recall@100, MRR@10 through the gateway, per variant.
+
+Every judged query of a BEIR-layout dataset (corpus, queries, qrels) goes through
+the gateway as ``baseline`` (``X-Rerank: off``) and as each rerank variant; see
+``gateway.evaluation``. Needs ``ir-measures``: ``pip install 'rerank-gateway[eval]'``.
+
+::
+
+    rerank-gateway eval --data data/scifact --gateway http://127.0.0.1:9201 \\
+        --index-into http://127.0.0.1:9200 --check-offline --model-dir models/minilm
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+NAME = "eval"
+HELP = "offline evaluation on judged queries (BEIR layout)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="BEIR dataset directory")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--gateway", required=True, help="gateway base URL")
+    parser.add_argument("--index", default="scifact")
+    parser.add_argument(
+        "--index-into", help="search server URL: (re)create the index and bulk-load"
+    )
+    parser.add_argument("--variant", action="append", help="rerank variant: NAME[:window=N]")
+    parser.add_argument("--depth", type=int, default=100, help="hits per query")
+    parser.add_argument("--baseline-only", action="store_true", help="no rerank variant")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--limit", type=int, default=0, help="first N queries only")
+    parser.add_argument(
+        "--check-offline", action="store_true", help="also score the candidates with the model"
+    )
+    parser.add_argument("--model-dir", default="../shared/models/all-minilm-l6-v2-pair")
+    parser.add_argument("--model-file", default="model.onnx")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from gateway.evaluation import main_async
+    except ImportError as exc:
+        print(f"eval: {exc.name} is missing: pip install 'rerank-gateway[eval]'", file=sys.stderr)
+        return 1
+    return asyncio.run(main_async(args))
