@@ -176,6 +176,7 @@ async def test_the_entry_point_serves_this_protocol_and_stops_on_sigterm() -> No
         "GATEWAY_UPSTREAM__URLS": f"http://127.0.0.1:{free_port()}",
         "GATEWAY_MODEL__BACKEND": "tei",  # no model to load: searches would pass through
         "GATEWAY_MODEL__TEI_URL": f"http://127.0.0.1:{free_port()}",
+        "GATEWAY_SERVER__START_WITHOUT_MODEL": "true",  # the TEI backend is not there
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", env=env, cwd=REPO, stderr=asyncio.subprocess.PIPE

@@ -167,7 +167,7 @@ def test_passthrough_without_a_model_when_allowed(broken_model: Path, osmem: str
     ) as proc:
         try:
             health = _ready_answer(f"http://127.0.0.1:{port}/_gateway/health/ready")
-            assert health["model"].startswith("could not load model from")
+            assert health["model"] == "failed"  # the reason is in the log, never in health
             body = json.dumps({"query": {"match": {"text": "berlin"}}}).encode()
             req = urllib.request.Request(
                 f"http://127.0.0.1:{port}/docs/_search",

@@ -191,6 +191,6 @@ def test_conflicting_credentials_stop_start_up(env: dict[str, str]) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("rerank-gateway: invalid configuration: GATEWAY_UPSTREAM")
+    assert lines[0].startswith("rerank-gateway: GATEWAY_UPSTREAM")
     assert "Secr3tPw" not in done.stderr
     assert "Traceback" not in done.stderr
