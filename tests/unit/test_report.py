@@ -166,20 +166,27 @@ def test_ab_differences_against_control() -> None:
     assert arm["needed_per_arm"] == 163 and arm["low_sample"] is True
 
 
-def test_ab_verdicts() -> None:
-    worse = build_report(
-        arm_events("baseline", 200, 100) + arm_events("rerank", 200, 60),
-        10,
-        control="baseline",
-    )["ab"]["arms"]["rerank"]
-    assert worse["verdict"] == "worse" and worse["low_sample"] is False
-    unknown = build_report(
-        arm_events("baseline", 20, 5) + arm_events("rerank", 20, 7),
-        10,
-        control="baseline",
-    )["ab"]["arms"]["rerank"]
-    assert unknown["verdict"] == "not yet known" and unknown["low_sample"] is True
+@pytest.mark.parametrize(
+    ("searches", "control_clicks", "clicks", "verdict", "low_sample"),
+    [
+        (200, 100, 60, "worse", False),  # 50% → 30%: p < 0.001, 93 per arm needed
+        (20, 5, 7, "not yet known", True),
+        (20, 5, 5, "not yet known", True),  # no difference: no size would detect it
+    ],
+)
+def test_ab_verdicts(
+    searches: int, control_clicks: int, clicks: int, verdict: str, low_sample: bool
+) -> None:
+    events = arm_events("baseline", searches, control_clicks) + arm_events(
+        "rerank", searches, clicks
+    )
+    arm = build_report(events, 10, control="baseline")["ab"]["arms"]["rerank"]
+    assert (arm["verdict"], arm["low_sample"]) == (verdict, low_sample)
+
+
+def test_no_ab_comparison_without_control_searches() -> None:
     assert build_report([], 10, control="baseline")["ab"] is None
+    assert build_report(arm_events("rerank", 5, 1), 10, control="baseline")["ab"] is None
 
 
 def test_override_searches_are_counted_apart() -> None:
