@@ -14,7 +14,7 @@ if [ -z "${GATEWAY_MODEL__PATH:-}" ] && [ ! -d ../shared/models/all-minilm-l6-v2
 fi
 # Installed once: a second run finds the stamp of this pyproject.toml and these extras, and
 # that the packages import, and goes straight to the demo (the install is editable).
-stamp=".venv/.demo-installed-$extras-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.demo-installed-$extras-$(cksum <pyproject.toml | cut -d" " -f1)"
 imports="import gateway, osmem_server"
 if [ "$extras" = demo,hub ]; then imports="$imports, huggingface_hub"; fi
 if [ ! -f "$stamp" ] || ! .venv/bin/python -c "$imports" 2>/dev/null; then
