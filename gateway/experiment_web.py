@@ -5,8 +5,9 @@
     POST /_gateway/events                 clicks: {"search_id", "id" | "position", "index"?}
                                           (or a JSON array of them); 202 {"accepted": n}
     GET  /_gateway/experiments/report     figures as JSON (see gateway.report)
-    GET  /_gateway/experiments            an HTML page plotting them (SVG, local JS asset)
-    GET  /_gateway/experiments/report.js  that asset
+    GET  /_gateway/experiments            the same as an HTML page, figures rendered here
+                                          (gateway.report_page); a local script adds charts
+    GET  /_gateway/experiments/report.js  that script
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gateway.errors import ClientRequestError, EventStoreError, es_error_body
 from gateway.events import EventLog, create_event_log
 from gateway.experiments import Experiments
 from gateway.report import build_report
+from gateway.report_page import render_page
 from gateway.settings import Settings
 from gateway.state import RESERVED_PREFIX
 
@@ -99,7 +101,10 @@ async def post_events(request: web.Request) -> web.Response:
 
 async def report_of(experiments: Experiments) -> dict[str, Any]:
     events: EventLog = experiments.events
-    figures = build_report(await events.read(), experiments.settings.k)
+    treatment = experiments.treatment.name if experiments.treatment else None
+    figures = build_report(
+        await events.read(), experiments.settings.k, experiments.control.name, treatment
+    )
     figures["experiment"] = experiments.settings.name
     figures["mode"] = experiments.settings.mode
     figures["events_dropped"] = events.dropped + events.failed
@@ -107,18 +112,23 @@ async def report_of(experiments: Experiments) -> dict[str, Any]:
     return figures
 
 
+_UNAVAILABLE = es_error_body(503, "event_store_exception", "experiment events are unavailable")
+
+
 async def get_report(request: web.Request) -> web.Response:
     try:
         figures = await report_of(request.app[EXPERIMENTS])
     except EventStoreError:
-        body = es_error_body(503, "event_store_exception", "experiment events are unavailable")
-        return web.json_response(body, status=503)
+        return web.json_response(_UNAVAILABLE, status=503)
     return web.json_response(figures)
 
 
 async def get_page(request: web.Request) -> web.Response:
-    text = (_STATIC / "experiments.html").read_text(encoding="utf-8")
-    return web.Response(text=text, content_type="text/html")
+    try:
+        figures = await report_of(request.app[EXPERIMENTS])
+    except EventStoreError:
+        return web.json_response(_UNAVAILABLE, status=503)
+    return web.Response(text=render_page(figures), content_type="text/html")
 
 
 async def get_script(request: web.Request) -> web.Response:

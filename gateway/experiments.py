@@ -4,6 +4,7 @@
 
     assign   sticky bucket = sha256(experiment name, user key) → variant by share;
              no key → a fresh random bucket per request; an override header wins
+             (its searches are marked and counted apart; an unknown variant is a 400)
     serve    ab          the variant's own page (control: plain forward, upstream order)
              interleave  team-draft of the control's and the reranked list (coin per round),
                          teams kept server-side under the search id
@@ -32,6 +33,7 @@ from multidict import MultiDict
 from yarl import URL
 
 from gateway import es_body
+from gateway.errors import ClientRequestError
 from gateway.events import EventLog
 from gateway.settings import ExperimentSettings, Variant
 
@@ -157,6 +159,7 @@ class Arm:
     started: float = field(default_factory=time.perf_counter)
     teams: list[str] | None = None  # interleave: the team of each hit of the page
     profile: str | None = None  # the variant's relevance profile, if it names one
+    override: bool = False  # forced by the override header: not part of the experiment
 
     def headers(self) -> dict[str, str]:
         return {VARIANT_HEADER: self.variant, SEARCH_ID_HEADER: self.search_id}
@@ -254,7 +257,9 @@ class Experiments:
         override = self._override(headers)
         mode = self.settings.mode
         if override is not None:
-            return self._arm(override, "ab", clean, seed)
+            arm = self._arm(override, "ab", clean, seed)
+            arm.override = True
+            return arm
         if mode in ("interleave", "shadow") and self.treatment is not None:
             name = INTERLEAVE if mode == INTERLEAVE else self.control.name
             t = self.treatment
@@ -270,7 +275,16 @@ class Experiments:
         if not name:
             return None
         wanted = headers.get(name, "").strip()
-        return self._by_name.get(wanted) if wanted else None
+        if not wanted:
+            return None
+        variant = self._by_name.get(wanted)
+        if variant is None:
+            known = ", ".join(self._by_name)
+            raise ClientRequestError(
+                "illegal_argument_exception",
+                f"[{name}] must name a variant of experiment [{self.settings.name}]: [{known}]",
+            )
+        return variant
 
     def finish(self, arm: Arm, status: int, body: bytes) -> None:
         """Record the impression of a served search (2xx only)."""
@@ -284,6 +298,7 @@ class Experiments:
                 "mode": arm.mode,
                 "latency_ms": round((time.perf_counter() - arm.started) * 1000, 3),
                 "teams": arm.teams,
+                **({"override": True} if arm.override else {}),
             },
             body=body,
         )

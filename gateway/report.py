@@ -8,10 +8,19 @@ Definitions (per variant; a *search* is one impression):
 - ``abandonment``: share of searches without any click;
 - ``latency_ms``: p50 / p99 (nearest rank) of the gateway's time per search.
 
+A/B (``ab``, given the ``control``): per other arm, the difference against the
+control of CTR@k, MRR and abandonment with 95% intervals and p-values (see
+``gateway.experiment_stats``), the searches per arm the observed CTR@k difference
+needs (80% power), a low-sample flag when either arm has fewer, and a verdict on
+CTR@k, the primary metric: ``better`` / ``worse`` when p < 0.05, else ``not yet known``.
+
 Interleaving: a search with clicks is a *win* for the treatment (team ``B``) when
 more of its clicked hits came from ``B`` than from ``A``, a *loss* for the
 reverse, a *tie* when equal. ``p_value`` is the exact two-sided binomial test of
-wins against losses (ties left out) with p = 1/2.
+wins against losses (ties left out) with p = 1/2; the verdict reads it like A/B.
+
+Searches whose arm was forced by the override header are counted apart
+(``overrides``: searches per variant) and in no figure of the experiment.
 
 Clicks name their hit by ``position`` (1-based, in the page as served) or by
 ``id`` (and ``index``) of a hit in the impression's first k; others count as
@@ -26,7 +35,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import experiment_stats as st
 from gateway.experiments import CONTROL_TEAM, TREATMENT_TEAM
+
+BETTER, WORSE, UNKNOWN = "better", "worse", "not yet known"
 
 
 def binomial_two_sided_p(successes: int, trials: int) -> float:
@@ -53,6 +65,7 @@ class _Search:
     latency_ms: float
     hits: list[tuple[str, str]]
     teams: list[str] | None
+    override: bool = False
     clicks: list[tuple[float, int]] = field(default_factory=list)  # (ts, rank)
 
 
@@ -72,8 +85,14 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def build_report(events: Iterable[dict[str, Any]], k: int) -> dict[str, Any]:
-    """Per-variant figures, interleaving outcome and shadow measurements."""
+def build_report(
+    events: Iterable[dict[str, Any]],
+    k: int,
+    control: str | None = None,
+    treatment: str | None = None,
+) -> dict[str, Any]:
+    """Per-variant figures, the A/B comparison against ``control``, the interleaving
+    outcome (``treatment``: the arm team ``B`` stands for) and shadow measurements."""
     searches: dict[str, _Search] = {}
     clicks: list[dict[str, Any]] = []
     shadows: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -87,6 +106,7 @@ def build_report(events: Iterable[dict[str, Any]], k: int) -> dict[str, Any]:
                 latency_ms=float(event.get("latency_ms") or 0.0),
                 hits=[(str(h[0]), str(h[1])) for h in event.get("hits") or [] if len(h) == 2],
                 teams=[str(t) for t in teams] if isinstance(teams, list) else None,
+                override=event.get("override") is True,
             )
         elif kind == "click":
             clicks.append(event)
@@ -100,24 +120,31 @@ def build_report(events: Iterable[dict[str, Any]], k: int) -> dict[str, Any]:
             unattributed += 1
             continue
         search.clicks.append((float(click.get("ts") or 0.0), rank))
+    overrides: dict[str, int] = defaultdict(int)
+    for s in searches.values():
+        if s.override:
+            overrides[s.variant] += 1
+    counted = [s for s in searches.values() if not s.override]
+    grouped: dict[str, list[_Search]] = defaultdict(list)
+    for s in counted:
+        grouped[s.variant].append(s)
     return {
         "k": k,
-        "variants": _variants(searches.values(), k),
-        "interleaving": _interleaving(searches.values()),
+        "variants": _variants(grouped, k),
+        "ab": _ab(grouped, k, control),
+        "interleaving": _interleaving(counted, control, treatment),
+        "overrides": dict(sorted(overrides.items())),
         "shadow": {name: _shadow(items) for name, items in sorted(shadows.items())},
         "unattributed_clicks": unattributed,
     }
 
 
-def _variants(searches: Iterable[_Search], k: int) -> dict[str, dict[str, Any]]:
-    grouped: dict[str, list[_Search]] = defaultdict(list)
-    for s in searches:
-        grouped[s.variant].append(s)
+def _variants(grouped: dict[str, list[_Search]], k: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, group in sorted(grouped.items()):
         n = len(group)
-        clicked_top_k = sum(any(rank <= k for _, rank in s.clicks) for s in group)
-        rr = [1.0 / min(s.clicks)[1] if s.clicks else 0.0 for s in group]
+        clicked_top_k = sum(_clicked_top_k(s, k) for s in group)
+        rr = [_reciprocal_rank(s) for s in group]
         abandoned = sum(not s.clicks for s in group)
         latencies = [s.latency_ms for s in group]
         out[name] = {
@@ -131,7 +158,70 @@ def _variants(searches: Iterable[_Search], k: int) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _interleaving(searches: Iterable[_Search]) -> dict[str, Any]:
+def _clicked_top_k(s: _Search, k: int) -> bool:
+    return any(rank <= k for _, rank in s.clicks)
+
+
+def _reciprocal_rank(s: _Search) -> float:
+    return 1.0 / min(s.clicks)[1] if s.clicks else 0.0
+
+
+def _verdict(diff: float, p_value: float) -> str:
+    if p_value >= st.ALPHA or diff == 0:
+        return UNKNOWN
+    return BETTER if diff > 0 else WORSE
+
+
+def _difference(d: st.Difference | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {
+        "control": d.control,
+        "treatment": d.treatment,
+        "diff": d.diff,
+        "ci95": [d.low, d.high],
+        "p_value": d.p_value,
+    }
+
+
+def _ab(grouped: dict[str, list[_Search]], k: int, control: str | None) -> dict[str, Any] | None:
+    base = grouped.get(control or "")
+    if not base:
+        return None
+    n0 = len(base)
+    arms: dict[str, Any] = {}
+    for name, group in sorted(grouped.items()):
+        if name == control:
+            continue
+        n1 = len(group)
+        clicked = [sum(_clicked_top_k(s, k) for s in arm) for arm in (group, base)]
+        abandoned = [sum(not s.clicks for s in arm) for arm in (group, base)]
+        ctr = st.two_proportions(clicked[0], n1, clicked[1], n0)
+        abandon = st.two_proportions(abandoned[0], n1, abandoned[1], n0)
+        mrr = st.welch([_reciprocal_rank(s) for s in group], [_reciprocal_rank(s) for s in base])
+        needed = ctr.needed_per_arm
+        arms[name] = {
+            "searches": n1,
+            "ctr_at_k": _difference(ctr),
+            "mrr": _difference(mrr),
+            "abandonment": _difference(abandon),
+            "needed_per_arm": needed,
+            "low_sample": needed is None or min(n0, n1) < needed,
+            "verdict": _verdict(ctr.diff, ctr.p_value),
+        }
+    return {
+        "control": control,
+        "control_searches": n0,
+        "alpha": st.ALPHA,
+        "power": st.POWER,
+        "primary": "ctr_at_k",
+        "arms": arms,
+    }
+
+
+def _interleaving(
+    searches: Iterable[_Search], control: str | None, treatment: str | None
+) -> dict[str, Any]:
     wins = losses = ties = 0
     for s in searches:
         if s.teams is None or not s.clicks:
@@ -144,11 +234,18 @@ def _interleaving(searches: Iterable[_Search]) -> dict[str, Any]:
             losses += 1
         else:
             ties += 1
+    p_value = binomial_two_sided_p(wins, wins + losses)
+    needed = st.win_share_size(wins, losses)
     return {
+        "control": control,
+        "treatment": treatment,
         "wins": wins,
         "losses": losses,
         "ties": ties,
-        "p_value": binomial_two_sided_p(wins, wins + losses),
+        "p_value": p_value,
+        "needed_decisive": needed,
+        "low_sample": needed is None or wins + losses < needed,
+        "verdict": _verdict(wins - losses, p_value),
     }
 
 

@@ -48,10 +48,12 @@ def render(report: dict[str, Any]) -> str:
             v["latency_ms"]["p99"],
         ]
         lines.append(f"| {name} | " + " | ".join(_num(c) for c in cells) + " |")
+    lines += _ab_lines(report.get("ab"), k)
     il = report["interleaving"]
     lines += [
         "",
-        f"interleaving: {il['wins']} wins, {il['losses']} losses, {il['ties']} ties "
+        f"interleaving {il.get('treatment')} vs {il.get('control')}: {il.get('verdict')}; "
+        f"{il['wins']} wins, {il['losses']} losses, {il['ties']} ties "
         f"(two-sided binomial p = {il['p_value']:.4g})",
     ]
     for name, s in report.get("shadow", {}).items():
@@ -61,7 +63,29 @@ def render(report: dict[str, Any]) -> str:
             f"baseline top hit at rank {_num(s['first_baseline_hit_rank'])}"
         )
     lines.append(f"unattributed clicks: {report['unattributed_clicks']}")
+    lines.append(f"override searches (not in the figures): {report.get('overrides') or 'none'}")
     return "\n".join(lines)
+
+
+def _ab_lines(ab: dict[str, Any] | None, k: int) -> list[str]:
+    """Per arm: the verdict, then each metric's difference with its 95% interval."""
+    if not ab:
+        return []
+    lines = [""]
+    for name, arm in ab["arms"].items():
+        low = " (low sample: ~{} per arm needed)".format(arm["needed_per_arm"] or "∞")
+        lines.append(
+            f"{name} vs {ab['control']}: {arm['verdict']}{low if arm['low_sample'] else ''}"
+        )
+        for key, label in (("ctr_at_k", f"CTR@{k}"), ("mrr", "MRR"), ("abandonment", "abandon")):
+            d = arm[key]
+            if d is not None:
+                lo, hi = d["ci95"]
+                lines.append(
+                    f"  {label:<8} {d['diff']:+.4f}  95% CI [{lo:+.4f}, {hi:+.4f}]  "
+                    f"p = {d['p_value']:.4g}"
+                )
+    return lines
 
 
 NAME = "report"

@@ -1,4 +1,4 @@
-// Draws the experiment report as SVG bar charts. No dependencies, no network beyond the gateway.
+// Adds SVG bar charts to the experiment report page (the figures themselves are in its HTML). No dependencies, no network beyond the gateway.
 "use strict";
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
@@ -13,6 +13,7 @@
 
   function fmt(v) {
     if (v === null || v === undefined) return "–";
+    if (Number.isInteger(v)) return String(v);
     return Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(3);
   }
 
@@ -38,52 +39,39 @@
     return fig;
   }
 
+  // Adds charts of the active mode's figures; every number is already in the served page.
   function render(report) {
-    document.getElementById("experiment").textContent = report.experiment;
-    document.getElementById("mode").textContent = report.mode;
-    const names = Object.keys(report.variants);
     const charts = document.getElementById("charts");
-    const metrics = [
-      ["searches", "Searches", (v) => v.searches],
-      ["ctr_at_k", "CTR@" + report.k, (v) => v.ctr_at_k],
-      ["mrr", "MRR of first click", (v) => v.mrr],
-      ["abandonment", "Abandonment rate", (v) => v.abandonment],
-      ["latency_p50", "Latency p50 (ms)", (v) => v.latency_ms.p50],
-      ["latency_p99", "Latency p99 (ms)", (v) => v.latency_ms.p99],
-    ];
-    for (const [key, title, get] of metrics) {
-      charts.appendChild(barChart(key, title, names.map((n) => ({ label: n, value: get(report.variants[n]) }))));
-    }
-    const tbody = document.querySelector("#table tbody");
-    for (const n of names) {
-      const v = report.variants[n];
-      const tr = document.createElement("tr");
-      for (const cell of [n, v.searches, v.clicks, fmt(v.ctr_at_k), fmt(v.mrr), fmt(v.abandonment),
-                          fmt(v.latency_ms.p50), fmt(v.latency_ms.p99)]) {
-        const td = document.createElement("td");
-        td.textContent = String(cell);
-        tr.appendChild(td);
+    const add = (key, title, rows) => charts.appendChild(barChart(key, title, rows));
+    if (report.mode === "ab") {
+      const names = Object.keys(report.variants);
+      const metrics = [
+        ["ctr_at_k", "CTR@" + report.k, (v) => v.ctr_at_k],
+        ["mrr", "MRR of first click", (v) => v.mrr],
+        ["abandonment", "Abandonment rate", (v) => v.abandonment],
+        ["latency_p50", "Latency p50 (ms)", (v) => v.latency_ms.p50],
+      ];
+      for (const [key, title, get] of metrics) {
+        add(key, title, names.map((n) => ({ label: n, value: get(report.variants[n]) })));
       }
-      tbody.appendChild(tr);
+    } else if (report.mode === "interleave") {
+      const il = report.interleaving;
+      add("interleaving", "Treatment wins / losses / ties", [
+        { label: "wins", value: il.wins }, { label: "losses", value: il.losses }, { label: "ties", value: il.ties },
+      ]);
+    } else if (report.mode === "shadow") {
+      for (const [name, s] of Object.entries(report.shadow)) {
+        add("shadow-" + name, "Shadow " + name + " (" + s.measured + " measured)", [
+          { label: "overlap@k", value: s.overlap_at_k },
+          { label: "Kendall tau", value: s.kendall_tau },
+        ]);
+      }
     }
-    const il = report.interleaving;
-    const ilBox = document.getElementById("interleaving");
-    ilBox.appendChild(barChart("interleaving", "Treatment wins / losses / ties (p = " + fmt(il.p_value) + ")", [
-      { label: "wins", value: il.wins }, { label: "losses", value: il.losses }, { label: "ties", value: il.ties },
-    ]));
-    const sh = document.getElementById("shadow");
-    for (const [name, s] of Object.entries(report.shadow)) {
-      sh.appendChild(barChart("shadow-" + name, "Shadow " + name + " (" + s.measured + " measured)", [
-        { label: "overlap@k", value: s.overlap_at_k },
-        { label: "Kendall tau", value: s.kendall_tau },
-        { label: "first hit rank", value: s.first_baseline_hit_rank },
-      ]));
-    }
-    document.getElementById("status").textContent = "ok";
+    charts.setAttribute("data-drawn", "true");
   }
 
   fetch("/_gateway/experiments/report")
     .then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
     .then(render)
-    .catch((e) => { document.getElementById("status").textContent = "error: " + e.message; });
+    .catch((e) => { document.getElementById("charts").textContent = "charts unavailable: " + e.message; });
 })();

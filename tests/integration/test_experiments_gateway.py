@@ -1,6 +1,6 @@
 """Experiments through the whole gateway in front of the real osmem-server (FakeEncoder scores:
 the point here is the pipeline), events in memory and in real Redis, the report page in a real
-headless Chromium."""
+headless Chromium (figures checked without scripts, as a screenshot shows them)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import asyncio
 import json
 import random
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -95,10 +97,10 @@ async def test_ab_assignment_headers_and_control(gateway: GatewayFactory, osmem:
         **{"X-User-Id": "user-0", "X-Experiment-Override": "rerank"},
     )
     assert forced[1]["X-Experiment-Variant"] == "rerank"
-    report = await report_when(
-        url, lambda r: sum(v["searches"] for v in r["variants"].values()) == 25
-    )
-    assert report["variants"]["rerank"]["searches"] >= 1
+    # The forced search is counted apart: the experiment's figures hold the 24 assigned ones.
+    report = await report_when(url, lambda r: r["overrides"] == {"rerank": 1})
+    assert sum(v["searches"] for v in report["variants"].values()) == 24
+    assert report["ab"]["arms"]["rerank"]["searches"] == report["variants"]["rerank"]["searches"]
     # The metrics endpoint counts the same searches per arm.
     async with aiohttp.ClientSession() as s, s.get(f"{url}/_gateway/metrics") as r:
         text = await r.text()
@@ -114,6 +116,18 @@ async def test_ab_assignment_headers_and_control(gateway: GatewayFactory, osmem:
     expected = {v: sum(1 for x in seen.values() if x == v) * 2 for v in counted}
     expected["rerank"] += 1  # the forced search
     assert counted == expected
+
+
+async def test_unknown_override_is_a_400(gateway: GatewayFactory, osmem: str) -> None:
+    url = await start(gateway, osmem, mode="ab")
+    status, headers, body = await call(
+        "POST", f"{url}/docs/_search", search_body(), **{"X-Experiment-Override": "nosuch"}
+    )
+    assert status == 400, body
+    assert body["error"]["type"] == "illegal_argument_exception"
+    assert body["error"]["root_cause"][0]["type"] == "illegal_argument_exception"
+    assert "baseline, rerank" in body["error"]["reason"] and "nosuch" not in str(body)
+    assert "X-Search-Id" not in headers
 
 
 async def test_key_parameter_is_removed_before_forwarding(
@@ -207,10 +221,10 @@ async def test_click_validation_is_es_shaped(gateway: GatewayFactory, osmem: str
 
 
 async def click_reranked_hit(url: str, rank: int) -> None:
-    """One search served by the ``rerank`` variant, and a click on its hit at ``rank``."""
-    _, h, answer = await call(
-        "POST", f"{url}/docs/_search", search_body(), **{"X-Experiment-Override": "rerank"}
-    )
+    """One search served by the ``rerank`` variant (the experiment's only arm: forced
+    searches are counted apart), and a click on its hit at ``rank``."""
+    _, h, answer = await call("POST", f"{url}/docs/_search", search_body())
+    assert h["X-Experiment-Variant"] == "rerank"
     click = {"search_id": h["X-Search-Id"], "id": ids(answer)[rank]}
     await call("POST", f"{url}/_gateway/events", click)
 
@@ -226,7 +240,7 @@ async def test_events_in_the_caches_authenticated_redis(
         osmem,
         rerank={"window": WINDOW},
         cache={"redis_url": redis, "redis_password": password, "timeout_s": 1.0},
-        experiment={"mode": "ab", "name": name},
+        experiment={"mode": "ab", "name": name, "variants": "rerank:1"},
     )
     url = await gateway(settings, encoder=FakeEncoder())
     await click_reranked_hit(url, 0)
@@ -240,7 +254,7 @@ async def test_events_in_the_caches_authenticated_redis(
 
 
 async def test_events_in_redis(gateway: GatewayFactory, osmem: str, redis_url: str) -> None:
-    url = await start(gateway, osmem, redis=redis_url, mode="ab")
+    url = await start(gateway, osmem, redis=redis_url, mode="ab", variants="rerank:1")
     await click_reranked_hit(url, 1)
     report = await report_when(url, lambda r: r["variants"].get("rerank", {}).get("clicks") == 1)
     assert report["variants"]["rerank"]["mrr"] == 0.5
@@ -257,38 +271,96 @@ async def test_events_in_redis(gateway: GatewayFactory, osmem: str, redis_url: s
     ]
 
 
-async def test_report_page_renders_in_headless_chromium(
-    gateway: GatewayFactory, osmem: str
-) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian chromium is required (ops/test.sh installs it)"
-    url = await start(gateway, osmem, mode="ab")
-    for variant in ("baseline", "rerank"):
-        _, h, _ = await call(
-            "POST", f"{url}/docs/_search", search_body(), **{"X-Experiment-Override": variant}
+async def chromium(url: str, *flags: str) -> str:
+    """Run headless Chromium (a fresh profile, nothing phoned home) on ``url``; its stdout."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary, "Debian chromium is required (ops/test.sh installs it)"
+    with tempfile.TemporaryDirectory() as profile:
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            *flags,
+            url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
         )
-        await call("POST", f"{url}/_gateway/events", {"search_id": h["X-Search-Id"], "position": 1})
-    await report_when(url, lambda r: sum(v["clicks"] for v in r["variants"].values()) == 2)
-    proc = await asyncio.create_subprocess_exec(
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-        f"{url}/_gateway/experiments",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    async with asyncio.timeout(60):
-        out, _ = await proc.communicate()
-    dom = out.decode()
-    assert '<span id="status">ok</span>' in dom, dom[:2000]
-    assert 'data-metric="ctr_at_k"' in dom and 'data-metric="interleaving"' in dom
+        async with asyncio.timeout(90):
+            out, _ = await proc.communicate()
+    return out.decode()
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def signed_pts(value: float) -> str:
+    return f"{value * 100:+.1f} pts".replace("-", "−")
+
+
+def signed(value: float) -> str:
+    return f"{value:+.3f}".replace("-", "−")
+
+
+async def test_report_page_renders_in_headless_chromium(
+    gateway: GatewayFactory, osmem: str, tmp_path: Path
+) -> None:
+    url = await start(gateway, osmem, mode="ab")
+    # Scripted traffic: 48 users, sticky arms; the treatment's searches are clicked 3 times in
+    # 4, the control's 1 in 4, plus one QA search forced onto the treatment.
+    for i in range(48):
+        _, h, _ = await call("POST", f"{url}/docs/_search", search_body(), **{"X-User-Id": f"u{i}"})
+        if (h["X-Experiment-Variant"] == "rerank") == (i % 4 != 0):
+            await call(
+                "POST", f"{url}/_gateway/events", {"search_id": h["X-Search-Id"], "position": 1}
+            )
+    await call("POST", f"{url}/docs/_search", search_body(), **{"X-Experiment-Override": "rerank"})
+    report = await report_when(url, lambda r: r["overrides"] == {"rerank": 1})
+    arm = report["ab"]["arms"]["rerank"]
+    assert arm["verdict"] == "better"  # 3 in 4 clicked against 1 in 4, some 24 searches an arm
+    page = f"{url}/_gateway/experiments"
+
+    # The served HTML itself holds the figures (what curl shows) ...
+    async with aiohttp.ClientSession() as s, s.get(page) as r:
+        served = await r.text()
+    # ... and so does the page as Chromium has it at load, without waiting for scripts.
+    dom = await chromium(page, "--dump-dom")
+    for html in (served, dom):
+        check_figures(html, arm)
+    shot = tmp_path / "report.png"
+    await chromium(page, f"--screenshot={shot}", "--window-size=1200,1600")
+    assert png_size(shot) == (1200, 1600) and shot.stat().st_size > 20_000
+
+    # With time for scripts, the local asset adds the charts; nothing is fetched from elsewhere.
+    dom = await chromium(page, "--virtual-time-budget=10000", "--dump-dom")
+    assert 'data-drawn="true"' in dom and 'data-metric="ctr_at_k"' in dom
     for variant in ("baseline", "rerank"):
         assert f'data-variant="{variant}"' in dom
     assert "http://" not in dom.replace(url, "")  # nothing fetched from elsewhere
+
+
+def check_figures(dom: str, arm: dict[str, Any]) -> None:
+    """The verdict line and the three intervals of ``arm`` (the JSON report's) in ``dom``."""
+    ctr = arm["ctr_at_k"]
+    low, high = (signed_pts(v) for v in ctr["ci95"])
+    assert "rerank vs baseline: treatment better" in dom, dom[:3000]
+    assert f"CTR@10 {signed_pts(ctr['diff'])} (95% CI {low} to {high})" in dom
+    assert f"<td>{low} to {high}</td>" in dom  # the differences table, CTR@10 row
+    mrr_low, mrr_high = (signed(v) for v in arm["mrr"]["ci95"])
+    assert f"<td>{mrr_low} to {mrr_high}</td><td>" in dom
+    ab_low, ab_high = (signed_pts(v) for v in arm["abandonment"]["ci95"])
+    assert f"<td>{ab_low} to {ab_high}</td><td>" in dom
+    assert 'id="overrides">rerank 1<' in dom
+    assert "Interleaving" not in dom and "Shadow" not in dom  # only the active mode
 
 
 async def test_the_report_command_prints_the_running_gateways_report(

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 from yarl import URL
 
+from gateway.errors import ClientRequestError
 from gateway.events import EventLog, MemoryBackend
 from gateway.experiments import (
     CONTROL_TEAM,
@@ -88,13 +89,17 @@ def test_requests_without_key_are_assigned_per_request() -> None:
 def test_override_header_forces_a_variant_and_can_be_disabled() -> None:
     exp = experiments()
     users = [f"user-{i}" for i in range(40)]
-    forced = {
-        exp.assign({"X-User-Id": u, "X-Experiment-Override": "rerank"}, URL("/")).variant
-        for u in users
-    }
-    assert forced == {"rerank"}
-    unknown = exp.assign({"X-User-Id": "u1", "X-Experiment-Override": "nope"}, URL("/"))
-    assert unknown.variant == exp.assign({"X-User-Id": "u1"}, URL("/")).variant
+    forced = [
+        exp.assign({"X-User-Id": u, "X-Experiment-Override": "rerank"}, URL("/")) for u in users
+    ]
+    assert {a.variant for a in forced} == {"rerank"} and all(a.override for a in forced)
+    assert not exp.assign({"X-User-Id": "u1"}, URL("/")).override
+    with pytest.raises(ClientRequestError) as bad:
+        exp.assign({"X-User-Id": "u1", "X-Experiment-Override": "nope"}, URL("/"))
+    assert bad.value.status == 400 and bad.value.error_type == "illegal_argument_exception"
+    assert "[baseline, rerank]" in bad.value.reason
+    blank = exp.assign({"X-User-Id": "u1", "X-Experiment-Override": " "}, URL("/"))
+    assert blank.variant == exp.assign({"X-User-Id": "u1"}, URL("/")).variant
     closed = experiments(override_header="")
     natural = {closed.assign({"X-User-Id": u}, URL("/")).variant for u in users}
     with_header = {

@@ -6,11 +6,12 @@ import math
 
 import pytest
 
+from gateway import experiment_stats as st
 from gateway.report import binomial_two_sided_p, build_report, percentile
 
 
 def imp(
-    sid: str, variant: str, latency: float, teams: list[str] | None = None
+    sid: str, variant: str, latency: float, teams: list[str] | None = None, **extra: object
 ) -> dict[str, object]:
     hits = [["docs", f"d{i}"] for i in range(1, 6)]
     return {
@@ -20,7 +21,17 @@ def imp(
         "latency_ms": latency,
         "hits": hits,
         "teams": teams,
+        **extra,
     }
+
+
+def arm_events(
+    variant: str, searches: int, clicked: int, position: int = 1
+) -> list[dict[str, object]]:
+    """``searches`` impressions of ``variant``, the first ``clicked`` of them clicked once."""
+    out: list[dict[str, object]] = [imp(f"{variant}{i}", variant, 10) for i in range(searches)]
+    out += [click(f"{variant}{i}", 1.0, position=position) for i in range(clicked)]
+    return out
 
 
 def click(sid: str, ts: float, **where: object) -> dict[str, object]:
@@ -127,3 +138,85 @@ def test_shadow_figures() -> None:
     assert shadow["kendall_tau"] == pytest.approx(0.2)
     assert shadow["first_baseline_hit_rank"] == pytest.approx(2.0)
     assert math.isclose(shadow["latency_ms"]["p50"], 30)
+
+
+def test_ab_differences_against_control() -> None:
+    # 100 searches an arm; 30 clicked at rank 1 in the control, 45 in the treatment.
+    events = arm_events("baseline", 100, 30) + arm_events("rerank", 100, 45)
+    report = build_report(events, 10, control="baseline", treatment="rerank")
+    ab = report["ab"]
+    assert ab["control"] == "baseline" and ab["control_searches"] == 100
+    arm = ab["arms"]["rerank"]
+    ctr = arm["ctr_at_k"]
+    assert (ctr["control"], ctr["treatment"]) == (0.30, 0.45)
+    assert ctr["diff"] == pytest.approx(0.15)
+    expected = st.two_proportions(45, 100, 30, 100)
+    assert ctr["ci95"] == [expected.low, expected.high] and expected.low > 0
+    # Pooled z by hand: p = 0.375, se = sqrt(0.375 · 0.625 · 0.02) = 0.068465, z = 2.1909.
+    assert ctr["p_value"] == pytest.approx(0.02846, abs=1e-4)
+    assert arm["verdict"] == "better"
+    # Abandonment is the complement here: the same interval, mirrored.
+    ab_diff = arm["abandonment"]
+    assert ab_diff["diff"] == pytest.approx(-0.15)
+    assert ab_diff["ci95"] == pytest.approx([-expected.high, -expected.low])
+    # MRR: reciprocal ranks are 1 for clicked searches, 0 otherwise.
+    assert arm["mrr"]["diff"] == pytest.approx(0.15)
+    assert arm["mrr"]["ci95"][0] < 0.15 < arm["mrr"]["ci95"][1]
+    # (1.96 · sqrt(2 · 0.375 · 0.625) + 0.8416 · sqrt(0.2475 + 0.21))² / 0.15² = 162.3 → 163.
+    assert arm["needed_per_arm"] == 163 and arm["low_sample"] is True
+
+
+@pytest.mark.parametrize(
+    ("searches", "control_clicks", "clicks", "verdict", "low_sample"),
+    [
+        (200, 100, 60, "worse", False),  # 50% → 30%: p < 0.001, 93 per arm needed
+        (20, 5, 7, "not yet known", True),
+        (20, 5, 5, "not yet known", True),  # no difference: no size would detect it
+    ],
+)
+def test_ab_verdicts(
+    searches: int, control_clicks: int, clicks: int, verdict: str, low_sample: bool
+) -> None:
+    events = arm_events("baseline", searches, control_clicks) + arm_events(
+        "rerank", searches, clicks
+    )
+    arm = build_report(events, 10, control="baseline")["ab"]["arms"]["rerank"]
+    assert (arm["verdict"], arm["low_sample"]) == (verdict, low_sample)
+
+
+def test_no_ab_comparison_without_control_searches() -> None:
+    assert build_report([], 10, control="baseline")["ab"] is None
+    assert build_report(arm_events("rerank", 5, 1), 10, control="baseline")["ab"] is None
+
+
+def test_override_searches_are_counted_apart() -> None:
+    events = [
+        imp("s1", "baseline", 10),
+        imp("s2", "rerank", 10),
+        imp("o1", "rerank", 10, override=True),
+        imp("o2", "rerank", 10, override=True),
+        imp("o3", "baseline", 10, override=True),
+        click("o1", 1.0, position=1),
+        click("s2", 1.0, position=1),
+    ]
+    report = build_report(events, 10, control="baseline")
+    assert report["overrides"] == {"baseline": 1, "rerank": 2}
+    assert report["variants"]["rerank"]["searches"] == 1
+    assert report["variants"]["rerank"]["clicks"] == 1  # o1's click is not the experiment's
+    assert report["variants"]["baseline"]["searches"] == 1
+    assert report["unattributed_clicks"] == 0
+
+
+def test_interleaving_verdict_and_arms() -> None:
+    teams = ["A", "B", "A", "B", "A"]
+    events: list[dict[str, object]] = []
+    for n in range(20):
+        events.append(imp(f"i{n}", "interleave", 5, teams))
+        events.append(click(f"i{n}", 1, position=2 if n < 17 else 1))  # 17 wins, 3 losses
+    il = build_report(events, 10, control="baseline", treatment="rerank")["interleaving"]
+    assert (il["control"], il["treatment"]) == ("baseline", "rerank")
+    assert (il["wins"], il["losses"], il["ties"]) == (17, 3, 0)
+    assert il["p_value"] == pytest.approx(binomial_two_sided_p(17, 20))
+    assert il["p_value"] < 0.05
+    assert il["verdict"] == "better"
+    assert il["needed_decisive"] == st.win_share_size(17, 3)
