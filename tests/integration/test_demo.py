@@ -35,5 +35,5 @@ def test_demo_marks_relevant_hits_and_reports_ndcg(model_dir: Path) -> None:
     assert all(0 <= float(v) <= 1 for v in summary.groups())
     assert re.search(r"^latency cluster .+ ms", out, re.MULTILINE)
     assert re.search(r"^latency gateway .+ ms", out, re.MULTILINE)
-    assert "On your own cluster: GATEWAY_UPSTREAM__URLS=" in out
+    assert "On your own cluster: rerank-gateway serve --upstream " in out
     assert "INFO" not in out + done.stderr  # no access log between the tables
