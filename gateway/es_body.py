@@ -187,7 +187,7 @@ def plan(
         return "no_source"
     query = find_text(body, params.get("q"))
     if not query:
-        return "no_text"
+        return "no_query_text"
     client = body.get("fields")
     client_fields = client is not None
     patterns = [

@@ -59,7 +59,7 @@ async def score_window(
     has_text = [bool(s) for s in segs]
     n = len(hits)
     if not any(has_text):
-        return WindowScores([None] * n, has_text, [False] * n, [None] * n, "skipped", "no_text")
+        return WindowScores([None] * n, has_text, [False] * n, [None] * n, "skipped", "no_doc_text")
     found = await chunking.pieces(segs, profile.chunking, reranker.batcher.encoder)
     outcome = await reranker.score(
         query, [_passage(hits[p.hit], p) for p in found], profile.timeout_s

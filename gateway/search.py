@@ -31,6 +31,7 @@ from gateway import es_body, relevance
 from gateway.errors import ClientRequestError
 from gateway.experiments import Arm
 from gateway.indices import path_allowed
+from gateway.mappings import IndexFields
 from gateway.profiles import DEFAULT, Profile, Profiles
 from gateway.reranker import Reranker
 from gateway.settings import RelevanceSettings, RerankSettings, SpeedSettings
@@ -130,8 +131,12 @@ class SearchFlow:
         settings: RerankSettings,
         profiles: Profiles | None = None,
         speed: SpeedSettings | None = None,
+        *,
+        index_fields: IndexFields | None = None,
     ) -> None:
         self.upstream = upstream
+        # Which fields an index's text is in, when none of the configured ones is mapped.
+        self.index_fields = index_fields
         # A search may ask for its own deadline, up to this (SPEED__MAX_TIMEOUT_S).
         self.max_timeout_s = (speed or SpeedSettings.model_validate({})).max_timeout_s
         self.reranker = reranker  # the default model's
@@ -139,7 +144,7 @@ class SearchFlow:
         self.profiles = profiles or Profiles(settings, RelevanceSettings.model_validate({}))
         self.rerankers: dict[str, Reranker] = {}  # the other models', by name
 
-    def _plan(
+    async def _plan(
         self,
         body: dict[str, Any],
         params: Mapping[str, str],
@@ -156,6 +161,11 @@ class SearchFlow:
         if asked_ms is not None:
             profile = replace(profile, timeout_s=min(asked_ms / 1000, self.max_timeout_s))
         p = es_body.plan(body, params, window=profile.window, fields=profile.document.read_fields)
+        if isinstance(p, es_body.Plan) and self.index_fields and profile.document.template is None:
+            fields = await self.index_fields.choose(index, profile.document.fields, headers or {})
+            if fields != profile.document.fields:
+                profile = replace(profile, document=replace(profile.document, fields=fields))
+                p = es_body.plan(body, params, window=profile.window, fields=fields)
         return p, profile
 
     def _skip_reason(
@@ -201,7 +211,7 @@ class SearchFlow:
         plan: es_body.Plan | str = reason or "unreadable_body"
         profile = self.profiles.default
         if reason is None and parsed is not None:
-            plan, profile = self._plan(parsed, params, index, arm, headers)
+            plan, profile = await self._plan(parsed, params, index, arm, headers)
         out_headers = self.upstream.outgoing_headers(headers)
         if isinstance(plan, str):
             # Forward as sent (minus the gateway's own parameter and ext section).
@@ -269,10 +279,10 @@ class SearchFlow:
             explanations=scored.explanations,
         )
         if scored.status == "full" and not all(scored.has_text):
-            return merged, "partial", "no_text", rerank_ms
+            return merged, "partial", "no_doc_text", rerank_ms
         return merged, scored.status, scored.reason, rerank_ms
 
-    def _plan_subs(
+    async def _plan_subs(
         self,
         lines: list[dict[str, Any]],
         index: str | None,
@@ -294,7 +304,7 @@ class SearchFlow:
             profile = self.profiles.default
             if opted_in or path_allowed(sub_index, self.settings.indices):
                 try:
-                    p, profile = self._plan(sub, {}, sub_index, headers=headers)
+                    p, profile = await self._plan(sub, {}, sub_index, headers=headers)
                 except ClientRequestError as exc:
                     out.refused[i] = exc.body()
                     p = "invalid_option"
@@ -328,7 +338,7 @@ class SearchFlow:
                 method, _forward_url(url, ()), out_headers, body, decode=False
             )
             return _verbatim(reply, reason or "unreadable_body")
-        subs = self._plan_subs(lines, index, headers, params)
+        subs = await self._plan_subs(lines, index, headers, params)
         t0 = time.perf_counter()
         if subs.lines:
             reply = await self.upstream.fetch(

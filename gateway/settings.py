@@ -197,6 +197,16 @@ class RerankSettings(_Section):
         default_factory=lambda: ["title", "text"],
         description="Document `_source` fields (dotted paths) joined as the text to score.",
     )
+    discover_fields: bool = Field(
+        True,
+        description=(
+            "An index whose mapping has none of FIELDS is scored on its own `text` fields"
+            " (read from `GET /{index}/_mapping`; logged once per index)."
+        ),
+    )
+    mapping_ttl_s: float = Field(
+        300.0, gt=0, description="How long an index's mapping is reused before it is read again."
+    )
     max_doc_chars: int = Field(
         4000, gt=0, description="Document text is cut to this many characters before tokenizing."
     )
