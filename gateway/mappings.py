@@ -229,6 +229,8 @@ class IndexFields:
     def _tell(self, choice: Choice, configured: Sequence[str]) -> None:
         """Warn once per index (again if its fields change) about a non-configured choice."""
         wanted = ", ".join(configured)
+        for index in choice.configured:
+            self._told.pop(index, None)
         for index, own in choice.found.items():
             if self._told.get(index) != own:
                 self._told[index] = own
