@@ -191,7 +191,14 @@ class RerankSettings(_Section):
         description="Index patterns whose searches are reranked (`*` wildcard, `-x` excludes).",
     )
     window: int = Field(
-        100, ge=1, le=10_000, description="Candidates fetched from upstream and reranked."
+        20,
+        ge=1,
+        le=10_000,
+        description=(
+            "Candidates fetched from upstream and reranked. 20 answers `full` within"
+            " TIMEOUT_S with 3 searches at once on 2 CPU cores (fp32 model); raise it with"
+            " more cores, `model_int8.onnx` or a GPU (README: Speed)."
+        ),
     )
     fields: CsvList = Field(
         default_factory=lambda: ["title", "text"],

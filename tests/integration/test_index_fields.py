@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from gateway.model.onnx import OnnxCrossEncoder
+from gateway.settings import RerankSettings
 from tests.conftest import GatewayFactory, load_docs, make_settings, seed_index
 from tests.integration.oracle import ids, load_model, model_order
 
@@ -31,6 +32,7 @@ NEWS_MAPPING = {
         "words": {"type": "integer"},
     }
 }
+WINDOW = RerankSettings.model_fields["window"].default  # the default: nothing configured
 PRICES_MAPPING = {"properties": {"sku": {"type": "keyword"}, "price": {"type": "float"}}}
 
 
@@ -97,7 +99,7 @@ async def test_index_with_other_text_fields_is_reranked_on_them(
     _, direct = await raw(f"{backend}/{NEWS}/_search", {**body, "size": 100})
     headers, got = await raw(f"{gw}/{NEWS}/_search", {**body, "size": 5})
     assert headers["X-Rerank"] == "full"
-    expected = model_order(encoder, QUERY, as_title_text(direct["hits"]["hits"]))
+    expected = model_order(encoder, QUERY, as_title_text(direct["hits"]["hits"][:WINDOW]))
     assert ids(got) == expected[:5]
     # _source as stored, and no `fields` the client did not ask for.
     assert all("fields" not in h and "headline" in h["_source"] for h in got["hits"]["hits"])
@@ -140,7 +142,8 @@ async def test_index_list_reads_each_index_its_own_fields(
     _, direct = await raw(f"{backend}/{indices}/_search", {**body, "size": 100})
     headers, got = await raw(f"{gw}/{indices}/_search", {**body, "size": 6})
     assert headers["X-Rerank"] == "full"
-    cands = [as_title_text([h])[0] if h["_index"] == NEWS else h for h in direct["hits"]["hits"]]
+    window = direct["hits"]["hits"][:WINDOW]
+    cands = [as_title_text([h])[0] if h["_index"] == NEWS else h for h in window]
     assert {h["_index"] for h in got["hits"]["hits"]} == {"docs", NEWS}
     assert ids(got) == [h["_id"] for h in _by_model(encoder, cands)[:6]]
 
@@ -180,5 +183,5 @@ async def test_configured_fields_win_where_they_exist(
     _, direct = await raw(f"{backend}/{NEWS}/_search", {**body, "size": 100})
     _, got = await raw(f"{url}/{NEWS}/_search", {**body, "size": 5})
     only_body = [{**h, "_source": {"text": h["_source"]["body"]}} for h in direct["hits"]["hits"]]
-    expected = model_order(encoder, QUERY, only_body)
+    expected = model_order(encoder, QUERY, only_body[:WINDOW])
     assert ids(got) == expected[:5]
