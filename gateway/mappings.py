@@ -231,26 +231,26 @@ class IndexFields:
         wanted = ", ".join(configured)
         for index in choice.configured:
             self._told.pop(index, None)
-        for index, own in choice.found.items():
-            if self._told.get(index) != own:
-                self._told[index] = own
-                log.warning(
-                    "index [%s] has none of RERANK__FIELDS (%s): scoring its text fields %s"
-                    " (set RERANK__FIELDS to choose)",
-                    index,
-                    wanted,
-                    ", ".join(own),
-                )
-        for index, paths in choice.textless.items():
-            if self._told.get(index) != paths:
-                self._told[index] = paths
-                log.warning(
-                    "index [%s] has none of RERANK__FIELDS (%s) and no text fields: its"
-                    " searches are not reranked (no_doc_text); its fields: %s",
-                    index,
-                    wanted,
-                    _listed(paths),
-                )
+        news = [
+            (
+                index,
+                own,
+                f": scoring its text fields {', '.join(own)} (set RERANK__FIELDS to choose)",
+            )
+            for index, own in choice.found.items()
+        ] + [
+            (
+                index,
+                paths,
+                " and no text fields: its searches are not reranked (no_doc_text);"
+                f" its fields: {_listed(paths)}",
+            )
+            for index, paths in choice.textless.items()
+        ]
+        for index, decision, what in news:
+            if self._told.get(index) != decision:
+                self._told[index] = decision
+                log.warning("index [%s] has none of RERANK__FIELDS (%s)%s", index, wanted, what)
 
     async def report(self, patterns: Sequence[str], configured: Sequence[str]) -> list[str]:
         """Per include pattern (excludes applied), a line saying what will be scored."""
