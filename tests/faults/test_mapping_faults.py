@@ -144,3 +144,14 @@ async def test_discovery_off_never_reads_the_mapping(
     got = await call("POST", f"{url}/docs/_search", SEARCH)
     assert got.headers["X-Rerank"] == "full"
     assert not [s for s in scripted.seen if s.path.endswith("/_mapping")]
+
+
+async def test_an_index_name_that_climbs_is_not_read(
+    scripted: ScriptedUpstream, upstream: Upstream
+) -> None:
+    """A sub-search of ``_msearch`` names any index: ``..`` must not reach another path."""
+    fields = IndexFields(upstream, RerankSettings())
+    for name in ("..", "a/../_cluster", "%2e%2e"):
+        assert await fields.choose(name, CONFIGURED, CIMultiDict()) == CONFIGURED
+    assert not [s for s in scripted.seen if "_mapping" in s.path]
+    await fields.close()
