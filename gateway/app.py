@@ -16,6 +16,7 @@ from gateway.cache import create_cache
 from gateway.errors import GatewayError
 from gateway.experiment_web import setup_experiments
 from gateway.guard import guard_middleware
+from gateway.mappings import IndexFields
 from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware
 from gateway.model.base import CrossEncoder
@@ -47,17 +48,19 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
     observe(app, metrics, f"{RESERVED_PREFIX}/metrics")
     upstream = Upstream(settings.upstream)
     health = Health()
+    index_fields = IndexFields(upstream, settings.rerank)
     flow = SearchFlow(
         upstream,
         None,
         settings.rerank,
         Profiles(settings.rerank, settings.relevance),
         settings.speed,
+        index_fields=index_fields,
     )
     app[UPSTREAM] = upstream
     app[HEALTH] = health
     app[FLOW] = flow
-    app.cleanup_ctx.append(_upstream_ctx(upstream, health))
+    app.cleanup_ctx.append(_upstream_ctx(upstream, health, flow, index_fields))
     app.cleanup_ctx.append(_models_ctx(settings, flow, health, metrics, encoder))
 
     app.router.add_get(f"{RESERVED_PREFIX}/health/live", handlers.live)
@@ -73,14 +76,34 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
 Context = Callable[[web.Application], AsyncIterator[None]]
 
 
-def _upstream_ctx(upstream: Upstream, health: Health) -> Context:
+def _upstream_ctx(
+    upstream: Upstream, health: Health, flow: SearchFlow, index_fields: IndexFields
+) -> Context:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         await upstream.start()
         health.upstream_flavor = await upstream.probe()
+        report = asyncio.create_task(_log_fields(flow, index_fields), name="fields-report")
         yield
+        report.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await report
+        await index_fields.close()
         await upstream.close()
 
     return ctx
+
+
+async def _log_fields(flow: SearchFlow, index_fields: IndexFields) -> None:
+    """The start-up log line per index pattern: which fields each profile will score."""
+    if not flow.settings.enabled:
+        return
+    for profile in flow.profiles.named.values():
+        if profile.document.template is not None:
+            log.info("profile %s scores its template %r", profile.name, profile.document.template)
+            continue
+        patterns = profile.indices or tuple(flow.settings.indices)
+        for line in await index_fields.report(patterns, profile.document.fields):
+            log.info("profile %s: %s", profile.name, line)
 
 
 def _models_ctx(

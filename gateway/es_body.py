@@ -261,7 +261,7 @@ def plan(
         return "no_source"
     query = find_text(body, params.get("q"))
     if not query:
-        return "no_text"
+        return "no_query_text"
     # Text the client's own ``fields`` / ``stored_fields`` bring back is read there; a name its
     # ``docvalue_fields`` / ``script_fields`` / ``collapse`` fill is read from ``_source`` only
     # (not asked for: the gateway's entry would overwrite the client's); the rest is added.

@@ -67,7 +67,7 @@ async def score_window(
     has_text = [bool(s) for s in segs]
     n = len(hits)
     if not any(has_text):
-        return _unscored(has_text, "no_text")
+        return _unscored(has_text, "no_doc_text")
     found = await chunking.pieces(segs, profile.chunking, reranker.batcher.encoder)
     if budget is not None and not budget.take(len(found)):
         return _unscored(has_text, TOO_MANY_PAIRS)

@@ -34,6 +34,7 @@ from gateway.errors import ClientRequestError
 from gateway.experiments import Arm
 from gateway.filter_path import FilterPath, from_params
 from gateway.indices import path_allowed
+from gateway.mappings import IndexFields
 from gateway.profiles import DEFAULT, Profile, Profiles
 from gateway.reranker import Reranker
 from gateway.settings import RelevanceSettings, RerankSettings, SpeedSettings
@@ -142,8 +143,12 @@ class SearchFlow:
         settings: RerankSettings,
         profiles: Profiles | None = None,
         speed: SpeedSettings | None = None,
+        *,
+        index_fields: IndexFields | None = None,
     ) -> None:
         self.upstream = upstream
+        # Which fields an index's text is in, when none of the configured ones is mapped.
+        self.index_fields = index_fields
         # A search may ask for its own deadline, up to this (SPEED__MAX_TIMEOUT_S).
         self.max_timeout_s = (speed or SpeedSettings.model_validate({})).max_timeout_s
         self.reranker = reranker  # the default model's
@@ -151,7 +156,7 @@ class SearchFlow:
         self.profiles = profiles or Profiles(settings, RelevanceSettings.model_validate({}))
         self.rerankers: dict[str, Reranker] = {}  # the other models', by name
 
-    def _plan(
+    async def _plan(
         self,
         body: dict[str, Any],
         params: Mapping[str, str],
@@ -168,6 +173,11 @@ class SearchFlow:
         if asked_ms is not None:
             profile = replace(profile, timeout_s=min(asked_ms / 1000, self.max_timeout_s))
         p = es_body.plan(body, params, window=profile.window, fields=profile.document.read_fields)
+        if isinstance(p, es_body.Plan) and self.index_fields and profile.document.template is None:
+            fields = await self.index_fields.choose(index, profile.document.fields, headers or {})
+            if fields != profile.document.fields:
+                profile = replace(profile, document=replace(profile.document, fields=fields))
+                p = es_body.plan(body, params, window=profile.window, fields=fields)
         return p, profile
 
     def _skip_reason(
@@ -213,7 +223,7 @@ class SearchFlow:
         plan: es_body.Plan | str = reason or "unreadable_body"
         profile = self.profiles.default
         if reason is None and parsed is not None:
-            plan, profile = self._plan(parsed, params, index, arm, headers)
+            plan, profile = await self._plan(parsed, params, index, arm, headers)
             if arm is not None and isinstance(plan, es_body.Plan) and plan.cursor is not None:
                 plan = "paginated_by_cursor"  # an arm's page has no cursor order to continue
         budget = PairBudget(self.settings.max_request_pairs)
@@ -346,10 +356,19 @@ class SearchFlow:
             explanations=scored.explanations,
         )
         if scored.status == "full" and not all(scored.has_text):
-            return merged, "partial", "no_text", rerank_ms
+            return merged, "partial", "no_doc_text", rerank_ms
         return merged, scored.status, scored.reason, rerank_ms
 
-    def _read_subs(
+    @staticmethod
+    def _read_lines(body: bytes, budget: PairBudget) -> list[dict[str, Any]] | str:
+        """A ``_msearch`` body's lines, or why it is not reranked: unreadable, or more
+        sub-searches than the request's pair budget (counted before anything is parsed)."""
+        if not budget.fits((body.count(b"\n") + 1) // 2):  # each reranked one takes a pair
+            return TOO_MANY_PAIRS
+        lines = es_body.ndjson_objects(body)
+        return "unreadable_body" if lines is None else lines
+
+    async def _read_subs(
         self,
         body: bytes,
         index: str | None,
@@ -357,18 +376,16 @@ class SearchFlow:
         params: Mapping[str, str],
         budget: PairBudget,
     ) -> _SubSearches | str:
-        """A ``_msearch`` body read and planned, or why it is not reranked: unreadable, or
-        more sub-searches (or their windows together) than the request's pair budget."""
-        if not budget.fits((body.count(b"\n") + 1) // 2):  # each reranked one takes a pair
-            return TOO_MANY_PAIRS
-        lines = es_body.ndjson_objects(body)
-        if lines is None:
-            return "unreadable_body"
-        subs = self._plan_subs(lines, index, headers, params)
+        """A ``_msearch`` body read (in a thread: Python work in proportion to the body, so
+        the event loop keeps answering) and planned, or why it is not reranked."""
+        lines = await asyncio.to_thread(self._read_lines, body, budget)
+        if isinstance(lines, str):
+            return lines
+        subs = await self._plan_subs(lines, index, headers, params)
         windows = sum(p.window for p in subs.plans if isinstance(p, es_body.Plan))
         return subs if budget.fits(windows) else TOO_MANY_PAIRS
 
-    def _plan_subs(
+    async def _plan_subs(
         self,
         lines: list[dict[str, Any]],
         index: str | None,
@@ -390,7 +407,7 @@ class SearchFlow:
             profile = self.profiles.default
             if opted_in or path_allowed(sub_index, self.settings.indices):
                 try:
-                    p, profile = self._plan(sub, {}, sub_index, headers=headers)
+                    p, profile = await self._plan(sub, {}, sub_index, headers=headers)
                     if isinstance(p, es_body.Plan) and p.cursor is not None:
                         p = "paginated_by_cursor"  # sent as is: the cluster's own page
                 except ClientRequestError as exc:
@@ -420,10 +437,8 @@ class SearchFlow:
         reason = self._skip_reason(index, headers, params)
         if reason is None and _media_type(headers) not in _NDJSON_TYPES:
             reason = "unreadable_body"
-        # Reading and planning every sub-search is Python work in proportion to the body:
-        # a thread, so the event loop keeps answering meanwhile.
         subs = (
-            await asyncio.to_thread(self._read_subs, body, index, headers, params, budget)
+            await self._read_subs(body, index, headers, params, budget)
             if reason is None
             else reason
         )

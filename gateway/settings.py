@@ -295,11 +295,28 @@ class RerankSettings(_Section):
         description="Index patterns whose searches are reranked (`*` wildcard, `-x` excludes).",
     )
     window: int = Field(
-        100, ge=1, le=10_000, description="Candidates fetched from upstream and reranked."
+        20,
+        ge=1,
+        le=10_000,
+        description=(
+            "Candidates fetched from upstream and reranked. 20 answers `full` within"
+            " TIMEOUT_S with 3 searches at once on 2 CPU cores (fp32 model); raise it with"
+            " more cores, `model_int8.onnx` or a GPU (README: Speed)."
+        ),
     )
     fields: CsvList = Field(
         default_factory=lambda: ["title", "text"],
         description="Document `_source` fields (dotted paths) joined as the text to score.",
+    )
+    discover_fields: bool = Field(
+        True,
+        description=(
+            "An index whose mapping has none of FIELDS is scored on its own `text` fields"
+            " (read from `GET /{index}/_mapping`; logged once per index)."
+        ),
+    )
+    mapping_ttl_s: float = Field(
+        300.0, gt=0, description="How long an index's mapping is reused before it is read again."
     )
     max_doc_chars: int = Field(
         4000, gt=0, description="Document text is cut to this many characters before tokenizing."

@@ -272,7 +272,7 @@ SKIPS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("sorted", {"params": "?sort=title:asc"}, {}),
     ("beyond_window", {"body": {**SEARCH, "from": 7}}, {}),
     ("no_source", {"body": {**SEARCH, "stored_fields": "_none_"}}, {}),
-    ("no_text", {"body": {"query": {"match_all": {}}}}, {}),
+    ("no_query_text", {"body": {"query": {"match_all": {}}}}, {}),
 ]
 
 
@@ -313,7 +313,7 @@ async def test_hits_without_text_skip(upstream: Scripted, start: Start) -> None:
     upstream.script("/docs/_search", Canned(body=json.dumps(answer).encode()))
     got = await call("POST", f"{url}/docs/_search", body=SEARCH)
     assert got.ids() == ["a", "b"]
-    assert (got.headers["X-Rerank"], got.headers["X-Rerank-Reason"]) == ("skipped", "no_text")
+    assert (got.headers["X-Rerank"], got.headers["X-Rerank-Reason"]) == ("skipped", "no_doc_text")
 
 
 async def test_some_hits_without_text_is_partial(upstream: Scripted, start: Start) -> None:
@@ -326,7 +326,7 @@ async def test_some_hits_without_text_is_partial(upstream: Scripted, start: Star
     upstream.script("/docs/_search", Canned(body=json.dumps({"hits": {"hits": hits}}).encode()))
     got = await call("POST", f"{url}/docs/_search", body=SEARCH)
     assert got.ids() == ["c", "b", "a"]
-    assert (got.headers["X-Rerank"], got.headers["X-Rerank-Reason"]) == ("partial", "no_text")
+    assert (got.headers["X-Rerank"], got.headers["X-Rerank-Reason"]) == ("partial", "no_doc_text")
 
 
 async def test_non_json_upstream_answer_is_relayed(upstream: Scripted, start: Start) -> None:

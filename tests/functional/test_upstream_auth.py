@@ -40,6 +40,10 @@ def auth_seen(cluster: ScriptedUpstream) -> list[str | None]:
     return [seen.headers.get("Authorization") for seen in cluster.seen]
 
 
+def auth_by_path(cluster: ScriptedUpstream) -> dict[str, str | None]:
+    return {seen.path: seen.headers.get("Authorization") for seen in cluster.seen}
+
+
 async def test_basic_auth_is_added_to_every_request(
     cluster: ScriptedUpstream, gateway: GatewayFactory
 ) -> None:
@@ -48,8 +52,12 @@ async def test_basic_auth_is_added_to_every_request(
     assert await call("POST", f"{url}/docs/_search", SEARCH) == 200
     assert await call("GET", f"{url}/docs/_doc/1", Authorization="Bearer client-token") == 200
     expected = "Basic " + base64.b64encode(b"elastic:pw").decode()
-    # The start-up probe, the search and the passthrough: the gateway's credential wins.
-    assert auth_seen(cluster) == [expected] * 3
+    # The start-up probe, the mapping reads (start-up report, the search's index), the
+    # search and the passthrough: the gateway's credential wins.
+    assert auth_by_path(cluster) == dict.fromkeys(
+        ["/", "/*/_mapping", "/docs/_mapping", "/docs/_search", "/docs/_doc/1"], expected
+    )
+    assert set(auth_seen(cluster)) == {expected}
 
 
 async def test_api_key_is_sent(cluster: ScriptedUpstream, gateway: GatewayFactory) -> None:
@@ -67,7 +75,15 @@ async def test_client_bearer_passes_through_without_gateway_credential(
     url = await gateway(settings_with([cluster.url]), encoder=FakeEncoder())
     assert await call("POST", f"{url}/docs/_search", SEARCH, Authorization="Bearer abc") == 200
     assert await call("GET", f"{url}/_cat/indices", Authorization="Bearer abc") == 200
-    assert auth_seen(cluster) == [None, "Bearer abc", "Bearer abc"]
+    # The gateway's own calls (probe, start-up mapping report) carry nothing; the search's
+    # mapping read carries the client's credential, as the search does.
+    assert auth_by_path(cluster) == {
+        "/": None,
+        "/*/_mapping": None,
+        "/docs/_mapping": "Bearer abc",
+        "/docs/_search": "Bearer abc",
+        "/_cat/indices": "Bearer abc",
+    }
 
 
 async def test_dead_first_url_fails_over(
@@ -82,7 +98,9 @@ async def test_dead_first_url_fails_over(
             async with s.post(f"{url}/docs/_search", json=SEARCH) as r:
                 assert r.status == 200
                 assert r.headers["X-Rerank"] == "full"
-    assert [seen.path for seen in cluster.seen] == ["/", "/docs/_search", "/docs/_search"]
+    paths = [seen.path for seen in cluster.seen]
+    assert [p for p in paths if not p.endswith("/_mapping")] == ["/", *["/docs/_search"] * 2]
+    assert paths.count("/docs/_mapping") == 1  # read once, then cached
 
 
 # --- TLS: a private CA, a server certificate, a client certificate (openssl CLI). ---

@@ -170,9 +170,9 @@ async def test_aggregations_and_highlight_pass_through(
     ("body", "reason"),
     [
         ({"query": {"match": {"text": QUERY}}, "sort": ["_doc"]}, "sorted"),
-        ({"query": {"match_all": {}}}, "no_text"),
+        ({"query": {"match_all": {}}}, "no_query_text"),
     ],
-    ids=["sorted", "no_text"],
+    ids=["sorted", "no_query_text"],
 )
 async def test_skipped_searches_come_back_as_the_cluster_sent_them(
     backend: tuple[str, str], gw: Callable[..., Any], body: dict[str, Any], reason: str

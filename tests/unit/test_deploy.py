@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from gateway.settings import ServerSettings, iter_variables
+from gateway.batcher import warm_up_shapes
+from gateway.settings import BatcherSettings, ModelSettings, ServerSettings, iter_variables
 
 REPO = Path(__file__).resolve().parents[2]
 KNOWN = {name for name, _, _ in iter_variables()}
@@ -33,6 +35,29 @@ def env_names(service: dict[str, Any]) -> dict[str, str]:
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
     return {str(k): str(v) for k, v in env.items()}
+
+
+def published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(host address, host port, container port) of each ``ports`` entry; "" = all addresses."""
+    out = []
+    for entry in service.get("ports", []):
+        parts = str(entry).split(":")
+        host = parts[0] if len(parts) == 3 else ""
+        out.append((host, int(parts[-2]), int(parts[-1])))
+    return out
+
+
+def redis_options(service: dict[str, Any]) -> dict[str, str]:
+    """``--name value`` pairs of a redis-server command line."""
+    args = service["command"]
+    assert args[0] == "redis-server"
+    return {args[i][2:]: args[i + 1] for i in range(1, len(args) - 1, 2)}
+
+
+def memory_bytes(value: str) -> int:
+    found = re.fullmatch(r"(\d+)([kmg]?)b?", str(value).lower())
+    assert found is not None, value
+    return int(found[1]) * 1024 ** "_kmg".index(found[2] or "_")
 
 
 def test_compose_has_the_stack(compose: dict[str, Any]) -> None:
@@ -79,7 +104,7 @@ def test_gateway_is_wired_by_env(
     assert env["GATEWAY_MODEL__PATH"].startswith("/models/")
     assert any(v.endswith(":/models:ro") for v in gw["volumes"])
     port = int(env.get("GATEWAY_SERVER__PORT", DEFAULT_PORT))
-    assert f"{host_port}:{port}" in gw["ports"]
+    assert [(p[1], p[2]) for p in published(gw)] == [(host_port, port)]
     assert cluster in gw["depends_on"]
     # Shutdown: docker waits longer than the gateway lets in-flight searches run.
     grace = int(gw["stop_grace_period"].rstrip("s"))
@@ -113,6 +138,75 @@ def test_search_cluster_security_is_stated(compose: dict[str, Any]) -> None:
     # Demo clusters listen on the host's loopback only.
     for name in ("elasticsearch", "opensearch", "redis"):
         assert all(p.startswith("127.0.0.1:") for p in compose["services"][name]["ports"])
+
+
+def test_gateways_are_published_on_loopback_unless_they_require_a_key(
+    compose: dict[str, Any],
+) -> None:
+    """The clusters' security is off: a gateway open to the network opens all their data."""
+    for name in ("gateway", "gateway-opensearch"):
+        service = compose["services"][name]
+        if "GATEWAY_ACCESS__API_KEY" in env_names(service):
+            continue
+        assert {host for host, _, _ in published(service)} == {"127.0.0.1"}, name
+
+
+def test_every_service_has_memory_and_cpu_limits(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        limits = service["deploy"]["resources"]["limits"]
+        assert memory_bytes(limits["memory"]) >= 256 << 20, name
+        assert 0 < float(limits["cpus"]) <= 2, name
+    # Each JVM heap and each Redis maxmemory fits in its container's limit, with room.
+    for name, variable in (
+        ("elasticsearch", "ES_JAVA_OPTS"),
+        ("opensearch", "OPENSEARCH_JAVA_OPTS"),
+    ):
+        service = compose["services"][name]
+        heap = re.search(r"-Xmx(\w+)", env_names(service)[variable])
+        assert heap is not None
+        limit = memory_bytes(service["deploy"]["resources"]["limits"]["memory"])
+        assert memory_bytes(heap.group(1)) <= limit // 2, name
+    for name in ("redis", "redis-events"):
+        service = compose["services"][name]
+        maxmemory = memory_bytes(redis_options(service)["maxmemory"])
+        assert maxmemory < memory_bytes(service["deploy"]["resources"]["limits"]["memory"]), name
+
+
+def test_score_cache_evicts_and_experiment_events_never_do(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("gateway", "gateway-opensearch"):
+        env = env_names(services[name])
+        cache = urlsplit(env["GATEWAY_CACHE__REDIS_URL"]).hostname
+        events = urlsplit(env["GATEWAY_EXPERIMENT__EVENTS_REDIS_URL"]).hostname
+        assert cache != events, name
+        assert cache in services and events in services
+        assert redis_options(services[str(cache)])["maxmemory-policy"] == "allkeys-lru"
+        options = redis_options(services[str(events)])
+        assert options["maxmemory-policy"] == "noeviction"
+        assert options["appendonly"] == "yes"
+        assert services[name]["depends_on"][events]["condition"] == "service_healthy"
+    assert not {"redis", "redis-events"} & {n for n, s in services.items() if s.get("profiles")}
+
+
+def dockerfile_env(name: str) -> dict[str, str]:
+    env_text = " ".join(rest for word, rest in instructions(name) if word == "ENV")
+    return dict(re.findall(r"\b([A-Z][A-Z0-9_]*)=(\S+)", env_text))
+
+
+def test_cuda_image_batches_for_a_gpu() -> None:
+    """The CUDA image runs far larger batches than the CPU defaults, and they are valid."""
+    env = dockerfile_env("Dockerfile.cuda")
+    prefix = "GATEWAY_BATCHER__"
+    values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+    gpu, cpu = BatcherSettings.model_validate(values), BatcherSettings.model_validate({})
+    assert gpu.max_batch_tokens >= 4 * cpu.max_batch_tokens
+    assert gpu.max_queue_pairs >= 2 * cpu.max_queue_pairs
+    model = ModelSettings.model_validate({"device": env["GATEWAY_MODEL__DEVICE"]})
+    largest = max(warm_up_shapes(gpu, model, "auto"))
+    cpu_largest = max(warm_up_shapes(cpu, model, "auto"))
+    # Full-length pairs per run: several times the CPU budget's.
+    assert largest[1] == model.max_length == cpu_largest[1]
+    assert largest[0] >= 4 * cpu_largest[0]
 
 
 def instructions(name: str) -> list[tuple[str, str]]:
@@ -149,8 +243,7 @@ def test_dockerfile_runs_as_non_root_with_health_check(name: str) -> None:
 
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_dockerfile_env_names_exist(name: str) -> None:
-    env_text = " ".join(rest for word, rest in instructions(name) if word == "ENV")
-    used = set(re.findall(r"\b(GATEWAY_[A-Z_]+)=", env_text))
+    used = {k for k in dockerfile_env(name) if k.startswith("GATEWAY_")}
     assert "GATEWAY_SERVER__HOST" in used
     assert used <= KNOWN, sorted(used - KNOWN)
 

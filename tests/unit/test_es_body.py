@@ -78,7 +78,7 @@ def test_plan_ext_window_is_capped_at_ten_times() -> None:
         ({"query": QUERY, "from": 10}, {}, "beyond_window"),
         ({"query": QUERY}, {"from": "12"}, "beyond_window"),
         ({"query": QUERY, "stored_fields": "_none_"}, {}, "no_source"),
-        ({"query": {"match_all": {}}}, {}, "no_text"),
+        ({"query": {"match_all": {}}}, {}, "no_query_text"),
         ({"query": QUERY, "size": "ten"}, {}, "unreadable_body"),
         ({"query": QUERY, "size": True}, {}, "unreadable_body"),
         ({"query": QUERY, "from": -1}, {}, "unreadable_body"),

@@ -1,0 +1,278 @@
+"""Which fields hold an index's text, read from its mapping when the configured ones are absent.
+
+``RERANK__FIELDS`` (``title,text`` by default) names the text to score. An index
+whose mapping has none of them would be skipped on every search (``no_doc_text``)
+without a word, so the gateway reads ``GET /{index}/_mapping`` (through the one
+upstream client, cached for ``RERANK__MAPPING_TTL_S``) and, for such an index
+only, scores its ``text`` / ``match_only_text`` fields instead: top level and
+inside objects (dotted paths), not multi-fields (the same text again) nor
+``nested`` ones, title-like names first (``title``, ``headline``, ``name``,
+``subject``, ...), then in mapping order, at most ``_MAX_FIELDS``. Each decision
+is logged once per index, at WARNING, naming the fields found or, when there are
+none, the fields that exist.
+
+An index expression (``a,b``, ``logs-*``, an alias) maps to several concrete
+indices: each one is decided alone and the search reads the union (a hit only
+has its own index's fields). A mapping that cannot be read (cluster error,
+403, timeout) leaves the configured fields, and is asked again after
+``_RETRY_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from multidict import CIMultiDict
+
+from gateway.errors import GatewayError
+from gateway.settings import RerankSettings
+from gateway.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+TEXT_TYPES = frozenset({"text", "match_only_text"})
+_TITLE_LIKE = ("title", "headline", "heading", "name", "subject", "caption", "summary")
+_MAX_FIELDS = 6
+_RETRY_S = 10.0  # a mapping that could not be read is asked again after this
+_LENIENT = "ignore_unavailable=true&allow_no_indices=true"  # what exists of the expression
+_LISTED = 20  # fields named in a "no text fields" warning, at most
+
+
+@dataclass(frozen=True, slots=True)
+class IndexMapping:
+    """One concrete index's fields (dotted paths, mapping order) and their types."""
+
+    index: str
+    types: tuple[tuple[str, str], ...]
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(path for path, _ in self.types)
+
+    def has_any(self, fields: Sequence[str]) -> bool:
+        """Whether one of ``fields`` (or an object path below it) is mapped."""
+        return any(p == f or p.startswith(f + ".") for f in fields for p in self.paths)
+
+    def text_fields(self) -> tuple[str, ...]:
+        """Its text fields, title-like names first, at most ``_MAX_FIELDS``."""
+        found = [path for path, kind in self.types if kind in TEXT_TYPES]
+
+        def rank(path: str) -> int:
+            last = path.rsplit(".", 1)[-1].lower()
+            return next((i for i, t in enumerate(_TITLE_LIKE) if t in last), len(_TITLE_LIKE))
+
+        return tuple(sorted(found, key=rank)[:_MAX_FIELDS])
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The fields a search on an index expression reads, and what each index got."""
+
+    fields: tuple[str, ...]
+    found: Mapping[str, tuple[str, ...]]  # index → text fields read from its mapping
+    textless: Mapping[str, tuple[str, ...]]  # index → its fields, none of them text
+    configured: tuple[str, ...]  # indices that have a configured field
+
+
+def _walk(properties: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    if not isinstance(properties, dict):
+        return
+    for name, spec in properties.items():
+        if not isinstance(spec, dict):
+            continue
+        path = f"{prefix}{name}"
+        kind = spec.get("type", "object" if "properties" in spec else "")
+        yield path, str(kind)
+        if kind == "object":
+            yield from _walk(spec.get("properties"), path + ".")
+
+
+def parse(body: Any) -> list[IndexMapping]:
+    """The indices of a ``_mapping`` answer (``{index: {"mappings": {...}}}``), sorted.
+
+    Also reads the pre-7 shape with one type level (``mappings: {_doc: {...}}``).
+    """
+    out = []
+    for index, value in sorted(body.items()) if isinstance(body, dict) else []:
+        mappings = value.get("mappings") if isinstance(value, dict) else None
+        if not isinstance(mappings, dict):
+            continue
+        if "properties" not in mappings and len(mappings) == 1:
+            mappings = next(iter(mappings.values()))
+        props = mappings.get("properties") if isinstance(mappings, dict) else None
+        out.append(IndexMapping(index, tuple(_walk(props))))
+    return out
+
+
+def choose(configured: Sequence[str], indices: Sequence[IndexMapping]) -> Choice:
+    """Configured fields for indices that have one; their own text fields for the others."""
+    fields = list(configured)
+    found: dict[str, tuple[str, ...]] = {}
+    textless: dict[str, tuple[str, ...]] = {}
+    having: list[str] = []
+    for mapping in indices:
+        if mapping.has_any(configured):
+            having.append(mapping.index)
+            continue
+        own = mapping.text_fields()
+        if own:
+            found[mapping.index] = own
+            fields += [f for f in own if f not in fields]
+        else:
+            textless[mapping.index] = mapping.paths
+    if found and not having:  # no index reads the configured fields: don't ask for them
+        fields = [f for f in fields if f not in configured]
+    return Choice(tuple(fields), found, textless, tuple(having))
+
+
+def describe(choice: Choice, configured: Sequence[str]) -> str:
+    """One line: which fields are scored in which indices."""
+    parts = []
+    if choice.configured:
+        parts.append(f"{', '.join(configured)} in [{', '.join(choice.configured)}]")
+    for index, own in choice.found.items():
+        parts.append(f"{', '.join(own)} (from its mapping) in [{index}]")
+    for index, paths in choice.textless.items():
+        parts.append(f"nothing in [{index}] (no text fields; it has: {_listed(paths)})")
+    return "; ".join(parts) or f"{', '.join(configured)} (no index matches yet)"
+
+
+def _listed(paths: Sequence[str]) -> str:
+    if not paths:
+        return "no fields"
+    more = f", ... {len(paths) - _LISTED} more" if len(paths) > _LISTED else ""
+    return ", ".join(paths[:_LISTED]) + more
+
+
+@dataclass(slots=True)
+class _Entry:
+    expires: float
+    task: asyncio.Task[list[IndexMapping] | None]
+
+
+class IndexFields:
+    """Per index expression, its mappings (cached) and the fields a search reads."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        settings: RerankSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.upstream = upstream
+        self.ttl_s = settings.mapping_ttl_s
+        self.timeout_s = settings.timeout_s
+        self.enabled = settings.discover_fields
+        self._clock = clock
+        self._cache: dict[str, _Entry] = {}
+        self._told: dict[str, object] = {}  # index → what it was last logged with
+
+    async def mappings(
+        self, index: str | None, headers: Mapping[str, str] | None = None
+    ) -> list[IndexMapping] | None:
+        """The concrete indices behind ``index`` (cached), or None when unreadable."""
+        key = index or "_all"
+        now = self._clock()
+        entry = self._cache.get(key)
+        if entry is None or entry.expires <= now:
+            auth = {k: v for k, v in (headers or {}).items() if k.lower() == "authorization"}
+            task = asyncio.create_task(self._read(key, auth), name=f"mapping {key}")
+            entry = self._cache[key] = _Entry(now + self.ttl_s, task)
+        result = await asyncio.shield(entry.task)
+        if result is None and entry.expires > now + _RETRY_S:
+            entry.expires = now + _RETRY_S
+        return result
+
+    async def _read(self, key: str, auth: Mapping[str, str]) -> list[IndexMapping] | None:
+        path = f"/{quote(key, safe=',*-_.+')}/_mapping?{_LENIENT}"
+        headers = self.upstream.outgoing_headers(CIMultiDict(auth))
+        headers["Accept"] = "application/json"
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                reply = await self.upstream.fetch("GET", path, headers)
+        except (GatewayError, TimeoutError) as exc:
+            log.warning("mapping of [%s] unreadable (%s): scoring the configured fields", key, exc)
+            return None
+        if reply.status != 200:
+            log.warning(
+                "mapping of [%s] unreadable (HTTP %s): scoring the configured fields",
+                key,
+                reply.status,
+            )
+            return None
+        try:
+            return parse(json.loads(reply.body))
+        except ValueError:
+            log.warning("mapping of [%s] is not JSON: scoring the configured fields", key)
+            return None
+
+    async def choose(
+        self, index: str | None, configured: Sequence[str], headers: Mapping[str, str]
+    ) -> tuple[str, ...]:
+        """The fields a search on ``index`` reads (``configured`` when nothing better)."""
+        if not self.enabled:
+            return tuple(configured)
+        indices = await self.mappings(index, headers)
+        if indices is None:
+            return tuple(configured)
+        choice = choose(configured, indices)
+        self._tell(choice, configured)
+        return choice.fields
+
+    def _tell(self, choice: Choice, configured: Sequence[str]) -> None:
+        """Warn once per index (again if its fields change) about a non-configured choice."""
+        wanted = ", ".join(configured)
+        for index in choice.configured:
+            self._told.pop(index, None)
+        news = [
+            (
+                index,
+                own,
+                f": scoring its text fields {', '.join(own)} (set RERANK__FIELDS to choose)",
+            )
+            for index, own in choice.found.items()
+        ] + [
+            (
+                index,
+                paths,
+                " and no text fields: its searches are not reranked (no_doc_text);"
+                f" its fields: {_listed(paths)}",
+            )
+            for index, paths in choice.textless.items()
+        ]
+        for index, decision, what in news:
+            if self._told.get(index) != decision:
+                self._told[index] = decision
+                log.warning("index [%s] has none of RERANK__FIELDS (%s)%s", index, wanted, what)
+
+    async def report(self, patterns: Sequence[str], configured: Sequence[str]) -> list[str]:
+        """Per include pattern (excludes applied), a line saying what will be scored."""
+        excludes = [p for p in patterns if p.startswith("-")]
+        lines = []
+        for pattern in (p for p in patterns if not p.startswith("-")):
+            expression = ",".join([pattern, *excludes])
+            if not self.enabled:
+                what = f"{', '.join(configured)} (RERANK__DISCOVER_FIELDS is off)"
+            else:
+                indices = await self.mappings(expression)
+                if indices is None:
+                    what = f"{', '.join(configured)} (mapping unreadable)"
+                else:
+                    choice = choose(configured, indices)
+                    self._tell(choice, configured)
+                    what = describe(choice, configured)
+            lines.append(f"index pattern [{expression}] scores {what}")
+        return lines
+
+    async def close(self) -> None:
+        for entry in self._cache.values():
+            entry.task.cancel()
+        await asyncio.gather(*(e.task for e in self._cache.values()), return_exceptions=True)
+        self._cache.clear()

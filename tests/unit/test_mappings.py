@@ -1,0 +1,104 @@
+"""Reading ``_mapping`` answers and choosing the fields an index's text is in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.mappings import IndexMapping, choose, describe, parse
+
+CONFIGURED = ("title", "text")
+
+
+def answer(**indices: dict[str, Any]) -> dict[str, Any]:
+    return {name: {"mappings": {"properties": props}} for name, props in indices.items()}
+
+
+NEWS = {
+    "body": {"type": "text"},
+    "headline": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+    "author": {"properties": {"name": {"type": "text"}, "id": {"type": "keyword"}}},
+    "comments": {"type": "nested", "properties": {"said": {"type": "text"}}},
+    "note": {"type": "match_only_text"},
+    "code": {"type": "keyword"},
+}
+
+
+def test_parse_walks_objects_not_multi_fields_nor_nested() -> None:
+    (news,) = parse(answer(news=NEWS))
+    assert news.index == "news"
+    assert news.paths == (
+        "body",
+        "headline",
+        "author",
+        "author.name",
+        "author.id",
+        "comments",
+        "note",
+        "code",
+    )
+    assert news.text_fields() == ("headline", "author.name", "body", "note")
+
+
+def test_parse_reads_the_typed_shape_and_skips_what_is_not_a_mapping() -> None:
+    body = {
+        "old": {"mappings": {"_doc": {"properties": {"story": {"type": "text"}}}}},
+        "broken": {"mappings": "?"},
+        "empty": {"mappings": {}},
+    }
+    got = {m.index: m.text_fields() for m in parse(body)}
+    assert got == {"empty": (), "old": ("story",)}
+    assert parse(["not", "an", "object"]) == []
+
+
+def test_many_text_fields_are_capped_title_like_first() -> None:
+    props = {f"f{i}": {"type": "text"} for i in range(10)} | {"subject": {"type": "text"}}
+    (m,) = parse(answer(many=props))
+    assert m.text_fields() == ("subject", "f0", "f1", "f2", "f3", "f4")
+
+
+def test_a_configured_object_path_counts_as_present() -> None:
+    m = IndexMapping("x", (("title", "object"), ("title.en", "text")))
+    assert m.has_any(["title"])
+    assert not m.has_any(["titles", "text"])
+    assert not IndexMapping("y", (("subtitle", "text"),)).has_any(["title"])
+
+
+def test_configured_fields_are_kept_where_one_exists() -> None:
+    choice = choose(CONFIGURED, parse(answer(docs={"title": {"type": "keyword"}, **NEWS})))
+    assert choice.fields == CONFIGURED
+    assert choice.configured == ("docs",)
+    assert not choice.found and not choice.textless
+
+
+def test_several_indices_union_their_own_fields() -> None:
+    indices = parse(
+        answer(
+            docs={"title": {"type": "text"}, "text": {"type": "text"}},
+            news={"body": {"type": "text"}, "headline": {"type": "text"}},
+            prices={"price": {"type": "float"}},
+        )
+    )
+    choice = choose(CONFIGURED, indices)
+    assert choice.fields == ("title", "text", "headline", "body")
+    assert dict(choice.found) == {"news": ("headline", "body")}
+    assert dict(choice.textless) == {"prices": ("price",)}
+    line = describe(choice, CONFIGURED)
+    assert line == (
+        "title, text in [docs]; headline, body (from its mapping) in [news];"
+        " nothing in [prices] (no text fields; it has: price)"
+    )
+
+
+def test_without_any_configured_index_the_configured_fields_are_not_asked_for() -> None:
+    choice = choose(CONFIGURED, parse(answer(news={"body": {"type": "text"}})))
+    assert choice.fields == ("body",)
+
+
+def test_nothing_usable_keeps_the_configured_fields_and_names_what_exists() -> None:
+    props = {f"n{i:02}": {"type": "long"} for i in range(25)}
+    choice = choose(CONFIGURED, parse(answer(nums=props)))
+    assert choice.fields == CONFIGURED
+    line = describe(choice, CONFIGURED)
+    assert line.startswith("nothing in [nums] (no text fields; it has: n00, n01,")
+    assert line.endswith("n19, ... 5 more)")
+    assert describe(choose(CONFIGURED, []), CONFIGURED) == "title, text (no index matches yet)"
