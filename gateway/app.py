@@ -21,6 +21,7 @@ from gateway.middlewares import error_middleware
 from gateway.model.base import CrossEncoder
 from gateway.model.loader import load_encoder
 from gateway.profiles import DEFAULT, Profiles
+from gateway.rerank_api import setup_rerank_api
 from gateway.reranker import Passage, Reranker
 from gateway.search import SearchFlow
 from gateway.settings import ModelSettings, Settings
@@ -65,6 +66,7 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
         app.router.add_route("GET", path, handlers.search)
         app.router.add_route("POST", path, handlers.search)
     setup_experiments(app, settings)
+    setup_rerank_api(app, settings.access.api_key)
     app.router.add_route("*", "/{tail:.*}", handlers.passthrough)
     return app
 

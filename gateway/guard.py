@@ -4,6 +4,7 @@
 
     /_gateway/health/*      always open (probes)
     /_gateway/...           admin key if set, else the client key if set
+    POST /rerank, /v*/rerank  the client key (rerank_api/core.py checks it); no index
     everything else         client key if set; then every index the request names
                             must match GATEWAY_ACCESS__INDICES
 
@@ -29,7 +30,7 @@ from pydantic import SecretStr
 from gateway.errors import ClientRequestError, NotAllowed, NotAuthenticated
 from gateway.indices import name_allowed
 from gateway.settings import AccessSettings
-from gateway.state import RESERVED_PREFIX
+from gateway.state import RERANK_PATHS, RESERVED_PREFIX
 from gateway.upstream import GATEWAY_KEY_HEADER as KEY_HEADER
 
 _OPEN = f"{RESERVED_PREFIX}/health/"
@@ -44,6 +45,8 @@ def guard_middleware(settings: AccessSettings) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST" and request.path in RERANK_PATHS:
+            return await handler(request)  # key checked there, answered in the API's shape
         # The decoded path, as the router sees it (``/%5Fgateway`` is ``/_gateway``).
         if request.path == RESERVED_PREFIX or request.path.startswith(RESERVED_PREFIX + "/"):
             if not request.path.startswith(_OPEN):
