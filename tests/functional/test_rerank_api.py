@@ -61,12 +61,14 @@ def by_index(results: list[dict[str, Any]], key: str) -> list[float]:
     return [r[key] for r in sorted(results, key=lambda r: r["index"])]
 
 
-# The request_body of ml-commons' Cohere rerank connector blueprint
-# (docs/tutorials/rerank/rerank_pipeline_with_Cohere_Rerank_model.md).
+# The request bodies of the recipes in docs/rerank-api.md, as the clients hold them.
+# ml-commons' Cohere rerank connector (its blueprint, with return_documents off):
 ML_COMMONS_BODY = (
     '{ "documents": ${parameters.documents}, "query": "${parameters.query}",'
-    ' "model": "${parameters.model}", "top_n": ${parameters.top_n} }'
+    ' "model": "${parameters.model}", "top_n": ${parameters.top_n}, "return_documents": false }'
 )
+# Elasticsearch's custom service ("request" of service_settings):
+CUSTOM_REQUEST = '{"model": "default", "query": ${query}, "documents": ${input}}'
 
 
 def es_template(template: str, params: dict[str, Any]) -> str:
@@ -111,15 +113,14 @@ async def test_tei_raw_scores_are_the_model_logits(url: str) -> None:
 
 
 async def test_es_custom_service_template_and_json_paths(url: str) -> None:
-    template = '{"model": "default", "query": ${query}, "documents": ${input}, "top_n": ${top_n}}'
-    data = es_template(template, {"query": QUERY, "input": DOCS, "top_n": len(DOCS)}).encode()
+    data = es_template(CUSTOM_REQUEST, {"query": QUERY, "input": DOCS}).encode()
     got = await call(
         "POST", f"{url}/v2/rerank", data=data, headers={"Content-Type": "application/json"}
     )
     answer = got.json()
     index = [m.value for m in jsonpath("$.results[*].index").find(answer)]
     score = [m.value for m in jsonpath("$.results[*].relevance_score").find(answer)]
-    assert sorted(index) == list(range(len(DOCS)))
+    assert sorted(index) == list(range(len(DOCS))) and len(score) == len(index)
     want = [sigmoid(s) for s in logits(QUERY, DOCS)]
     assert score == pytest.approx([want[i] for i in index])
     assert score == sorted(score, reverse=True)
@@ -154,6 +155,7 @@ async def test_opensearch_ml_commons_cohere_connector(url: str) -> None:
     )
     # connector.post_process.cohere.rerank: $.results, then scores[index] = relevance_score.
     results = jsonpath("$.results").find(got.json())[0].value
+    assert all(set(r) == {"index", "relevance_score"} for r in results)
     scores: list[float | None] = [None] * len(results)
     for item in results:
         scores[item["index"]] = item["relevance_score"]
