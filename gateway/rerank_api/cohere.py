@@ -26,17 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.rerank_api.core import (
-    ApiError,
-    Job,
-    Kind,
-    documents,
-    flag,
-    optional_text,
-    positive_int,
-    ranked,
-    text,
-)
+from gateway.rerank_api import core
+from gateway.rerank_api.core import ApiError, Job, Kind
 from gateway.reranker import sigmoid
 
 _STATUS: dict[Kind, int] = {
@@ -59,17 +50,17 @@ class CohereWire:
 
     def parse(self, body: dict[str, Any]) -> Job:
         return Job(
-            query=text(body, "query"),
-            documents=documents(body.get("documents"), "documents", objects=True),
-            model=optional_text(body, "model"),
-            top_n=positive_int(body, "top_n"),
-            return_documents=flag(body, "return_documents", self.return_documents),
-            max_tokens_per_doc=positive_int(body, "max_tokens_per_doc"),
+            query=core.text(body, "query"),
+            documents=core.documents(body.get("documents"), "documents", objects=True),
+            model=core.optional_text(body, "model"),
+            top_n=core.positive_int(body, "top_n"),
+            return_documents=core.flag(body, "return_documents", self.return_documents),
+            max_tokens_per_doc=core.positive_int(body, "max_tokens_per_doc"),
         )
 
     def answer(self, job: Job, logits: list[float], request_id: str) -> Any:
         results = []
-        for i in ranked(logits, job.top_n):
+        for i in core.ranked(logits, job.top_n):
             result: dict[str, Any] = {"index": i, "relevance_score": sigmoid(logits[i])}
             if job.return_documents:
                 result["document"] = {"text": job.documents[i]}

@@ -42,7 +42,7 @@ from gateway.search import TIMEOUT_HEADER, SearchFlow
 from gateway.state import FLOW, METRICS, RECORD
 from gateway.upstream import GATEWAY_KEY_HEADER
 
-MAX_DOCUMENTS = 1000  # per request, Cohere's own limit; the batcher queue bounds the rest
+MAX_DOCUMENTS = 1000  # per request, Cohere's recommended maximum; the batcher queue bounds the rest
 _INDEX = "_rerank_api"  # the cache-key "index" of API passages (searches use real index names)
 
 Kind = Literal[

@@ -25,17 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.rerank_api.core import (
-    ApiError,
-    Job,
-    Kind,
-    documents,
-    flag,
-    optional_text,
-    positive_int,
-    ranked,
-    text,
-)
+from gateway.rerank_api import core
+from gateway.rerank_api.core import ApiError, Job, Kind
 from gateway.reranker import sigmoid
 
 _ERRORS: dict[Kind, tuple[int, str]] = {
@@ -60,20 +51,20 @@ class TeiWire:
             raise ApiError("invalid", "`truncation_direction` must be `right` or `left`")
         if direction.lower() == "left":
             raise ApiError("invalid", "`truncation_direction` `left` is not supported here")
-        return_text = flag(body, "return_text", flag(body, "return_documents", False))
+        return_text = core.flag(body, "return_text", core.flag(body, "return_documents", False))
         return Job(
-            query=text(body, "query"),
-            documents=documents(body.get(field), field, objects=False),
-            model=optional_text(body, "model"),
-            top_n=positive_int(body, "top_n"),
+            query=core.text(body, "query"),
+            documents=core.documents(body.get(field), field, objects=False),
+            model=core.optional_text(body, "model"),
+            top_n=core.positive_int(body, "top_n"),
             return_documents=return_text,
-            truncate=flag(body, "truncate", True),
-            raw_scores=flag(body, "raw_scores", False),
+            truncate=core.flag(body, "truncate", True),
+            raw_scores=core.flag(body, "raw_scores", False),
         )
 
     def answer(self, job: Job, logits: list[float], request_id: str) -> Any:
         out = []
-        for i in ranked(logits, job.top_n):
+        for i in core.ranked(logits, job.top_n):
             rank: dict[str, Any] = {
                 "index": i,
                 "score": logits[i] if job.raw_scores else sigmoid(logits[i]),
