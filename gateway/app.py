@@ -18,7 +18,7 @@ from gateway.experiment_web import setup_experiments
 from gateway.guard import guard_middleware
 from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware
-from gateway.model.base import CrossEncoder
+from gateway.model.base import Closable, CrossEncoder
 from gateway.model.loader import load_encoder
 from gateway.profiles import DEFAULT, Profiles
 from gateway.rerank_api import setup_rerank_api
@@ -142,6 +142,8 @@ def _models_ctx(
         for reranker in started:
             await reranker.drain()
             await reranker.batcher.stop()
+            if isinstance(reranker.batcher.encoder, Closable):
+                await asyncio.to_thread(reranker.batcher.encoder.close)
         await cache.close()
 
     return ctx

@@ -45,6 +45,17 @@ class TextPair(Encoded):
     text: str = ""
 
 
+def text_pairs(pairs: Sequence[Pair], max_length: int) -> list[Encoded]:
+    """Pairs kept as text for a remote scorer, each with its estimated token count."""
+    out: list[Encoded] = []
+    for query, text in pairs:
+        estimate = (len(query) + len(text)) // _CHARS_PER_TOKEN + _SPECIAL_TOKENS
+        n = min(estimate, max_length)
+        ids = np.zeros(n, dtype=np.int64)
+        out.append(TextPair(ids, ids, estimate > n, query=query, text=text))
+    return out
+
+
 class TeiCrossEncoder:
     def __init__(self, settings: ModelSettings) -> None:
         if settings.tei_url is None:
@@ -67,13 +78,7 @@ class TeiCrossEncoder:
         return self._fingerprint
 
     def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
-        out: list[Encoded] = []
-        for query, text in pairs:
-            estimate = (len(query) + len(text)) // _CHARS_PER_TOKEN + _SPECIAL_TOKENS
-            n = min(estimate, self.settings.max_length)
-            ids = np.zeros(n, dtype=np.int64)
-            out.append(TextPair(ids, ids, estimate > n, query=query, text=text))
-        return out
+        return text_pairs(pairs, self.settings.max_length)
 
     def score(self, batch: Sequence[Encoded]) -> Scores:
         scores = np.empty(len(batch), dtype=np.float32)
