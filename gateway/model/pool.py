@@ -10,6 +10,10 @@
 - ``tei``: text-embeddings-inference ``POST /rerank`` (or a gateway's), with
   ``raw_scores: true``, so the logits come as they are.
 
+Every call carries ``X-Rerank-Timeout-Ms`` = MODEL__POOL_TIMEOUT_S, so a gateway
+backend gives the pairs the call's time rather than its own (shorter) search
+deadline; other servers ignore the header.
+
 ``encode`` keeps pairs as text (``tei.TextPair``, length estimated for the
 batcher's budget). ``score`` runs on the batcher's model thread: it splits each
 query's pairs into one part per healthy backend and sends the parts at once
@@ -50,6 +54,7 @@ log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 30.0
 T = TypeVar("T")
+TIMEOUT_HEADER = "X-Rerank-Timeout-Ms"  # what a rerank-gateway backend reads (search.py)
 _P_EDGE = 1e-15  # relevance scores of 0 or 1 exactly: the logit is cut to about ±34.5
 
 
@@ -109,7 +114,9 @@ class PoolCrossEncoder:
         self.settings = settings
         self.protocol = settings.pool_protocol
         self.backends = [Backend(url) for url in settings.pool_urls]
-        self._headers = {"Content-Type": "application/json"}
+        # A gateway backend scores within the call's time, not its own search deadline.
+        timeout_ms = f"{settings.pool_timeout_s * 1000:.0f}"
+        self._headers = {"Content-Type": "application/json", TIMEOUT_HEADER: timeout_ms}
         if settings.pool_api_key is not None:
             self._headers["Authorization"] = f"Bearer {settings.pool_api_key.get_secret_value()}"
         self._fingerprint = f"pool:{self.protocol}:{settings.pool_model}:{settings.max_length}"

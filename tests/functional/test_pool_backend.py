@@ -66,6 +66,7 @@ class CohereBackend:
     fail: bool = False
     hang: bool = False
     calls: list[int] = field(default_factory=list)  # documents per call
+    deadlines: set[str] = field(default_factory=set)  # X-Rerank-Timeout-Ms values seen
     port: int = field(default_factory=free_port)
     server: TestServer | None = None
 
@@ -81,6 +82,7 @@ class CohereBackend:
 
     async def _rerank(self, request: web.Request) -> web.Response:
         body = await request.json()
+        self.deadlines.add(request.headers.get("X-Rerank-Timeout-Ms", ""))
         if body["query"] != "health check":
             self.calls.append(len(body["documents"]))
         if self.hang:
@@ -140,6 +142,7 @@ async def test_a_hung_backend_times_out_and_all_down_degrades(
     a.hang = True
     hung = await call("POST", f"{pool}/docs/_search", SEARCH)
     assert hung.headers["X-Rerank"] == "full"
+    assert a.deadlines == b.deadlines == {"300"}  # a gateway backend scores within the call
     a.hang, a.fail, b.fail = False, True, True
     other = {"query": {"match": {"text": "madrid spain"}}}  # nothing of it cached
     down = await call("POST", f"{pool}/docs/_search", other)
