@@ -115,10 +115,11 @@ async def bench(args: argparse.Namespace, upstream: str, backends: list[str]) ->
         "rerank": {"window": args.window, "timeout_s": 30.0},
         "cache": {"memory_entries": 0},
     }
+    pool = {"backend": "pool", "pool_timeout_s": 30.0}
     configs = {
         "in-process": {"path": str(args.model_dir), "intra_op_threads": args.threads},
-        "pool x1": {"backend": "pool", "pool_urls": [f"{backends[0]}/v1/rerank"]},
-        "pool x2": {"backend": "pool", "pool_urls": [f"{b}/v1/rerank" for b in backends]},
+        "pool x1": {**pool, "pool_urls": [f"{backends[0]}/v1/rerank"]},
+        "pool x2": {**pool, "pool_urls": [f"{b}/v1/rerank" for b in backends]},
     }
     queries = test_queries(args.data, args.queries)
     means: dict[str, float] = {}
