@@ -46,8 +46,8 @@ import aiohttp
 import numpy as np
 
 from gateway.errors import ModelError
-from gateway.model.base import Encoded, Pair, Scores
-from gateway.model.tei import TextPair, text_pairs
+from gateway.model.base import Encoded, Scores
+from gateway.model.tei import RemoteText, TextPair
 from gateway.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def answer_logits(protocol: str, answer: Any, n: int) -> list[float]:
     return [v for v in out if v is not None]
 
 
-class PoolCrossEncoder:
+class PoolCrossEncoder(RemoteText):
     def __init__(self, settings: ModelSettings) -> None:
         if not settings.pool_urls:
             raise ModelError("MODEL__POOL_URLS is empty")
@@ -127,18 +127,8 @@ class PoolCrossEncoder:
         self._checks = asyncio.run_coroutine_threadsafe(self._health_checks(), self._loop)
         log.info("scoring pool of %d %s backends", len(self.backends), self.protocol)
 
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
-        return text_pairs(pairs, self.settings.max_length)
-
     def score(self, batch: Sequence[Encoded]) -> Scores:
-        pairs = [enc for enc in batch if isinstance(enc, TextPair)]
-        if len(pairs) != len(batch):
-            raise ModelError("the pool backend was given tokenized pairs")
-        return self._run(self._score(pairs))
+        return self._run(self._score(self._texts(batch)))
 
     def close(self) -> None:
         """Stop health checks, close the session, end the I/O thread (idempotent)."""

@@ -56,7 +56,27 @@ def text_pairs(pairs: Sequence[Pair], max_length: int) -> list[Encoded]:
     return out
 
 
-class TeiCrossEncoder:
+class RemoteText:
+    """What the remote backends share: pairs kept as text, a fingerprint fixed at start."""
+
+    settings: ModelSettings
+    _fingerprint: str
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
+        return text_pairs(pairs, self.settings.max_length)
+
+    def _texts(self, batch: Sequence[Encoded]) -> list[TextPair]:
+        pairs = [enc for enc in batch if isinstance(enc, TextPair)]
+        if len(pairs) != len(batch):
+            raise ModelError(f"the {type(self).__name__} backend was given tokenized pairs")
+        return pairs
+
+
+class TeiCrossEncoder(RemoteText):
     def __init__(self, settings: ModelSettings) -> None:
         if settings.tei_url is None:
             raise ModelError("MODEL__TEI_URL is not set")
@@ -73,18 +93,9 @@ class TeiCrossEncoder:
         )
         log.info("TEI reranker %s at %s", info.get("model_id"), self.url)
 
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
-        return text_pairs(pairs, self.settings.max_length)
-
     def score(self, batch: Sequence[Encoded]) -> Scores:
         scores = np.empty(len(batch), dtype=np.float32)
-        pairs = [enc for enc in batch if isinstance(enc, TextPair)]
-        if len(pairs) != len(batch):
-            raise ModelError("the TEI backend was given tokenized pairs")
+        pairs = self._texts(batch)
         by_query: dict[str, list[int]] = {}
         for i, pair in enumerate(pairs):
             by_query.setdefault(pair.query, []).append(i)

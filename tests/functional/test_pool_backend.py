@@ -95,6 +95,10 @@ class CohereBackend:
         return web.json_response({"results": results})
 
 
+def pool_of(upstream: Scripted, backends: list[CohereBackend], **model: Any) -> Settings:
+    return settings(upstream, backend="pool", pool_urls=[b.url for b in backends], **model)
+
+
 @pytest.fixture
 async def backends() -> AsyncIterator[list[CohereBackend]]:
     started = [CohereBackend(), CohereBackend()]
@@ -110,9 +114,7 @@ async def test_failover_breaker_and_health_check(
     upstream: Scripted, gateway: GatewayFactory, backends: list[CohereBackend]
 ) -> None:
     a, b = backends
-    pool = await gateway(
-        settings(upstream, backend="pool", pool_urls=[a.url, b.url], pool_backoff_s=1.0)
-    )
+    pool = await gateway(pool_of(upstream, backends, pool_backoff_s=1.0))
     a.calls.clear()
     b.calls.clear()
     a.fail = True
@@ -136,9 +138,7 @@ async def test_a_hung_backend_times_out_and_all_down_degrades(
     upstream: Scripted, gateway: GatewayFactory, backends: list[CohereBackend]
 ) -> None:
     a, b = backends
-    pool = await gateway(
-        settings(upstream, backend="pool", pool_urls=[a.url, b.url], pool_timeout_s=0.3)
-    )
+    pool = await gateway(pool_of(upstream, backends, pool_timeout_s=0.3))
     a.hang = True
     hung = await call("POST", f"{pool}/docs/_search", SEARCH)
     assert hung.headers["X-Rerank"] == "full"
