@@ -26,7 +26,7 @@ from yarl import URL
 
 from gateway import handlers
 from gateway.metrics import Metrics
-from gateway.state import METRICS, RECORD, RESERVED_PREFIX, RequestRecord
+from gateway.state import METRICS, RECORD, RERANK_PATHS, RESERVED_PREFIX, RequestRecord
 
 log = logging.getLogger("gateway.access")
 
@@ -38,11 +38,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def route_kind(request: web.Request) -> str:
-    """``search``, ``msearch``, ``passthrough`` or ``gateway`` (its own endpoints: every
-    path under the reserved prefix, unknown ones answered 404 by the guard)."""
+    """``search``, ``msearch``, ``rerank`` (the rerank API), ``passthrough`` or ``gateway``
+    (its own endpoints: every path under the reserved prefix, unknown ones answered 404 by
+    the guard)."""
     if request.path == RESERVED_PREFIX or request.path.startswith(RESERVED_PREFIX + "/"):
         return "gateway"
     handler = request.match_info.handler
+    if request.method == "POST" and request.path in RERANK_PATHS:
+        return "rerank"
     if handler is handlers.search:
         return "msearch" if request.path.endswith("/_msearch") else "search"
     if handler is handlers.passthrough:

@@ -19,9 +19,10 @@ from gateway.guard import guard_middleware
 from gateway.mappings import IndexFields
 from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware
-from gateway.model.base import CrossEncoder
+from gateway.model.base import Closable, CrossEncoder
 from gateway.model.loader import load_encoder
 from gateway.profiles import DEFAULT, Profiles
+from gateway.rerank_api import setup_rerank_api
 from gateway.reranker import Passage, Reranker
 from gateway.search import SearchFlow
 from gateway.settings import ModelSettings, Settings
@@ -69,6 +70,7 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
         app.router.add_route("GET", path, handlers.search)
         app.router.add_route("POST", path, handlers.search)
     setup_experiments(app, settings)
+    setup_rerank_api(app, settings.access.api_key)
     app.router.add_route("*", "/{tail:.*}", handlers.passthrough)
     return app
 
@@ -164,6 +166,8 @@ def _models_ctx(
         for reranker in started:
             await reranker.drain()
             await reranker.batcher.stop()
+            if isinstance(reranker.batcher.encoder, Closable):
+                await asyncio.to_thread(reranker.batcher.encoder.close)
         await cache.close()
 
     return ctx

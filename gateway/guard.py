@@ -6,6 +6,7 @@
     /_gateway/health/*      always open (probes)
     /_gateway/...           admin key if set, else the client key if set; answered by
                             the gateway, never forwarded (404 for unknown ones)
+    POST /rerank, /v*/rerank  the client key (rerank_api/core.py checks it); no index
     everything else         client key if set; then, with GATEWAY_ACCESS__INDICES,
                             the endpoint must be one the guard understands and every
                             index the request names must match the list
@@ -33,7 +34,7 @@ from gateway.errors import ClientRequestError, NotAllowed, NotAuthenticated, Not
 from gateway.index_refs import Unreadable, body_names, bulk_names, load_object, msearch_names
 from gateway.indices import name_allowed
 from gateway.settings import AccessSettings
-from gateway.state import RESERVED_PREFIX
+from gateway.state import RERANK_PATHS, RESERVED_PREFIX
 from gateway.upstream import GATEWAY_KEY_HEADER as KEY_HEADER
 
 _OPEN = f"{RESERVED_PREFIX}/health/"
@@ -89,6 +90,8 @@ def guard_middleware(settings: AccessSettings) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         _confine(request.raw_path)
+        if request.method == "POST" and request.path in RERANK_PATHS:
+            return await handler(request)  # key checked there, answered in the API's shape
         # The decoded path, as the router sees it (``/%5Fgateway`` is ``/_gateway``).
         path = re.sub("/{2,}", "/", request.path)
         if path == RESERVED_PREFIX or path.startswith(RESERVED_PREFIX + "/"):

@@ -105,7 +105,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "gateway_requests",
-            "Requests answered, by route kind (search, msearch, passthrough, gateway) and outcome"
+            "Requests answered, by route kind (search, msearch, rerank, passthrough, gateway) and"
+            " outcome"
             " (status class).",
             ["route", "outcome"],
             registry=r,
@@ -134,6 +135,12 @@ class Metrics:
             "gateway_rerank",
             "Search answers by rerank outcome (full, partial, skipped) and reason.",
             ["status", "reason"],
+            registry=r,
+        )
+        self.rerank_api_documents = Counter(
+            "gateway_rerank_api_documents",
+            "Documents scored through the rerank API, by API (v1, v2, tei).",
+            ["api"],
             registry=r,
         )
         self.variants = Counter(

@@ -66,8 +66,9 @@ class Reranker:
         self._inflight: dict[str, asyncio.Future[float | None]] = {}
 
     async def score(
-        self, query: str, passages: Sequence[Passage], timeout_s: float
+        self, query: str, passages: Sequence[Passage], timeout_s: float, *, logits: bool = False
     ) -> RerankOutcome:
+        """Scores in MODEL__SCORE_MODE; with ``logits``, the model's own output."""
         deadline = time.monotonic() + timeout_s
         try:  # what the model reads of the query; the cache keys hash no more than that
             query = await self.batcher.clip_query(query)
@@ -92,7 +93,7 @@ class Reranker:
         if n_scored < len(passages):
             status = "partial" if n_scored else "skipped"
             reason = reason or "deadline"
-        scores = [None if s is None else self._transform(s) for s in raw]
+        scores = [s if s is None or logits else self._transform(s) for s in raw]
         return RerankOutcome(scores, status, reason if status != "full" else None, cached)
 
     async def _single_flight(

@@ -249,11 +249,12 @@ class ModelSettings(_Section):
     score_mode: Literal["logit", "sigmoid"] = Field(
         "logit", description="`logit` keeps the raw model output; `sigmoid` maps it to (0, 1)."
     )
-    backend: Literal["onnx", "tei"] = Field(
+    backend: Literal["onnx", "tei", "pool"] = Field(
         "onnx",
         description=(
             "`onnx` runs the model in the gateway; `tei` sends pairs to a Hugging Face"
-            " text-embeddings-inference server's `/rerank` (MODEL__TEI_URL)."
+            " text-embeddings-inference server's `/rerank` (MODEL__TEI_URL); `pool` splits"
+            " them over several remote scorers (MODEL__POOL_URLS)."
         ),
     )
     tei_url: str | None = Field(
@@ -266,6 +267,46 @@ class ModelSettings(_Section):
     tei_max_batch: int = Field(
         32, ge=1, description="Texts per TEI call at most (TEI's `--max-client-batch-size`)."
     )
+    pool_urls: CsvList = Field(
+        default_factory=list,
+        description=(
+            "Backend `pool`: rerank endpoints serving one model, e.g."
+            " `http://gw-a:9201/v1/rerank,http://gw-b:9201/v1/rerank`."
+        ),
+    )
+    pool_protocol: Literal["cohere", "tei"] = Field(
+        "cohere",
+        description="What the pool's URLs speak: Cohere/Jina `rerank`, or TEI's `/rerank`.",
+    )
+    pool_model: str = Field(
+        "default",
+        description="Sent as `model` (protocol `cohere`); names the model in cache keys.",
+    )
+    pool_api_key: SecretStr | None = Field(
+        None, description="Bearer token for the pool's backends."
+    )
+    pool_timeout_s: float = Field(10.0, gt=0, description="Time allowed for one backend call.")
+    pool_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "A failed backend gets no pairs for this long (doubling per failure in a row, up"
+            " to 30 s) or until a health check, run this often, finds it answering."
+        ),
+    )
+
+    @field_validator("pool_urls", mode="before")
+    @classmethod
+    def _pool_list(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("pool_urls")
+    @classmethod
+    def _pool_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
 
     @field_validator("tei_url")
     @classmethod
@@ -278,6 +319,8 @@ class ModelSettings(_Section):
     def _tei_needs_url(self) -> ModelSettings:
         if self.backend == "tei" and self.tei_url is None:
             raise ValueError("MODEL__BACKEND=tei needs MODEL__TEI_URL")
+        if self.backend == "pool" and not self.pool_urls:
+            raise ValueError("MODEL__BACKEND=pool needs MODEL__POOL_URLS")
         return self
 
     @field_validator("path")

@@ -44,6 +44,8 @@ class RequestRecord:
 
 RECORD = web.RequestKey("record", RequestRecord)
 RESERVED_PREFIX = "/_gateway"  # the gateway's own endpoints; no ES path starts with it
+# POST only: the rerank API (rerank_api/); it names no index and checks its key itself.
+RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
 
 UPSTREAM = web.AppKey("upstream", Upstream)
 FLOW = web.AppKey("flow", SearchFlow)

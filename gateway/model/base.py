@@ -70,6 +70,15 @@ class QueryClipper(Protocol):
 
 
 @runtime_checkable
+class Closable(Protocol):
+    """Optional encoder capability: connections or threads to release at shutdown."""
+
+    def close(self) -> None:
+        """Release them (blocking; called once the batcher has stopped)."""
+        ...
+
+
+@runtime_checkable
 class TextSplitter(Protocol):
     """Optional encoder capability: cut documents into overlapping token windows."""
 

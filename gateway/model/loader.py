@@ -1,10 +1,12 @@
-"""Build the configured cross-encoder: a local directory, a Hub download, or a TEI server."""
+"""Build the configured cross-encoder: a local directory, a Hub download, a TEI server, or a
+pool of remote scorers."""
 
 from __future__ import annotations
 
 from gateway.model.base import CrossEncoder
 from gateway.model.hub import download
 from gateway.model.onnx import OnnxCrossEncoder
+from gateway.model.pool import PoolCrossEncoder
 from gateway.model.tei import TeiCrossEncoder
 from gateway.settings import ModelSettings, SpeedSettings
 
@@ -13,6 +15,8 @@ def load_encoder(settings: ModelSettings, speed: SpeedSettings | None = None) ->
     """Blocking (file reads, session build): call from a worker thread."""
     if settings.backend == "tei":
         return TeiCrossEncoder(settings)
+    if settings.backend == "pool":
+        return PoolCrossEncoder(settings)
     directory = (
         settings.path if settings.path is not None else download(settings.hub_id, settings.file)
     )

@@ -45,7 +45,42 @@ class TextPair(Encoded):
     text: str = ""
 
 
-class TeiCrossEncoder:
+def text_pairs(pairs: Sequence[Pair], max_length: int) -> list[Encoded]:
+    """Pairs kept as text for a remote scorer, each with its estimated token count."""
+    out: list[Encoded] = []
+    for query, text in pairs:
+        estimate = (len(query) + len(text)) // _CHARS_PER_TOKEN + _SPECIAL_TOKENS
+        n = min(estimate, max_length)
+        ids = np.zeros(n, dtype=np.int64)
+        out.append(TextPair(ids, ids, estimate > n, query=query, text=text))
+    return out
+
+
+class RemoteText:
+    """What the remote backends share: pairs kept as text, a fingerprint fixed at start."""
+
+    settings: ModelSettings
+    _fingerprint: str
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
+        return text_pairs(pairs, self.settings.max_length)
+
+    def clip_query(self, query: str) -> str:
+        """A generous character cut (twice the estimate); the server's own truncation is exact."""
+        return query[: self.settings.max_query_tokens * _CHARS_PER_TOKEN * 2]
+
+    def _texts(self, batch: Sequence[Encoded]) -> list[TextPair]:
+        pairs = [enc for enc in batch if isinstance(enc, TextPair)]
+        if len(pairs) != len(batch):
+            raise ModelError(f"the {type(self).__name__} backend was given tokenized pairs")
+        return pairs
+
+
+class TeiCrossEncoder(RemoteText):
     def __init__(self, settings: ModelSettings) -> None:
         if settings.tei_url is None:
             raise ModelError("MODEL__TEI_URL is not set")
@@ -62,28 +97,9 @@ class TeiCrossEncoder:
         )
         log.info("TEI reranker %s at %s", info.get("model_id"), self.url)
 
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def clip_query(self, query: str) -> str:
-        """A generous character cut (twice the estimate); TEI's own truncation is exact."""
-        return query[: self.settings.max_query_tokens * _CHARS_PER_TOKEN * 2]
-
-    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
-        out: list[Encoded] = []
-        for query, text in pairs:
-            estimate = (len(query) + len(text)) // _CHARS_PER_TOKEN + _SPECIAL_TOKENS
-            n = min(estimate, self.settings.max_length)
-            ids = np.zeros(n, dtype=np.int64)
-            out.append(TextPair(ids, ids, estimate > n, query=query, text=text))
-        return out
-
     def score(self, batch: Sequence[Encoded]) -> Scores:
         scores = np.empty(len(batch), dtype=np.float32)
-        pairs = [enc for enc in batch if isinstance(enc, TextPair)]
-        if len(pairs) != len(batch):
-            raise ModelError("the TEI backend was given tokenized pairs")
+        pairs = self._texts(batch)
         by_query: dict[str, list[int]] = {}
         for i, pair in enumerate(pairs):
             by_query.setdefault(pair.query, []).append(i)
