@@ -134,7 +134,8 @@ class ModelSettings(_Section):
             " (`python -m gateway.model.quantize`; batch-invariant, the fast CPU path);"
             " `dynamic`: `model_int8.onnx` of the model directory, one pair per run unless"
             " MODEL__ALLOW_BATCH_DEPENDENT; `none`: MODEL__FILE as it is;"
-            " `auto`: `static` when generated, else `none`."
+            " `auto`: `static` when generated, else (cpu, MODEL__FILE unset) `dynamic` when"
+            " the directory has `model_int8.onnx`, else `none`."
         ),
     )
     cache_dir: Path | None = Field(

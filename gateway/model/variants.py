@@ -6,7 +6,10 @@
 * ``static``: the static int8 (QDQ) model generated from ``MODEL__FILE`` into
   ``MODEL__CACHE_DIR`` by ``python -m gateway.model.quantize``.
 * ``dynamic``: the dynamic int8 ``model_int8.onnx`` of the model directory.
-* ``auto``: ``static`` when it has been generated, else ``none``.
+* ``auto`` (default): ``static`` when it has been generated; else, on the CPU with
+  ``MODEL__FILE`` left at its default, ``dynamic`` when the directory has
+  ``model_int8.onnx`` (run per pair: the fastest batch-invariant CPU path measured,
+  see ``ops/invariance_speed.py``); else ``none``.
 
 A dynamically quantized graph computes its activation scales over the whole
 input, so a pair's score would depend on its batch-mates: such a file is run one
@@ -83,7 +86,7 @@ def resolve(directory: Path, settings: ModelSettings) -> ModelFile:
     if settings.cache_dir is None:
         if settings.quantization == "static":
             raise ModelError("GATEWAY_MODEL__QUANTIZATION=static needs GATEWAY_MODEL__CACHE_DIR")
-        return source
+        return _auto_dynamic(directory, settings, source)
     generated = static_model_path(settings.cache_dir, source)
     if generated.is_file():
         return inspect(generated)
@@ -93,4 +96,12 @@ def resolve(directory: Path, settings: ModelSettings) -> ModelFile:
             f"`python -m gateway.model.quantize --model-dir {directory} "
             f"--cache-dir {settings.cache_dir} --calibration BEIR_DIR`"
         )
-    return source
+    return _auto_dynamic(directory, settings, source)
+
+
+def _auto_dynamic(directory: Path, settings: ModelSettings, source: ModelFile) -> ModelFile:
+    """``auto`` without a static model: the dynamic int8 file (per pair) on the CPU."""
+    dynamic = directory / DYNAMIC_FILE
+    if settings.device != "cpu" or "file" in settings.model_fields_set or not dynamic.is_file():
+        return source
+    return inspect(dynamic)

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from gateway.errors import ModelError
-from gateway.model.onnx import OnnxCrossEncoder
+from gateway.model.onnx import OnnxCrossEncoder, execution_path
 from gateway.model.quantize import calibration_pairs, generate
 from gateway.model.variants import inspect, resolve, static_model_path
-from gateway.settings import ModelSettings
+from gateway.settings import ModelSettings, SpeedSettings
 
 SCIFACT = Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact"
 TOLERANCE = 1e-3
@@ -156,10 +156,33 @@ def test_static_needs_a_generated_model(model_dir: Path, tmp_path: Path) -> None
         resolve(model_dir, settings(model_dir, quantization="static"))
     with pytest.raises(ModelError, match=r"generate it with `python -m gateway\.model\.quantize"):
         resolve(model_dir, settings(model_dir, quantization="static", cache_dir=tmp_path))
-    # auto without a generated model: the fp32 file, as it is
-    assert resolve(model_dir, settings(model_dir, cache_dir=tmp_path)).kind == "none"
+
+
+def test_auto_picks_the_fastest_batch_invariant_cpu_path(model_dir: Path, tmp_path: Path) -> None:
+    """No static model generated: the dynamic int8 file, run per pair; an explicit
+    MODEL__FILE or another device keeps the file as it is."""
+    for cache in (None, tmp_path):
+        auto = resolve(model_dir, settings(model_dir, cache_dir=cache))
+        assert (auto.path.name, auto.kind, auto.per_pair) == ("model_int8.onnx", "dynamic", True)
+    assert resolve(model_dir, settings(model_dir, file="model.onnx")).kind == "none"
+    encoder = OnnxCrossEncoder(model_dir, settings(model_dir))
+    assert encoder.per_pair and "runs=per-pair" in encoder.execution
+    assert isinstance(encoder.feed(encoder.encode([("a", "b"), ("c d", "e f g")])), list)
 
 
 def test_a_quantized_source_is_refused(model_dir: Path, scifact: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="already quantized"):
         generate(model_dir, tmp_path, scifact, model_file="model_int8.onnx")
+
+
+def test_the_execution_path_names_device_precision_and_quantization(model_dir: Path) -> None:
+    fp32 = inspect(model_dir / "model.onnx")
+
+    def path(**fields: object) -> str:
+        speed = SpeedSettings.model_validate({"openvino_precision": fields.pop("hint", "bf16")})
+        return execution_path(fp32, settings(model_dir, **fields), speed)
+
+    assert path() == "device=cpu;precision=model;quantization=none;runs=batched;graph=all"
+    bf16, f32 = path(device="openvino"), path(device="openvino", hint="f32")
+    assert "precision=bf16" in bf16 and "precision=f32" in f32
+    assert len({path(), path(device="cuda"), bf16, f32}) == 4
