@@ -71,6 +71,13 @@ def alone(encoder: OnnxCrossEncoder, encoded: list[Encoded]) -> np.ndarray[Any, 
     return np.concatenate([encoder.score([e]) for e in encoded])
 
 
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
@@ -103,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         runs += [Run(name, size, encoders[name]) for size in sizes]
     encoded = encoders["fp32"].encode(ps.pairs)
     tokens = np.mean([len(e) for e in encoded])
+    print(f"CPU: {_cpu_model()}")
     print(
         f"{len(encoded)} SciFact test pairs ({len(ps.qrels)} queries x BM25 top-16),"
         f" {tokens:.0f} tokens/pair, {args.threads} threads, {args.repeats} repetitions"

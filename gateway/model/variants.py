@@ -32,7 +32,7 @@ from gateway.settings import ModelSettings
 DYNAMIC_FILE = "model_int8.onnx"
 STATIC_FILE = "model_int8_static.onnx"
 # Bumped when the static recipe changes, so an old generated file is never picked up.
-STATIC_RECIPE = "qdq-matmul-w8pc-a8minmax-v1"
+STATIC_RECIPE = "qdq-matmul-w8pc-a8minmax-ffnfp32-v2"
 Kind = Literal["none", "static", "dynamic"]
 # ONNX op types that quantize activations at run time (over the whole input tensor).
 _DYNAMIC_OPS = (b"DynamicQuantizeLinear", b"DynamicQuantizeMatMul")
