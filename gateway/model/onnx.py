@@ -1,7 +1,8 @@
 """An ONNX cross-encoder run by onnxruntime over a ``tokenizers`` tokenizer.
 
-The only module that imports onnxruntime. Its exceptions, and the tokenizer's,
-become ``ModelError`` here.
+The only module that runs onnxruntime (``gateway.model.quantize`` uses its quantization
+tools offline, to build a model file). Its exceptions, and the tokenizer's, become
+``ModelError`` here.
 """
 
 from __future__ import annotations

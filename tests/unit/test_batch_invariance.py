@@ -46,7 +46,7 @@ def settings(model_dir: Path, **fields: object) -> ModelSettings:
 
 
 def texts(scifact: Path) -> list[str]:
-    """Real passages (SciFact test queries' wording differs from these train passages)."""
+    """Real text to cut batch-mates from: SciFact train queries and passages."""
     pairs = calibration_pairs(scifact, 40, seed=11)
     return [p for _, p in pairs] + [q for q, _ in pairs]
 
