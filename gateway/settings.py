@@ -223,6 +223,32 @@ class ModelSettings(_Section):
             " one that is not there is an error."
         ),
     )
+    quantization: Literal["auto", "none", "static", "dynamic"] = Field(
+        "auto",
+        description=(
+            "`static`: the int8 model generated from MODEL__FILE into MODEL__CACHE_DIR"
+            " (`python -m gateway.model.quantize`; batch-invariant, the fast CPU path);"
+            " `dynamic`: `model_int8.onnx` of the model directory, one pair per run unless"
+            " MODEL__ALLOW_BATCH_DEPENDENT; `none`: MODEL__FILE as it is;"
+            " `auto`: `static` when generated, else (cpu, MODEL__FILE unset) `dynamic` when"
+            " the directory has `model_int8.onnx`, else `none`."
+        ),
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description=(
+            "Directory for model files the gateway generates (static int8); the model"
+            " directory may stay read-only."
+        ),
+    )
+    allow_batch_dependent: bool = Field(
+        False,
+        description=(
+            "Run a dynamically quantized model on whole batches: faster, but a pair's score"
+            " then depends on its batch-mates (cached under its own fingerprint). Off: one"
+            " pair per run."
+        ),
+    )
     device: Literal["cpu", "cuda", "openvino"] = Field(
         "cpu",
         description=(

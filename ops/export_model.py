@@ -6,7 +6,9 @@ Output directory layout (what the gateway's model loader reads)::
                       output ``logits`` [B,1] (extra outputs of a --from-onnx model are kept)
     tokenizer.json    HF fast tokenizer, pair template, truncation --max-length, pad to longest
     model_int8.onnx   fastest CPU variant: ORT transformer optimizer (bert fusions) ->
-                      quantize_dynamic(QInt8, per_channel=True)      [see ops/model_speed.py]
+                      quantize_dynamic(QInt8, per_channel=True)      [see ops/model_speed.py];
+                      its activation scales span the whole batch, so the gateway runs it one
+                      pair per run (batch-invariant; gateway/model/variants.py)
     model_fp16.onnx   for GPU: optimizer(use_gpu=True) -> float16 with fp32 inputs/outputs
     model_int8_qdq.onnx  only with --static-int8 (static per-channel QDQ; slower and less
                       faithful than model_int8.onnx on this 2-core AVX2 box; kept for GPUs /

@@ -1,7 +1,8 @@
 """An ONNX cross-encoder run by onnxruntime over a ``tokenizers`` tokenizer.
 
-The only module that imports onnxruntime. Its exceptions, and the tokenizer's,
-become ``ModelError`` here.
+The only module that runs onnxruntime (``gateway.model.quantize`` uses its quantization
+tools offline, to build a model file). Its exceptions, and the tokenizer's, become
+``ModelError`` here.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import onnxruntime as ort
 
 from gateway.errors import ModelError
 from gateway.model.base import Encoded, Pair, Scores
-from gateway.model.hub import locate_onnx
 from gateway.model.pairs import PairTokenizer
+from gateway.model.variants import ModelFile, resolve
 from gateway.settings import ModelSettings, SpeedSettings
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,29 @@ _OPT_LEVEL = {
 }
 
 
-def _fingerprint(model_file: Path, tokenizer_file: Path, max_length: int) -> str:
+def _fingerprint(model: ModelFile, tokenizer_file: Path, max_length: int, path: str) -> str:
+    """Model and tokenizer content, truncation, and the execution path (device, precision,
+    quantization, per-pair or batched runs): paths that score differently never share
+    cache entries."""
     digest = hashlib.sha256()
-    for path in (model_file, tokenizer_file):
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        digest.update(b"\x00")
-    digest.update(f"max_length={max_length}".encode())
+    digest.update(model.sha256.encode())
+    digest.update(b"\x00")
+    with tokenizer_file.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    digest.update(b"\x00")
+    digest.update(f"max_length={max_length};{path}".encode())
     return digest.hexdigest()[:32]
+
+
+def execution_path(model: ModelFile, settings: ModelSettings, speed: SpeedSettings) -> str:
+    """How scores are computed, e.g. ``device=cpu;precision=model;quantization=static;...``."""
+    precision = speed.openvino_precision if settings.device == "openvino" else "model"
+    runs = "per-pair" if model.per_pair and not settings.allow_batch_dependent else "batched"
+    return (
+        f"device={settings.device};precision={precision};quantization={model.kind};"
+        f"runs={runs};graph={speed.graph_optimization}"
+    )
 
 
 def providers_for(device: str) -> list[str]:
@@ -85,8 +100,8 @@ def session_options(settings: ModelSettings, speed: SpeedSettings) -> ort.Sessio
 
 
 class OnnxCrossEncoder:
-    """Loads ``model.onnx`` (or MODEL__FILE: ``model_int8.onnx``, ``model_fp16.onnx`` for
-    cuda) + ``tokenizer.json`` from a directory.
+    """Loads the file MODEL__QUANTIZATION / MODEL__FILE select (``gateway.model.variants``)
+    + ``tokenizer.json`` from a directory.
 
     ``score`` = ``run(feed(batch))``: the batcher builds the padded input of the next
     batch (``feed``) while the model thread runs the current one (``run``). With IO
@@ -98,7 +113,8 @@ class OnnxCrossEncoder:
     ) -> None:
         self.settings = settings
         speed = speed or SpeedSettings.model_validate({})
-        model_file = locate_onnx(directory, settings.file)
+        model = resolve(directory, settings)
+        model_file = model.path
         tokenizer_file = directory / "tokenizer.json"
         if not tokenizer_file.is_file():
             raise ModelError(f"no tokenizer.json in {directory}")
@@ -134,17 +150,22 @@ class OnnxCrossEncoder:
             raise ModelError(f"{model_file.name} lacks inputs {sorted(missing)}")
         names = [o.name for o in self._session.get_outputs()]
         self._output = "logits" if "logits" in names else names[0]
-        self._fingerprint = _fingerprint(model_file, tokenizer_file, settings.max_length)
+        self.execution = execution_path(model, settings, speed)
+        self._fingerprint = _fingerprint(model, tokenizer_file, settings.max_length, self.execution)
+        # A dynamically quantized graph scales activations over its whole input: one pair
+        # per run keeps a pair's score independent of its batch-mates.
+        self.per_pair = model.per_pair and not settings.allow_batch_dependent
         self._device = "cuda" if settings.device == "cuda" else "cpu"
         self._device_id = int(speed.provider_options.get("device_id", "0"))
-        self.io_binding = speed.io_binding == "on" or (
-            speed.io_binding == "auto" and settings.device == "cuda"
+        self.io_binding = not self.per_pair and (
+            speed.io_binding == "on" or (speed.io_binding == "auto" and settings.device == "cuda")
         )
         self.model_file = model_file
         log.info(
-            "model loaded: %s (providers %s, fingerprint %s)",
+            "model loaded: %s (providers %s, %s, fingerprint %s)",
             model_file,
             ",".join(self._session.get_providers()),
+            self.execution,
             self._fingerprint,
         )
 
@@ -166,7 +187,10 @@ class OnnxCrossEncoder:
         return self.run(self.feed(batch))
 
     def feed(self, batch: Sequence[Encoded]) -> object:
-        """The padded arrays of a batch; with IO binding, already bound (on the device)."""
+        """The padded arrays of a batch; with IO binding, already bound (on the device);
+        per pair: one unpadded feed per pair."""
+        if self.per_pair:
+            return [self._arrays([enc]) for enc in batch]
         arrays = self._arrays(batch)
         if not self.io_binding:
             return arrays
@@ -181,6 +205,8 @@ class OnnxCrossEncoder:
         return binding
 
     def run(self, feed: object) -> Scores:
+        if isinstance(feed, list):
+            return np.concatenate([self.run(one) for one in feed])
         try:
             if isinstance(feed, dict):
                 (out,) = self._session.run([self._output], feed)

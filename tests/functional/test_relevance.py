@@ -106,7 +106,8 @@ async def test_template_and_chunking_reach_the_model(osmem: str, gateway: Gatewa
 async def test_two_models_loaded_at_once(
     osmem: str, model_dir: Path, gateway: GatewayFactory
 ) -> None:
-    model = {"path": str(model_dir), "intra_op_threads": 1}
+    # MODEL__FILE named: the fp32 file itself (auto would pick the int8 file on the CPU)
+    model = {"path": str(model_dir), "intra_op_threads": 1, "file": "model.onnx"}
     relevance = {
         "models": {"int8": {**model, "file": "model_int8.onnx"}},
         "profiles": {"q8": {"model": "int8"}},

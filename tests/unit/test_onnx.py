@@ -31,7 +31,10 @@ PAIRS = [
 
 
 def model(model_dir: Path, **fields: object) -> ModelSettings:
-    return ModelSettings.model_validate({"path": model_dir, "intra_op_threads": 1, **fields})
+    """fp32 ``model.onnx`` as it is, unless ``fields`` say otherwise."""
+    return ModelSettings.model_validate(
+        {"path": model_dir, "intra_op_threads": 1, "quantization": "none", **fields}
+    )
 
 
 def speed(**fields: object) -> SpeedSettings:

@@ -1,0 +1,153 @@
+"""Speed, batch variance and ranking agreement of the gateway's CPU model paths, in one run.
+
+Every path runs through the gateway's own ``OnnxCrossEncoder`` (encode, feed, run) on
+SciFact *test* pairs (BM25 candidates), cut into length-sorted batches of ``--batch``
+pairs as the batcher does. The paths are interleaved: each repetition times every path
+once, round-robin, and the ratios are taken inside a repetition (median over
+repetitions), so a shared, noisy machine still gives comparable figures.
+
+Columns: pairs/s (best repetition), ratio to fp32 and to today's batched dynamic int8
+(same batch size), batch variance (largest |score in its batch - score alone|), mean /
+min Kendall tau per query against fp32 scored alone, top-1 agreement.
+
+The static int8 model is generated (once) into ``--cache-dir`` from ``model.onnx``,
+calibrated on SciFact *train* pairs (``python -m gateway.model.quantize``)::
+
+    .venv/bin/python -m ops.invariance_speed --pairs 96 --repeats 3 --batch 4,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.model.base import Encoded
+from gateway.model.onnx import OnnxCrossEncoder
+from gateway.model.quantize import generate
+from gateway.settings import ModelSettings
+from ops.model_speed import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, agreement, build_pairs
+
+# name -> ModelSettings fields (besides path, cache_dir, threads)
+PATHS: dict[str, dict[str, Any]] = {
+    "fp32": {"quantization": "none"},
+    "int8-dynamic (today)": {"quantization": "dynamic", "allow_batch_dependent": True},
+    "int8-dynamic per-pair": {"quantization": "dynamic"},
+    "int8-static": {"quantization": "static"},
+}
+
+
+@dataclass
+class Run:
+    name: str
+    batch: int
+    encoder: OnnxCrossEncoder
+    rates: list[float] = field(default_factory=list)
+    scores: np.ndarray[Any, Any] | None = None
+
+
+def batches(encoded: list[Encoded], size: int) -> list[list[int]]:
+    """Indices of length-sorted batches of ``size`` pairs (the batcher sorts by length)."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def timed(run: Run, encoded: list[Encoded]) -> np.ndarray[Any, Any]:
+    scores = np.zeros(len(encoded), dtype=np.float32)
+    t0 = time.perf_counter()
+    for idx in batches(encoded, run.batch):
+        scores[idx] = run.encoder.score([encoded[i] for i in idx])
+    run.rates.append(len(encoded) / (time.perf_counter() - t0))
+    return scores
+
+
+def alone(encoder: OnnxCrossEncoder, encoded: list[Encoded]) -> np.ndarray[Any, Any]:
+    return np.concatenate([encoder.score([e]) for e in encoded])
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/rerank-gateway-cache"))
+    ap.add_argument("--pairs", type=int, default=96, help="test pairs (16 per query)")
+    ap.add_argument("--batch", default="4,16", help="pairs per run, comma separated")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--calibration-pairs", type=int, default=128)
+    args = ap.parse_args(argv)
+
+    generate(args.model_dir, args.cache_dir, args.data_dir, n_pairs=args.calibration_pairs)
+    ps = build_pairs(args.data_dir, "test", args.pairs, 16)
+    sizes = [int(b) for b in args.batch.split(",")]
+    runs: list[Run] = []
+    encoders: dict[str, OnnxCrossEncoder] = {}
+    for name, fields in PATHS.items():
+        encoders[name] = OnnxCrossEncoder(
+            args.model_dir,
+            ModelSettings.model_validate(
+                {
+                    "path": args.model_dir,
+                    "cache_dir": args.cache_dir,
+                    "intra_op_threads": args.threads,
+                    **fields,
+                }
+            ),
+        )
+        runs += [Run(name, size, encoders[name]) for size in sizes]
+    encoded = encoders["fp32"].encode(ps.pairs)
+    tokens = np.mean([len(e) for e in encoded])
+    print(f"CPU: {_cpu_model()}")
+    print(
+        f"{len(encoded)} SciFact test pairs ({len(ps.qrels)} queries x BM25 top-16),"
+        f" {tokens:.0f} tokens/pair, {args.threads} threads, {args.repeats} repetitions"
+    )
+    single = {name: alone(enc, encoded) for name, enc in encoders.items()}
+    for run in runs:  # warm-up (kernel selection, prepacking)
+        timed(run, encoded[: run.batch])
+        run.rates.clear()
+    for _ in range(args.repeats):
+        for run in runs:
+            run.scores = timed(run, encoded)
+
+    ref = single["fp32"]
+    by = {(r.name, r.batch): r for r in runs}
+    head = (
+        f"{'path':22s} {'batch':>5s} {'pairs/s':>8s} {'x fp32':>7s} {'x dyn':>6s}"
+        f" {'variance':>9s} {'tau mean':>8s} {'tau min':>7s} {'top1':>5s}"
+    )
+    print(head)
+    print("-" * len(head))
+    for run in runs:
+        assert run.scores is not None
+        ratios = [
+            statistics.median(
+                a / b for a, b in zip(run.rates, by[(base, run.batch)].rates, strict=True)
+            )
+            for base in ("fp32", "int8-dynamic (today)")
+        ]
+        variance = float(np.max(np.abs(run.scores - single[run.name])))
+        ag = agreement(ref, run.scores, ps.qids)
+        print(
+            f"{run.name:22s} {run.batch:5d} {max(run.rates):8.1f} {ratios[0]:7.2f}"
+            f" {ratios[1]:6.2f} {variance:9.1e} {ag.mean_tau:8.4f} {ag.min_tau:7.3f}"
+            f" {ag.top1:5.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
