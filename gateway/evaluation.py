@@ -117,13 +117,16 @@ def as_run(ranked: Ranked) -> Run:
     }
 
 
-def offline_scores(ranked: Ranked, queries: dict[str, str], model_dir: Path, file: str) -> Ranked:
+def offline_scores(
+    ranked: Ranked, queries: dict[str, str], model_dir: Path, file: str | None
+) -> Ranked:
+    """The model's own ranking of each query's hits; without ``file``, the model file the
+    gateway itself picks by default (MODEL__QUANTIZATION=auto)."""
     from gateway.model.onnx import OnnxCrossEncoder
     from gateway.settings import ModelSettings
 
-    encoder = OnnxCrossEncoder(
-        model_dir, ModelSettings.model_validate({"path": model_dir, "file": file})
-    )
+    conf: dict[str, object] = {"path": model_dir} | ({"file": file} if file else {})
+    encoder = OnnxCrossEncoder(model_dir, ModelSettings.model_validate(conf))
     out: Ranked = {}
     for qid, hits in ranked.items():
         texts = [

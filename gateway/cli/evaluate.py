@@ -37,7 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--check-offline", action="store_true", help="also score the candidates with the model"
     )
     parser.add_argument("--model-dir", default="../shared/models/all-minilm-l6-v2-pair")
-    parser.add_argument("--model-file", default="model.onnx")
+    parser.add_argument(
+        "--model-file",
+        default=None,
+        help="ONNX file for --check-offline (default: the file the gateway picks by default)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
