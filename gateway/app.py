@@ -22,6 +22,7 @@ from gateway.model.base import CrossEncoder
 from gateway.model.loader import load_encoder
 from gateway.profiles import DEFAULT, Profiles
 from gateway.reranker import Passage, Reranker
+from gateway.retrievers.embed import QueryEmbedder
 from gateway.search import SearchFlow
 from gateway.settings import ModelSettings, Settings
 from gateway.state import FLOW, HEALTH, RESERVED_PREFIX, UPSTREAM, Health
@@ -32,8 +33,14 @@ log = logging.getLogger(__name__)
 _SEARCH_PATHS = ("/_search", "/{index}/_search", "/_msearch", "/{index}/_msearch")
 
 
-def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> web.Application:
-    """The gateway application. ``encoder`` replaces the configured ONNX model (tests)."""
+def create_app(
+    settings: Settings,
+    *,
+    encoder: CrossEncoder | None = None,
+    embedder: QueryEmbedder | None = None,
+) -> web.Application:
+    """The gateway application. ``encoder`` replaces the configured ONNX model (tests);
+    ``embedder`` answers the retrievers' ``query_vector_builder`` (none: they are a 400)."""
     metrics = Metrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
@@ -52,6 +59,8 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
         settings.rerank,
         Profiles(settings.rerank, settings.relevance),
         settings.speed,
+        retrievers=settings.retrievers,
+        embedder=embedder,
     )
     app[UPSTREAM] = upstream
     app[HEALTH] = health

@@ -36,7 +36,11 @@ from gateway.filter_path import FilterPath, from_params
 from gateway.indices import path_allowed
 from gateway.profiles import DEFAULT, Profile, Profiles
 from gateway.reranker import Reranker
-from gateway.settings import RelevanceSettings, RerankSettings, SpeedSettings
+from gateway.retrievers import hybrid
+from gateway.retrievers.embed import QueryEmbedder
+from gateway.retrievers.flow import RetrieverFlow
+from gateway.retrievers.parse import Tree
+from gateway.settings import RelevanceSettings, RerankSettings, RetrieverSettings, SpeedSettings
 from gateway.upstream import Reply, Upstream
 
 RERANK_HEADER = "X-Rerank"  # full | partial | skipped, on every _search / _msearch answer
@@ -142,6 +146,9 @@ class SearchFlow:
         settings: RerankSettings,
         profiles: Profiles | None = None,
         speed: SpeedSettings | None = None,
+        *,
+        retrievers: RetrieverSettings | None = None,
+        embedder: QueryEmbedder | None = None,
     ) -> None:
         self.upstream = upstream
         # A search may ask for its own deadline, up to this (SPEED__MAX_TIMEOUT_S).
@@ -150,6 +157,17 @@ class SearchFlow:
         self.settings = settings
         self.profiles = profiles or Profiles(settings, RelevanceSettings.model_validate({}))
         self.rerankers: dict[str, Reranker] = {}  # the other models', by name
+        # ``retriever`` trees and the hybrid profile (gateway.retrievers).
+        self.retrievers = RetrieverFlow(
+            upstream,
+            self.profiles,
+            self._model,
+            retrievers or RetrieverSettings.model_validate({}),
+            embedder,
+        )
+
+    def _model(self, name: str) -> Reranker | None:
+        return self.reranker if name == DEFAULT else self.rerankers.get(name)
 
     def _plan(
         self,
@@ -200,6 +218,9 @@ class SearchFlow:
     ) -> SearchResult:
         started = time.perf_counter()
         params = url.query
+        done, body = await self._retriever(method, url, index, headers, body, arm=arm)
+        if done is not None:
+            return done
         reason = self._skip_reason(index, headers, params)
         if reason is None and arm is not None and not arm.rerank:
             reason = "experiment_control"
@@ -257,6 +278,91 @@ class SearchFlow:
         result = _json_result(reply, merged, status, why, pretty=es_body.wants_pretty(params))
         result.timings_ms = {"upstream": upstream_ms, "rerank": rerank_ms}
         return result
+
+    async def _retriever(
+        self,
+        method: str,
+        url: URL,
+        index: str | None,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        arm: Arm | None,
+    ) -> tuple[SearchResult | None, bytes]:
+        """A ``retriever`` search run by the gateway (README "Retrievers"), or None and the
+        body to go on with: as sent (no retriever), or the plain search a leaf root is."""
+        has_hybrid = self.retrievers.hybrid
+        if arm is not None or not (has_hybrid or b"retriever" in body):
+            return None, body
+        parsed = es_body.load_object(body) if _media_type(headers) in (*_JSON_TYPES, "") else None
+        if parsed is None:
+            return None, body
+        flow, params = self.retrievers, url.query
+        if "retriever" not in parsed:
+            found = await self._hybrid(url, index, headers, parsed) if has_hybrid else None
+            return found, body
+        if flow.passes_through:
+            out_headers = self.upstream.outgoing_headers(headers)
+            reply = await self.upstream.fetch(
+                method, _forward_url(url, ()), out_headers, body, decode=False
+            )
+            return _verbatim(reply, "retriever_on_cluster"), body
+        tree = flow.read(parsed, params)
+        plain = await flow.plain_body(tree, parsed)
+        if plain is not None:
+            return None, es_body.dump(plain)
+        skip = self._skip_reason(index, headers, params)
+        return await self._run_tree(tree, parsed, url, index, headers, skip=skip), body
+
+    async def _hybrid(
+        self, url: URL, index: str | None, headers: Mapping[str, str], parsed: dict[str, Any]
+    ) -> SearchResult | None:
+        """A plain search under a profile with a hybrid first stage, run as its tree."""
+        if self._skip_reason(index, headers, url.query) is not None:
+            return None
+        plan, profile = self._plan(parsed, url.query, index, headers=headers)
+        if not isinstance(plan, es_body.Plan) or profile.hybrid is None:
+            return None
+        tree = hybrid.tree_for(
+            parsed,
+            profile.hybrid,
+            query_text=plan.query,
+            profile=profile.name,
+            window=plan.window,
+            from_=plan.from_,
+            size=plan.size,
+        )
+        if tree is None:
+            return None
+        return await self._run_tree(tree, parsed, url, index, headers, skip=None)
+
+    async def _run_tree(
+        self,
+        tree: Tree,
+        parsed: dict[str, Any],
+        url: URL,
+        index: str | None,
+        headers: Mapping[str, str],
+        *,
+        skip: str | None,
+    ) -> SearchResult:
+        ran = await self.retrievers.execute(
+            tree,
+            parsed,
+            path=_forward_url(url, _MOVED),
+            index=index,
+            headers=self.upstream.outgoing_headers(headers),
+            skip=skip,
+            budget=PairBudget(self.settings.max_request_pairs),
+        )
+        if ran.answer is None:
+            assert ran.refused is not None
+            return _verbatim(ran.refused, "upstream_status")
+        answer = _filtered(ran.answer, from_params(url.query))
+        pretty = es_body.wants_pretty(url.query)
+        out = es_body.dump_pretty(answer) if pretty else es_body.dump(answer)
+        kind = CIMultiDict({"Content-Type": "application/json"})
+        return SearchResult(200, kind, out, ran.rerank, ran.reason, timings_ms=ran.timings_ms)
 
     async def _rerank_after(
         self,
