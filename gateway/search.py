@@ -83,6 +83,8 @@ class _SubSearches:
     profiles: list[Profile] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     refused: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Retriever sub-searches, run by the gateway: position → (index, body, skip reason).
+    trees: dict[int, tuple[str | None, dict[str, Any], str | None]] = field(default_factory=dict)
 
 
 def _opt(headers: Mapping[str, str], params: Mapping[str, str]) -> bool | None:
@@ -494,7 +496,11 @@ class SearchFlow:
                 sub_index = ",".join(str(x) for x in sub_index)
             p: es_body.Plan | str = "index_not_configured"
             profile = self.profiles.default
-            if opted_in or path_allowed(sub_index, self.settings.indices):
+            allowed = opted_in or path_allowed(sub_index, self.settings.indices)
+            if "retriever" in sub and not self.retrievers.passes_through:
+                out.trees[i] = (sub_index, sub, None if allowed else "index_not_configured")
+                p = "retriever"
+            elif allowed:
                 try:
                     p, profile = self._plan(sub, {}, sub_index, headers=headers)
                     if isinstance(p, es_body.Plan) and p.cursor is not None:
@@ -504,11 +510,18 @@ class SearchFlow:
                     p = "invalid_option"
             out.plans.append(p)
             out.profiles.append(profile)
-            if i in out.refused:
+            if i in out.refused or i in out.trees:
                 continue
             wide = es_body.widen(sub, p) if isinstance(p, es_body.Plan) else sub
             out.lines += [es_body.dump(head), es_body.dump(es_body.strip_gateway_ext(wide))]
         return out
+
+    async def _trees(
+        self, subs: _SubSearches, headers: Mapping[str, str], budget: PairBudget
+    ) -> dict[int, tuple[dict[str, Any], str, str | None]]:
+        """The retriever sub-searches of a ``_msearch``, run concurrently."""
+        jobs = [_tree_answer(self.retrievers, sub, headers, budget) for sub in subs.trees.values()]
+        return dict(zip(subs.trees, await asyncio.gather(*jobs), strict=True))
 
     async def msearch(
         self,
@@ -555,15 +568,21 @@ class SearchFlow:
         if response is None or not isinstance(sent, list) or len(sent) * 2 != len(subs.lines):
             return _unread(reply, response, params)
         answers = iter(sent)
-        responses = [subs.refused.get(i) or next(answers) for i in range(len(subs.plans))]
+        trees = await self._trees(subs, out_headers, budget)
+        responses = [
+            subs.refused.get(i) or (trees[i][0] if i in trees else next(answers))
+            for i in range(len(subs.plans))
+        ]
         response["responses"] = responses
-        statuses = ["skipped"] * len(subs.plans)
-        reasons: list[str | None] = [None] * len(subs.plans)
+        statuses = [trees[i][1] if i in trees else "skipped" for i in range(len(subs.plans))]
+        reasons = [trees[i][2] if i in trees else None for i in range(len(subs.plans))]
         # The sub-searches are scored together: their pairs share model batches, and
         # each one's deadline runs alongside the others' rather than after them.
         jobs: dict[int, Awaitable[tuple[dict[str, Any], str, str | None, float]]] = {}
         for i, p in enumerate(subs.plans):
             sub_resp = responses[i]
+            if i in trees:
+                continue
             if not isinstance(p, es_body.Plan):
                 reasons[i] = p
             elif (
@@ -591,6 +610,34 @@ class SearchFlow:
         result.headers[EACH_HEADER] = ",".join(statuses)
         result.headers[EACH_REASON_HEADER] = ",".join(r or "-" for r in reasons)
         return result
+
+
+async def _tree_answer(
+    flow: RetrieverFlow,
+    sub: tuple[str | None, dict[str, Any], str | None],
+    headers: Mapping[str, str],
+    budget: PairBudget,
+) -> tuple[dict[str, Any], str, str | None]:
+    """One retriever sub-search of a ``_msearch``: its slot of ``responses``, rerank status."""
+    index, body, skip = sub
+    try:
+        tree = flow.read(body, {})
+        ran = await flow.execute(
+            tree,
+            body,
+            path=f"/{index}/_search" if index else "/_search",
+            index=index,
+            headers=headers,
+            skip=skip,
+            budget=budget,
+        )
+    except ClientRequestError as exc:
+        return exc.body(), "skipped", "invalid_option"
+    if ran.answer is None:
+        assert ran.refused is not None
+        refused = _json_object(ran.refused) or {"status": ran.refused.status}
+        return refused, "skipped", "upstream_status"
+    return {**ran.answer, "status": 200}, ran.rerank, ran.reason
 
 
 def _unread(

@@ -157,8 +157,12 @@ class RetrieverFlow:
             root = await run.with_vectors(ctx, await run.expand(ctx, tree.root))
             wants_union = body.get("track_total_hits") is not False or "aggs" in body
             union = run.union_body(ctx, root, body)
+            # A root leaf (``_msearch``: not rewritten) is asked for the page's hits.
+            want = (
+                root.window if isinstance(root, parse.Fusion | Rerank) else tree.from_ + tree.size
+            )
             results = await asyncio.gather(
-                run.run_node(ctx, root, _window(root)),
+                run.run_node(ctx, root, want),
                 *([run.search(ctx, union)] if wants_union else []),
             )
         except run.LeafRefused as refused:
@@ -210,10 +214,6 @@ class RetrieverFlow:
             profile = replace(profile, chunking=chunking)
         scored = await relevance.score_window(reranker, profile, node.text, hits, budget=budget)
         return scored.scores, scored.has_text, scored.dropped, scored.status, scored.reason
-
-
-def _window(root: parse.Node) -> int:
-    return root.window if isinstance(root, parse.Fusion | Rerank) else parse.DEFAULT_WINDOW
 
 
 async def _no_scorer(node: Rerank, hits: list[dict[str, Any]]) -> run.Scored:

@@ -474,3 +474,59 @@ async def test_opensearch_knn_leaf_is_sent_as_its_knn_query(
     own_status, own = post(os_index, {"query": {"knn": {"vec": {"vector": vec, "k": 10}}}})
     assert (status, got) == (own_status, own)
     assert own_status == 400
+
+
+async def test_nested_linear_over_rrf_and_a_filtered_tree(
+    es_index: str, gateway: GatewayFactory
+) -> None:
+    """linear(rrf(standard, knn), standard) by hand; a compound's filter reaches every leaf."""
+    url = await start(gateway, es_index)
+    inner = {"rrf": {"retrievers": [std(), knn()], "rank_window_size": 6}}
+    other = std("red")
+    children = [{"retriever": inner, "weight": 10.0}, {"retriever": other, "normalizer": "minmax"}]
+    body = {"retriever": {"linear": {"retrievers": children, "rank_window_size": 6}}, "size": 6}
+    status, got, _ = await apost(url, body)
+    assert status == 200, got
+    fused = rrf_by_hand([leaf_hits(es_index, std(), 6), leaf_hits(es_index, knn(), 6)], 6)
+    rrf_hits = [{"_id": d, "_score": s} for d, s in fused]
+    lists = [rrf_hits, leaf_hits(es_index, other, 6)]
+    assert_page(page(got), linear_by_hand(lists, [10.0, 1.0], [lambda s: s, minmax], 6))
+    only = {"match": {"text": "apple"}}
+    filtered = {"rrf": {"retrievers": [std(), knn()], "filter": only}}
+    status, got, _ = await apost(url, {"retriever": filtered})
+    assert status == 200, got
+    assert got["hits"]["hits"]
+    assert all("apple" in TEXTS[h["_id"]].split() for h in got["hits"]["hits"])
+    _, own = post(es_index, {"retriever": filtered})  # noida-db's own filtered rrf
+    assert_page(page(got), page(own))
+
+
+async def test_msearch_runs_retriever_sub_searches_in_their_slots(
+    es_index: str, gateway: GatewayFactory
+) -> None:
+    import aiohttp
+
+    url = await start(gateway, es_index, rerank={"window": 20, "fields": ["text"], "enabled": True})
+    rrf = {"retriever": {"rrf": {"retrievers": [std(), knn()], "rank_window_size": 8}}, "size": 4}
+    plain = {"query": {"match": {"text": "red"}}, "size": 2}
+    bad = {"retriever": {"nope": {}}}
+    lines = [{"index": INDEX}, rrf, {"index": INDEX}, plain, {"index": INDEX}, bad]
+    payload = "".join(json.dumps(x) + "\n" for x in lines)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{url}/_msearch", data=payload, headers={"Content-Type": "application/x-ndjson"}
+        ) as resp,
+    ):
+        assert resp.status == 200
+        got = await resp.json()
+        each = resp.headers["X-Rerank-Each"].split(",")
+    first, second, third = got["responses"]
+    want = rrf_by_hand([leaf_hits(es_index, std(), 8), leaf_hits(es_index, knn(), 8)], 8)
+    assert_page(page(first), want[:4])
+    assert first["status"] == 200
+    assert [h["_rank"] for h in first["hits"]["hits"]] == [1, 2, 3, 4]
+    assert len(second["hits"]["hits"]) == 2  # the plain one, reranked as usual
+    assert each[1] == "full"
+    assert third["status"] == 400
+    assert third["error"]["type"] == "parsing_exception"
