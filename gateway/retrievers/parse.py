@@ -352,15 +352,13 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Node]] = {
 
 
 def with_filters(node: Node, filters: tuple[dict[str, Any], ...]) -> Node:
-    """``node`` with ``filters`` added to every leaf under it."""
+    """``node`` with ``filters`` added: to a leaf's own, or to a compound's (``pushed``
+    takes a compound's filters down to its leaves)."""
     if not filters:
         return node
-    if isinstance(node, Standard | Knn):
-        return replace(node, filters=(*node.filters, *filters))
     if isinstance(node, Rerank):
         return replace(node, child=with_filters(node.child, filters))
-    children = tuple(replace(c, node=with_filters(c.node, filters)) for c in node.children)
-    return replace(node, children=children, filters=(*node.filters, *filters))
+    return replace(node, filters=(*node.filters, *filters))
 
 
 def pushed(node: Node, window: int = DEFAULT_WINDOW) -> Node:
