@@ -117,3 +117,30 @@ async def test_too_many_leaves_is_a_400(upstream: Scripted, start: Start) -> Non
     got = await call("POST", f"{url}/docs/_search", body)
     assert got.status == 400
     assert "RETRIEVERS__MAX_LEAVES" in got.json()["error"]["reason"]
+
+
+async def test_chunk_rescorer_scores_the_end_of_a_long_document(gateway: GatewayFactory) -> None:
+    """Without it the long document is cut at the model's length and loses its match."""
+    from gateway.settings import Settings
+
+    long_text = " ".join(["filler"] * 300) + " berlin wall"
+    docs = [
+        {"_id": "short", "title": "", "text": "a wall"},
+        {"_id": "long", "title": "", "text": long_text},
+    ]
+    async with Scripted(docs) as upstream:
+        settings = Settings.model_validate(
+            {"upstream": {"urls": [upstream.url], "flavor": "elasticsearch"}}
+        )
+        url = await gateway(settings, encoder=FakeEncoder())
+        tsr: dict[str, Any] = {"retriever": STD, "field": "text", "inference_text": QUERY}
+        plain = await call(
+            "POST", f"{url}/docs/_search", {"retriever": {"text_similarity_reranker": tsr}}
+        )
+        assert plain.ids() == ["short", "long"]
+        chunked = {**tsr, "chunk_rescorer": {"chunking_settings": {"max_chunk_size": 50}}}
+        got = await call(
+            "POST", f"{url}/docs/_search", {"retriever": {"text_similarity_reranker": chunked}}
+        )
+        assert got.ids() == ["long", "short"]
+        assert got.headers["X-Rerank"] == "full"
