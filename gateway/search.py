@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Mapping
@@ -30,7 +31,7 @@ from yarl import URL
 from gateway import cursor as cursors
 from gateway import es_body, relevance
 from gateway.budget import TOO_MANY_PAIRS, PairBudget
-from gateway.errors import ClientRequestError
+from gateway.errors import ClientRequestError, GatewayError
 from gateway.experiments import Arm
 from gateway.filter_path import FilterPath, from_params
 from gateway.indices import path_allowed
@@ -43,6 +44,7 @@ from gateway.retrievers.parse import Tree
 from gateway.settings import RelevanceSettings, RerankSettings, RetrieverSettings, SpeedSettings
 from gateway.upstream import Reply, Upstream
 
+log = logging.getLogger(__name__)
 RERANK_HEADER = "X-Rerank"  # full | partial | skipped, on every _search / _msearch answer
 REASON_HEADER = "X-Rerank-Reason"
 OPT_HEADER = "X-Rerank"  # the same name on a request: on | off
@@ -319,8 +321,9 @@ class SearchFlow:
     async def _hybrid(
         self, url: URL, index: str | None, headers: Mapping[str, str], parsed: dict[str, Any]
     ) -> SearchResult | None:
-        """A plain search under a profile with a hybrid first stage, run as its tree."""
-        if self._skip_reason(index, headers, url.query) is not None:
+        """A plain search under a profile with a hybrid first stage, run as its tree; None
+        (the plain search) when it is not reranked, has no embedder, or the embedder fails."""
+        if self.retrievers.embedder is None or self._skip_reason(index, headers, url.query):
             return None
         plan, profile = self._plan(parsed, url.query, index, headers=headers)
         if not isinstance(plan, es_body.Plan) or profile.hybrid is None:
@@ -336,7 +339,11 @@ class SearchFlow:
         )
         if tree is None:
             return None
-        return await self._run_tree(tree, parsed, url, index, headers, skip=None)
+        try:
+            return await self._run_tree(tree, parsed, url, index, headers, skip=None)
+        except GatewayError as exc:
+            log.warning("hybrid first stage failed (%s): the plain search", type(exc).__name__)
+            return None
 
     async def _run_tree(
         self,

@@ -7,14 +7,16 @@ each flavor is sent for a knn leaf, and the fallback when the reranker fails.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
+from gateway.errors import ModelError
 from gateway.model.base import Scores
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory
-from tests.functional.conftest import DOCS, QUERY, Scripted, Start, call
+from tests.functional.conftest import DOCS, QUERY, SEARCH, Scripted, Start, call
 
 STD = {"standard": {"query": {"match": {"text": QUERY}}}}
 VEC = [1.0, 0.0, 0.5]
@@ -144,3 +146,34 @@ async def test_chunk_rescorer_scores_the_end_of_a_long_document(gateway: Gateway
         )
         assert got.ids() == ["long", "short"]
         assert got.headers["X-Rerank"] == "full"
+
+
+class BrokenEmbedder:
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        raise ModelError("embedder down")
+
+
+async def test_hybrid_profile_degrades_to_the_plain_search(
+    upstream: Scripted, gateway: GatewayFactory
+) -> None:
+    from gateway.settings import Settings
+
+    settings = Settings.model_validate(
+        {
+            "upstream": {"urls": [upstream.url], "flavor": "elasticsearch"},
+            "rerank": {"window": 5},
+            "relevance": {"hybrid": {"vector_field": "vec"}},
+        }
+    )
+    plain_url = await gateway(
+        Settings.model_validate({**settings.model_dump(), "relevance": {}}), encoder=FakeEncoder()
+    )
+    plain = await call("POST", f"{plain_url}/docs/_search", SEARCH)
+    for embedder in (None, BrokenEmbedder()):
+        upstream.seen.clear()
+        url = await gateway(settings, encoder=FakeEncoder(), embedder=embedder)
+        got = await call("POST", f"{url}/docs/_search", SEARCH)
+        assert got.status == 200, got.body
+        assert got.headers["X-Rerank"] == "full"
+        assert got.ids() == plain.ids()
+        assert [s.get("query") for s in searches(upstream)] == [SEARCH["query"]]
