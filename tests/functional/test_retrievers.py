@@ -13,10 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import ModelError
-from gateway.model.base import Scores
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory
 from tests.functional.conftest import DOCS, QUERY, SEARCH, Scripted, Start, call
+from tests.functional.test_search_flow import FailingEncoder
 
 STD = {"standard": {"query": {"match": {"text": QUERY}}}}
 VEC = [1.0, 0.0, 0.5]
@@ -72,13 +72,6 @@ async def test_elasticsearch_gets_a_knn_section(upstream: Scripted, start: Start
     leaf = next(s for s in sent if s["size"] != 0)
     assert leaf["knn"] == {**KNN["knn"], "filter": [{"term": {"a": 1}}]}
     assert leaf["size"] == 10  # the rrf's rank_window_size
-
-
-class FailingEncoder(FakeEncoder):
-    def score(self, batch: Any) -> Scores:
-        if len(batch) > 1:  # the one-pair warm-up passes, searches fail
-            raise RuntimeError("model broke")
-        return super().score(batch)
 
 
 async def test_a_failing_reranker_keeps_the_first_stage_order(
