@@ -52,7 +52,15 @@ OPT_PARAM = "rerank"  # ?rerank=true|false, removed before forwarding
 TIMEOUT_HEADER = "X-Rerank-Timeout-Ms"  # a search's own rerank deadline (ext.rerank.timeout_ms)
 EACH_HEADER = "X-Rerank-Each"  # _msearch: full | partial | skipped per sub-search, in order
 EACH_REASON_HEADER = "X-Rerank-Each-Reason"  # _msearch: each one's reason, "-" when none
-_MOVED = ("from", "size", "filter_path")  # read by the gateway, not forwarded when reranking
+_MOVED = ("from", "size", "filter_path")
+# Why a search is not reranked, for which its retriever tree still runs in the gateway.
+_TREE_SKIPS = (
+    "opted_out",
+    "disabled",
+    "not_opted_in",
+    "index_not_configured",
+    "model_not_ready",
+)  # read by the gateway, not forwarded when reranking
 _JSON_TYPES = ("application/json", "application/vnd.elasticsearch+json")
 _NDJSON_TYPES = (
     "application/x-ndjson",
@@ -471,15 +479,18 @@ class SearchFlow:
         headers: Mapping[str, str],
         params: Mapping[str, str],
         budget: PairBudget,
+        *,
+        skip: str | None = None,
     ) -> _SubSearches | str:
         """A ``_msearch`` body read and planned, or why it is not reranked: unreadable, or
-        more sub-searches (or their windows together) than the request's pair budget."""
+        more sub-searches (or their windows together) than the request's pair budget.
+        ``skip``: why none is reranked (its retriever sub-searches still run here)."""
         if not budget.fits((body.count(b"\n") + 1) // 2):  # each reranked one takes a pair
             return TOO_MANY_PAIRS
         lines = es_body.ndjson_objects(body)
         if lines is None:
             return "unreadable_body"
-        subs = self._plan_subs(lines, index, headers, params)
+        subs = self._plan_subs(lines, index, headers, params, skip)
         windows = sum(p.window for p in subs.plans if isinstance(p, es_body.Plan))
         return subs if budget.fits(windows) else TOO_MANY_PAIRS
 
@@ -489,6 +500,7 @@ class SearchFlow:
         index: str | None,
         headers: Mapping[str, str],
         params: Mapping[str, str],
+        skip: str | None = None,
     ) -> _SubSearches:
         """Plan each sub-search of a ``_msearch``; the body lines to send upstream.
 
@@ -501,11 +513,11 @@ class SearchFlow:
             sub_index = head.get("index", index)
             if isinstance(sub_index, list):
                 sub_index = ",".join(str(x) for x in sub_index)
-            p: es_body.Plan | str = "index_not_configured"
+            p: es_body.Plan | str = skip or "index_not_configured"
             profile = self.profiles.default
-            allowed = opted_in or path_allowed(sub_index, self.settings.indices)
+            allowed = skip is None and (opted_in or path_allowed(sub_index, self.settings.indices))
             if "retriever" in sub and not self.retrievers.passes_through:
-                out.trees[i] = (sub_index, sub, None if allowed else "index_not_configured")
+                out.trees[i] = (sub_index, sub, None if allowed else str(p))
                 p = "retriever"
             elif allowed:
                 try:
@@ -544,13 +556,18 @@ class SearchFlow:
         out_headers = self.upstream.outgoing_headers(headers)
         budget = PairBudget(self.settings.max_request_pairs)
         reason = self._skip_reason(index, headers, params)
-        if reason is None and _media_type(headers) not in _NDJSON_TYPES:
+        readable = _media_type(headers) in _NDJSON_TYPES
+        if reason is None and not readable:
             reason = "unreadable_body"
+        # Not reranked, but with retriever sub-searches: those still run in the gateway.
+        with_trees = readable and b"retriever" in body and not self.retrievers.passes_through
+        skip = reason if with_trees and reason in _TREE_SKIPS else None
         # Reading and planning every sub-search is Python work in proportion to the body:
         # a thread, so the event loop keeps answering meanwhile.
+        read = partial(self._read_subs, skip=skip)
         subs = (
-            await asyncio.to_thread(self._read_subs, body, index, headers, params, budget)
-            if reason is None
+            await asyncio.to_thread(read, body, index, headers, params, budget)
+            if reason is None or skip is not None
             else reason
         )
         if isinstance(subs, str):

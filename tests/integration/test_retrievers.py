@@ -512,21 +512,25 @@ async def test_msearch_runs_retriever_sub_searches_in_their_slots(
     bad = {"retriever": {"nope": {}}}
     lines = [{"index": INDEX}, rrf, {"index": INDEX}, plain, {"index": INDEX}, bad]
     payload = "".join(json.dumps(x) + "\n" for x in lines)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{url}/_msearch", data=payload, headers={"Content-Type": "application/x-ndjson"}
-        ) as resp,
-    ):
-        assert resp.status == 200
-        got = await resp.json()
-        each = resp.headers["X-Rerank-Each"].split(",")
-    first, second, third = got["responses"]
     want = rrf_by_hand([leaf_hits(es_index, std(), 8), leaf_hits(es_index, knn(), 8)], 8)
-    assert_page(page(first), want[:4])
-    assert first["status"] == 200
-    assert [h["_rank"] for h in first["hits"]["hits"]] == [1, 2, 3, 4]
-    assert len(second["hits"]["hits"]) == 2  # the plain one, reranked as usual
-    assert each[1] == "full"
-    assert third["status"] == 400
-    assert third["error"]["type"] == "parsing_exception"
+    for query, reranked in (("", "full"), ("?rerank=false", "skipped")):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{url}/_msearch{query}",
+                data=payload,
+                headers={"Content-Type": "application/x-ndjson"},
+            ) as resp,
+        ):
+            assert resp.status == 200
+            got = await resp.json()
+            each = resp.headers["X-Rerank-Each"].split(",")
+        first, second, third = got["responses"]
+        # The retriever slot runs in the gateway whether or not the _msearch is reranked.
+        assert_page(page(first), want[:4])
+        assert first["status"] == 200
+        assert [h["_rank"] for h in first["hits"]["hits"]] == [1, 2, 3, 4]
+        assert len(second["hits"]["hits"]) == 2
+        assert each[1] == reranked
+        assert third["status"] == 400
+        assert third["error"]["type"] == "parsing_exception"
