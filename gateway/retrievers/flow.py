@@ -153,6 +153,10 @@ class RetrieverFlow:
             return await self._score(node, hits, index, budget)
 
         ctx = self._context(path, index, headers, body, scorer)
+        added = self._added_fields(tree.root, body, index)
+        if added:  # the rerankers' text, where the client's _source may leave it out
+            asked = body.get("fields")
+            ctx.hit_options["fields"] = [*(asked if isinstance(asked, list) else []), *added]
         try:
             root = await run.with_vectors(ctx, await run.expand(ctx, tree.root))
             wants_union = body.get("track_total_hits") is not False or "aggs" in body
@@ -169,6 +173,7 @@ class RetrieverFlow:
             return Ran(None, refused.reply, "skipped", "upstream_status", {})
         ranked = results[0]
         assert isinstance(ranked, list)
+        ranked = [_without(hit, added) for hit in ranked] if added else ranked
         union_answer = results[1] if len(results) > 1 else None
         took = round((time.perf_counter() - started) * 1000)
         answer = shape.answer(
@@ -183,6 +188,22 @@ class RetrieverFlow:
         )
         status, reason = _overall(ctx.statuses)
         return Ran(answer, None, status, reason, {"retriever": float(took)})
+
+    def _added_fields(
+        self, node: parse.Node, body: Mapping[str, Any], index: str | None
+    ) -> tuple[str, ...]:
+        """Text fields the tree's rerankers read that the client's hit options may not
+        bring back (a ``_source`` / ``stored_fields`` of its own): asked as ``fields``."""
+        if "_source" not in body and "stored_fields" not in body:
+            return ()
+        wanted: list[str] = []
+        for rerank in _rerankers(node):
+            profile_fields = self._profile(rerank.inference_id, index).document.read_fields
+            wanted += [rerank.field] if rerank.field is not None else profile_fields
+        asked = body.get("fields")
+        asked = asked if isinstance(asked, list) else [] if asked is None else [asked]
+        have = {f if isinstance(f, str) else f.get("field") for f in asked if f}
+        return tuple(f for f in dict.fromkeys(wanted) if f not in have)
 
     def _profile(self, inference_id: str | None, index: str | None) -> Profile:
         if inference_id in (None, DEFAULT, ES_DEFAULT_INFERENCE):
@@ -218,6 +239,23 @@ class RetrieverFlow:
 
 async def _no_scorer(node: Rerank, hits: list[dict[str, Any]]) -> run.Scored:
     return _unscored(hits, "no_reranker_in_tree")
+
+
+def _rerankers(node: parse.Node) -> list[Rerank]:
+    if isinstance(node, Rerank):
+        return [node, *_rerankers(node.child)]
+    if isinstance(node, parse.Fusion):
+        return [r for c in node.children for r in _rerankers(c.node)]
+    return []
+
+
+def _without(hit: dict[str, Any], added: tuple[str, ...]) -> dict[str, Any]:
+    fields = hit.get("fields")
+    if not isinstance(fields, dict):
+        return hit
+    kept = {k: v for k, v in fields.items() if k not in added}
+    out = {k: v for k, v in hit.items() if k != "fields"}
+    return {**out, "fields": kept} if kept else out
 
 
 def _unscored(hits: list[dict[str, Any]], reason: str) -> run.Scored:

@@ -534,3 +534,17 @@ async def test_msearch_runs_retriever_sub_searches_in_their_slots(
         assert each[1] == reranked
         assert third["status"] == 400
         assert third["error"]["type"] == "parsing_exception"
+
+
+async def test_reranker_reads_its_field_when_the_client_turns_source_off(
+    es_index: str, encoder: OnnxCrossEncoder, gateway: GatewayFactory
+) -> None:
+    url = await start(gateway, es_index, encoder)
+    tsr = {"retriever": std(), "field": "text", "inference_text": "growing apples"}
+    _, full, _ = await apost(url, {"retriever": {"text_similarity_reranker": tsr}})
+    body = {"retriever": {"text_similarity_reranker": tsr}, "_source": False}
+    status, got, headers = await apost(url, body)
+    assert status == 200, got
+    assert headers["X-Rerank"] == "full"
+    assert page(got) == page(full)
+    assert all(set(h) == {"_index", "_id", "_score"} for h in got["hits"]["hits"])
