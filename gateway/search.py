@@ -303,8 +303,8 @@ class SearchFlow:
     ) -> tuple[SearchResult | None, bytes]:
         """A ``retriever`` search run by the gateway (README "Retrievers"), or None and the
         body to go on with: as sent (no retriever), or the plain search a leaf root is."""
-        has_hybrid = self.retrievers.hybrid
-        if arm is not None or not (has_hybrid or b"retriever" in body):
+        has_hybrid = self.retrievers.hybrid and arm is None  # an arm's search stays plain
+        if not (has_hybrid or b"retriever" in body):
             return None, body
         parsed = es_body.load_object(body) if _media_type(headers) in (*_JSON_TYPES, "") else None
         if parsed is None:
@@ -316,7 +316,7 @@ class SearchFlow:
         if flow.passes_through:
             out_headers = self.upstream.outgoing_headers(headers)
             reply = await self.upstream.fetch(
-                method, _forward_url(url, ()), out_headers, body, decode=False
+                method, _forward_url(url, ()), out_headers, body, decode=arm is not None
             )
             return _verbatim(reply, "retriever_on_cluster"), body
         tree = flow.read(parsed, params)
@@ -324,6 +324,8 @@ class SearchFlow:
         if plain is not None:
             return None, es_body.dump(plain)
         skip = self._skip_reason(index, headers, params)
+        if skip is None and arm is not None and not arm.rerank:
+            skip = "experiment_control"
         return await self._run_tree(tree, parsed, url, index, headers, skip=skip), body
 
     async def _hybrid(

@@ -170,3 +170,22 @@ async def test_hybrid_profile_degrades_to_the_plain_search(
         assert got.headers["X-Rerank"] == "full"
         assert got.ids() == plain.ids()
         assert [s.get("query") for s in searches(upstream)] == [SEARCH["query"]]
+
+
+async def test_in_an_experiment_the_control_arms_reranker_falls_back(
+    upstream: Scripted, start: Start
+) -> None:
+    url = await start(experiment={"mode": "ab", "name": "retr"})
+    tsr = {"retriever": STD, "field": "text", "inference_text": QUERY, "rank_window_size": 5}
+    body = {"retriever": {"text_similarity_reranker": tsr}, "size": 5}
+    arms = {}
+    for variant in ("baseline", "rerank"):
+        got = await call(
+            "POST", f"{url}/docs/_search", body, headers={"X-Experiment-Override": variant}
+        )
+        assert got.status == 200, got.body
+        assert got.headers["X-Experiment-Variant"] == variant
+        arms[variant] = (got.headers["X-Rerank"], got.headers.get("X-Rerank-Reason"), got.ids())
+    assert arms["baseline"] == ("skipped", "experiment_control", [d["_id"] for d in DOCS[:5]])
+    assert arms["rerank"][0] == "full"
+    assert arms["rerank"][2] != arms["baseline"][2]
