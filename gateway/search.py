@@ -52,15 +52,9 @@ OPT_PARAM = "rerank"  # ?rerank=true|false, removed before forwarding
 TIMEOUT_HEADER = "X-Rerank-Timeout-Ms"  # a search's own rerank deadline (ext.rerank.timeout_ms)
 EACH_HEADER = "X-Rerank-Each"  # _msearch: full | partial | skipped per sub-search, in order
 EACH_REASON_HEADER = "X-Rerank-Each-Reason"  # _msearch: each one's reason, "-" when none
-_MOVED = ("from", "size", "filter_path")
+_MOVED = ("from", "size", "filter_path")  # read by the gateway, not forwarded when reranking
 # Why a search is not reranked, for which its retriever tree still runs in the gateway.
-_TREE_SKIPS = (
-    "opted_out",
-    "disabled",
-    "not_opted_in",
-    "index_not_configured",
-    "model_not_ready",
-)  # read by the gateway, not forwarded when reranking
+_TREE_SKIPS = ("opted_out", "disabled", "not_opted_in", "index_not_configured", "model_not_ready")
 _JSON_TYPES = ("application/json", "application/vnd.elasticsearch+json")
 _NDJSON_TYPES = (
     "application/x-ndjson",
