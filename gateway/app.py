@@ -24,6 +24,7 @@ from gateway.model.loader import load_encoder
 from gateway.profiles import DEFAULT, Profiles
 from gateway.rerank_api import setup_rerank_api
 from gateway.reranker import Passage, Reranker
+from gateway.retrievers.embed import QueryEmbedder
 from gateway.search import SearchFlow
 from gateway.settings import ModelSettings, Settings
 from gateway.state import FLOW, HEALTH, RESERVED_PREFIX, UPSTREAM, Health
@@ -34,9 +35,16 @@ log = logging.getLogger(__name__)
 _SEARCH_PATHS = ("/_search", "/{index}/_search", "/_msearch", "/{index}/_msearch")
 
 
-def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    encoder: CrossEncoder | None = None,
+    embedder: QueryEmbedder | None = None,
+) -> web.Application:
     """The gateway application. ``encoder``: the default model, already loaded (``serve``
-    loads it before listening; tests pass a fake); without it the model loads in the background."""
+    loads it before listening; tests pass a fake); without it the model loads in the
+    background. ``embedder`` answers the retrievers' ``query_vector_builder`` (none: they
+    are a 400)."""
     metrics = Metrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
@@ -57,6 +65,8 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
         Profiles(settings.rerank, settings.relevance),
         settings.speed,
         index_fields=index_fields,
+        retrievers=settings.retrievers,
+        embedder=embedder,
     )
     app[UPSTREAM] = upstream
     app[HEALTH] = health

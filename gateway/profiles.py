@@ -17,7 +17,7 @@ from gateway.documents import DocumentSpec
 from gateway.errors import ClientRequestError
 from gateway.fusion import FusionSpec
 from gateway.indices import name_allowed
-from gateway.settings import RelevanceOptions, RelevanceSettings, RerankSettings
+from gateway.settings import HybridOptions, RelevanceOptions, RelevanceSettings, RerankSettings
 
 DEFAULT = "default"
 
@@ -32,6 +32,7 @@ class Profile:
     document: DocumentSpec
     chunking: ChunkSpec
     fusion: FusionSpec
+    hybrid: HybridOptions | None = None  # BM25 ‖ kNN first stage (gateway.retrievers.hybrid)
 
 
 def _profile(
@@ -71,6 +72,7 @@ def _profile(
             rrf_k=options.rrf_k,
             min_score=options.min_score,
         ),
+        hybrid=options.hybrid,
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Mapping
@@ -30,16 +31,21 @@ from yarl import URL
 from gateway import cursor as cursors
 from gateway import es_body, relevance
 from gateway.budget import TOO_MANY_PAIRS, PairBudget
-from gateway.errors import ClientRequestError
+from gateway.errors import ClientRequestError, GatewayError
 from gateway.experiments import Arm
 from gateway.filter_path import FilterPath, from_params
 from gateway.indices import path_allowed
 from gateway.mappings import IndexFields
 from gateway.profiles import DEFAULT, Profile, Profiles
 from gateway.reranker import Reranker
-from gateway.settings import RelevanceSettings, RerankSettings, SpeedSettings
+from gateway.retrievers import hybrid
+from gateway.retrievers.embed import QueryEmbedder
+from gateway.retrievers.flow import RetrieverFlow
+from gateway.retrievers.parse import Tree
+from gateway.settings import RelevanceSettings, RerankSettings, RetrieverSettings, SpeedSettings
 from gateway.upstream import Reply, Upstream
 
+log = logging.getLogger(__name__)
 RERANK_HEADER = "X-Rerank"  # full | partial | skipped, on every _search / _msearch answer
 REASON_HEADER = "X-Rerank-Reason"
 OPT_HEADER = "X-Rerank"  # the same name on a request: on | off
@@ -48,6 +54,8 @@ TIMEOUT_HEADER = "X-Rerank-Timeout-Ms"  # a search's own rerank deadline (ext.re
 EACH_HEADER = "X-Rerank-Each"  # _msearch: full | partial | skipped per sub-search, in order
 EACH_REASON_HEADER = "X-Rerank-Each-Reason"  # _msearch: each one's reason, "-" when none
 _MOVED = ("from", "size", "filter_path")  # read by the gateway, not forwarded when reranking
+# Why a search is not reranked, for which its retriever tree still runs in the gateway.
+_TREE_SKIPS = ("opted_out", "disabled", "not_opted_in", "index_not_configured", "model_not_ready")
 _JSON_TYPES = ("application/json", "application/vnd.elasticsearch+json")
 _NDJSON_TYPES = (
     "application/x-ndjson",
@@ -80,6 +88,8 @@ class _SubSearches:
     profiles: list[Profile] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     refused: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Retriever sub-searches, run by the gateway: position → (index, body, skip reason).
+    trees: dict[int, tuple[str | None, dict[str, Any], str | None]] = field(default_factory=dict)
 
 
 def _opt(headers: Mapping[str, str], params: Mapping[str, str]) -> bool | None:
@@ -145,6 +155,8 @@ class SearchFlow:
         speed: SpeedSettings | None = None,
         *,
         index_fields: IndexFields | None = None,
+        retrievers: RetrieverSettings | None = None,
+        embedder: QueryEmbedder | None = None,
     ) -> None:
         self.upstream = upstream
         # Which fields an index's text is in, when none of the configured ones is mapped.
@@ -155,6 +167,17 @@ class SearchFlow:
         self.settings = settings
         self.profiles = profiles or Profiles(settings, RelevanceSettings.model_validate({}))
         self.rerankers: dict[str, Reranker] = {}  # the other models', by name
+        # ``retriever`` trees and the hybrid profile (gateway.retrievers).
+        self.retrievers = RetrieverFlow(
+            upstream,
+            self.profiles,
+            self._model,
+            retrievers or RetrieverSettings.model_validate({}),
+            embedder,
+        )
+
+    def _model(self, name: str) -> Reranker | None:
+        return self.reranker if name == DEFAULT else self.rerankers.get(name)
 
     async def _plan(
         self,
@@ -210,6 +233,9 @@ class SearchFlow:
     ) -> SearchResult:
         started = time.perf_counter()
         params = url.query
+        done, body = await self._retriever(method, url, index, headers, body, arm=arm)
+        if done is not None:
+            return done
         reason = self._skip_reason(index, headers, params)
         if reason is None and arm is not None and not arm.rerank:
             reason = "experiment_control"
@@ -267,6 +293,98 @@ class SearchFlow:
         result = _json_result(reply, merged, status, why, pretty=es_body.wants_pretty(params))
         result.timings_ms = {"upstream": upstream_ms, "rerank": rerank_ms}
         return result
+
+    async def _retriever(
+        self,
+        method: str,
+        url: URL,
+        index: str | None,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        arm: Arm | None,
+    ) -> tuple[SearchResult | None, bytes]:
+        """A ``retriever`` search run by the gateway (README "Retrievers"), or None and the
+        body to go on with: as sent (no retriever), or the plain search a leaf root is."""
+        has_hybrid = self.retrievers.hybrid and arm is None  # an arm's search stays plain
+        if not (has_hybrid or b"retriever" in body):
+            return None, body
+        parsed = es_body.load_object(body) if _media_type(headers) in (*_JSON_TYPES, "") else None
+        if parsed is None:
+            return None, body
+        flow, params = self.retrievers, url.query
+        if "retriever" not in parsed:
+            found = await self._hybrid(url, index, headers, parsed) if has_hybrid else None
+            return found, body
+        if flow.passes_through:
+            out_headers = self.upstream.outgoing_headers(headers)
+            reply = await self.upstream.fetch(
+                method, _forward_url(url, ()), out_headers, body, decode=arm is not None
+            )
+            return _verbatim(reply, "retriever_on_cluster"), body
+        tree = flow.read(parsed, params)
+        plain = await flow.plain_body(tree, parsed)
+        if plain is not None:
+            return None, es_body.dump(plain)
+        skip = self._skip_reason(index, headers, params)
+        if skip is None and arm is not None and not arm.rerank:
+            skip = "experiment_control"
+        return await self._run_tree(tree, parsed, url, index, headers, skip=skip), body
+
+    async def _hybrid(
+        self, url: URL, index: str | None, headers: Mapping[str, str], parsed: dict[str, Any]
+    ) -> SearchResult | None:
+        """A plain search under a profile with a hybrid first stage, run as its tree; None
+        (the plain search) when it is not reranked, has no embedder, or the embedder fails."""
+        if self.retrievers.embedder is None or self._skip_reason(index, headers, url.query):
+            return None
+        plan, profile = await self._plan(parsed, url.query, index, headers=headers)
+        if not isinstance(plan, es_body.Plan) or profile.hybrid is None:
+            return None
+        tree = hybrid.tree_for(
+            parsed,
+            profile.hybrid,
+            query_text=plan.query,
+            profile=profile.name,
+            window=plan.window,
+            from_=plan.from_,
+            size=plan.size,
+        )
+        if tree is None:
+            return None
+        try:
+            return await self._run_tree(tree, parsed, url, index, headers, skip=None)
+        except GatewayError as exc:
+            log.warning("hybrid first stage failed (%s): the plain search", type(exc).__name__)
+            return None
+
+    async def _run_tree(
+        self,
+        tree: Tree,
+        parsed: dict[str, Any],
+        url: URL,
+        index: str | None,
+        headers: Mapping[str, str],
+        *,
+        skip: str | None,
+    ) -> SearchResult:
+        ran = await self.retrievers.execute(
+            tree,
+            parsed,
+            path=_forward_url(url, _MOVED),
+            index=index,
+            headers=self.upstream.outgoing_headers(headers),
+            skip=skip,
+            budget=PairBudget(self.settings.max_request_pairs),
+        )
+        if ran.answer is None:
+            assert ran.refused is not None
+            return _verbatim(ran.refused, "upstream_status")
+        answer = _filtered(ran.answer, from_params(url.query))
+        pretty = es_body.wants_pretty(url.query)
+        out = es_body.dump_pretty(answer) if pretty else es_body.dump(answer)
+        kind = CIMultiDict({"Content-Type": "application/json"})
+        return SearchResult(200, kind, out, ran.rerank, ran.reason, timings_ms=ran.timings_ms)
 
     async def _rerank_after(
         self,
@@ -375,13 +493,17 @@ class SearchFlow:
         headers: Mapping[str, str],
         params: Mapping[str, str],
         budget: PairBudget,
+        *,
+        skip: str | None = None,
     ) -> _SubSearches | str:
         """A ``_msearch`` body read (in a thread: Python work in proportion to the body, so
-        the event loop keeps answering) and planned, or why it is not reranked."""
+        the event loop keeps answering) and planned, or why it is not reranked: unreadable,
+        or more sub-searches (or their windows together) than the request's pair budget.
+        ``skip``: why none is reranked (its retriever sub-searches still run here)."""
         lines = await asyncio.to_thread(self._read_lines, body, budget)
         if isinstance(lines, str):
             return lines
-        subs = await self._plan_subs(lines, index, headers, params)
+        subs = await self._plan_subs(lines, index, headers, params, skip)
         windows = sum(p.window for p in subs.plans if isinstance(p, es_body.Plan))
         return subs if budget.fits(windows) else TOO_MANY_PAIRS
 
@@ -391,6 +513,7 @@ class SearchFlow:
         index: str | None,
         headers: Mapping[str, str],
         params: Mapping[str, str],
+        skip: str | None = None,
     ) -> _SubSearches:
         """Plan each sub-search of a ``_msearch``; the body lines to send upstream.
 
@@ -403,9 +526,13 @@ class SearchFlow:
             sub_index = head.get("index", index)
             if isinstance(sub_index, list):
                 sub_index = ",".join(str(x) for x in sub_index)
-            p: es_body.Plan | str = "index_not_configured"
+            p: es_body.Plan | str = skip or "index_not_configured"
             profile = self.profiles.default
-            if opted_in or path_allowed(sub_index, self.settings.indices):
+            allowed = skip is None and (opted_in or path_allowed(sub_index, self.settings.indices))
+            if "retriever" in sub and not self.retrievers.passes_through:
+                out.trees[i] = (sub_index, sub, None if allowed else str(p))
+                p = "retriever"
+            elif allowed:
                 try:
                     p, profile = await self._plan(sub, {}, sub_index, headers=headers)
                     if isinstance(p, es_body.Plan) and p.cursor is not None:
@@ -415,11 +542,18 @@ class SearchFlow:
                     p = "invalid_option"
             out.plans.append(p)
             out.profiles.append(profile)
-            if i in out.refused:
+            if i in out.refused or i in out.trees:
                 continue
             wide = es_body.widen(sub, p) if isinstance(p, es_body.Plan) else sub
             out.lines += [es_body.dump(head), es_body.dump(es_body.strip_gateway_ext(wide))]
         return out
+
+    async def _trees(
+        self, subs: _SubSearches, headers: Mapping[str, str], budget: PairBudget
+    ) -> dict[int, tuple[dict[str, Any], str, str | None]]:
+        """The retriever sub-searches of a ``_msearch``, run concurrently."""
+        jobs = [_tree_answer(self.retrievers, sub, headers, budget) for sub in subs.trees.values()]
+        return dict(zip(subs.trees, await asyncio.gather(*jobs), strict=True))
 
     async def msearch(
         self,
@@ -435,11 +569,15 @@ class SearchFlow:
         out_headers = self.upstream.outgoing_headers(headers)
         budget = PairBudget(self.settings.max_request_pairs)
         reason = self._skip_reason(index, headers, params)
-        if reason is None and _media_type(headers) not in _NDJSON_TYPES:
+        readable = _media_type(headers) in _NDJSON_TYPES
+        if reason is None and not readable:
             reason = "unreadable_body"
+        # Not reranked, but with retriever sub-searches: those still run in the gateway.
+        with_trees = readable and b"retriever" in body and not self.retrievers.passes_through
+        skip = reason if with_trees and reason in _TREE_SKIPS else None
         subs = (
-            await self._read_subs(body, index, headers, params, budget)
-            if reason is None
+            await self._read_subs(body, index, headers, params, budget, skip=skip)
+            if reason is None or skip is not None
             else reason
         )
         if isinstance(subs, str):
@@ -464,15 +602,21 @@ class SearchFlow:
         if response is None or not isinstance(sent, list) or len(sent) * 2 != len(subs.lines):
             return _unread(reply, response, params)
         answers = iter(sent)
-        responses = [subs.refused.get(i) or next(answers) for i in range(len(subs.plans))]
+        trees = await self._trees(subs, out_headers, budget)
+        responses = [
+            subs.refused.get(i) or (trees[i][0] if i in trees else next(answers))
+            for i in range(len(subs.plans))
+        ]
         response["responses"] = responses
-        statuses = ["skipped"] * len(subs.plans)
-        reasons: list[str | None] = [None] * len(subs.plans)
+        statuses = [trees[i][1] if i in trees else "skipped" for i in range(len(subs.plans))]
+        reasons = [trees[i][2] if i in trees else None for i in range(len(subs.plans))]
         # The sub-searches are scored together: their pairs share model batches, and
         # each one's deadline runs alongside the others' rather than after them.
         jobs: dict[int, Awaitable[tuple[dict[str, Any], str, str | None, float]]] = {}
         for i, p in enumerate(subs.plans):
             sub_resp = responses[i]
+            if i in trees:
+                continue
             if not isinstance(p, es_body.Plan):
                 reasons[i] = p
             elif (
@@ -500,6 +644,34 @@ class SearchFlow:
         result.headers[EACH_HEADER] = ",".join(statuses)
         result.headers[EACH_REASON_HEADER] = ",".join(r or "-" for r in reasons)
         return result
+
+
+async def _tree_answer(
+    flow: RetrieverFlow,
+    sub: tuple[str | None, dict[str, Any], str | None],
+    headers: Mapping[str, str],
+    budget: PairBudget,
+) -> tuple[dict[str, Any], str, str | None]:
+    """One retriever sub-search of a ``_msearch``: its slot of ``responses``, rerank status."""
+    index, body, skip = sub
+    try:
+        tree = flow.read(body, {})
+        ran = await flow.execute(
+            tree,
+            body,
+            path=f"/{index}/_search" if index else "/_search",
+            index=index,
+            headers=headers,
+            skip=skip,
+            budget=budget,
+        )
+    except ClientRequestError as exc:
+        return exc.body(), "skipped", "invalid_option"
+    if ran.answer is None:
+        assert ran.refused is not None
+        refused = _json_object(ran.refused) or {"status": ran.refused.status}
+        return refused, "skipped", "upstream_status"
+    return {**ran.answer, "status": 200}, ran.rerank, ran.reason
 
 
 def _unread(

@@ -420,6 +420,23 @@ ScoreUse = Literal["replace", "linear", "rrf"]
 Normalize = Literal["minmax", "zscore"]
 
 
+class HybridOptions(_Section):
+    """A profile's hybrid first stage: a plain `match` / `multi_match` search runs as
+    BM25 ‖ kNN (concurrently), fused, then reranked (README "Retrievers")."""
+
+    vector_field: str = Field(description="The `dense_vector` / `knn_vector` field searched.")
+    fusion: Literal["rrf", "linear"] = Field("rrf", description="How the two lists are fused.")
+    rank_constant: int = Field(60, ge=1, description="`rrf`: k in `1 / (k + rank)`.")
+    bm25_weight: float = Field(1.0, ge=0, description="`linear`: the BM25 list's weight.")
+    knn_weight: float = Field(1.0, ge=0, description="`linear`: the kNN list's weight.")
+    normalizer: Literal["none", "minmax", "l2_norm"] = Field(
+        "minmax", description="`linear`: each list's normalizer."
+    )
+    num_candidates: int | None = Field(
+        None, ge=1, description="kNN candidates per shard (unset: 1.5 x the window)."
+    )
+
+
 class RelevanceOptions(_Section):
     """How hits become text and how scores are used; the defaults of every profile."""
 
@@ -480,6 +497,13 @@ class RelevanceOptions(_Section):
         "default",
         description="Model that scores: `default` (MODEL__*) or a name from RELEVANCE__MODELS.",
     )
+    hybrid: HybridOptions | None = Field(
+        None,
+        description=(
+            'Hybrid first stage, JSON `{"vector_field": "vec", "fusion": "rrf"}`: plain'
+            " match / multi_match searches run as BM25 ‖ kNN, fused, then reranked."
+        ),
+    )
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -537,6 +561,20 @@ class RelevanceSettings(RelevanceOptions):
                 where = f"profile {name!r}" if name else "RELEVANCE__MODEL"
                 raise ValueError(f"{where} names unknown model {profile.model!r}")
         return self
+
+
+class RetrieverSettings(_Section):
+    run: Literal["gateway", "cluster"] = Field(
+        "gateway",
+        description=(
+            "Who runs a search's `retriever` tree: `gateway` (leaves on the cluster, fusion"
+            " and reranking here, with cache and fallback) or `cluster` (sent as is: for an"
+            " Elasticsearch cluster with the licence for it; OpenSearch always gets `gateway`)."
+        ),
+    )
+    max_leaves: int = Field(
+        16, ge=1, le=256, description="Leaf searches one retriever tree may run (400 above)."
+    )
 
 
 class BatcherSettings(_Section):
@@ -795,6 +833,7 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)  # type: ignore[arg-type]
     relevance: RelevanceSettings = Field(default_factory=RelevanceSettings)  # type: ignore[arg-type]
     experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)  # type: ignore[arg-type]
+    retrievers: RetrieverSettings = Field(default_factory=RetrieverSettings)  # type: ignore[arg-type]
 
 
 def env_name(section: str, field: str) -> str:

@@ -185,11 +185,14 @@ def make_settings(upstream: str, **sections: dict[str, Any]) -> Settings:
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[GatewayFactory]:
-    """Start gateways on free ports: ``url = await gateway(settings, encoder=None)``."""
+    """Start gateways on free ports: ``url = await gateway(settings, encoder=None)``
+    (``embedder=``: the retrievers' query embedder)."""
     servers: list[TestServer] = []
 
-    async def start(settings: Settings, encoder: CrossEncoder | None = None) -> str:
-        app = create_app(settings, encoder=encoder)
+    async def start(
+        settings: Settings, encoder: CrossEncoder | None = None, embedder: Any = None
+    ) -> str:
+        app = create_app(settings, encoder=encoder, embedder=embedder)
         server = GatewayTestServer(app, host="127.0.0.1", port=free_port())
         await server.start_server()
         servers.append(server)
