@@ -199,3 +199,13 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
     yield start
     for server in servers:
         await server.close()
+
+
+@pytest.fixture(scope="session")
+def embedder_cache(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An embedder cache holding the pair model's embedding graph, cut once per session."""
+    from gateway.model.embedder_export import export
+
+    cache = str(tmp_path_factory.mktemp("embedders"))
+    export(model_dir, "model.onnx", cache)
+    return cache

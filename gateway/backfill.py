@@ -1,0 +1,433 @@
+"""Fill a vector field of an existing index: read every document that lacks it, embed
+its text, write the vector back with ``_bulk`` partial updates.
+
+    python -m gateway.backfill INDEX [--field F] [--batch-size N] [--state FILE]
+                               [--max-batches N] [--restart] [--keep-alive 10m]
+
+Reads the documents through a point in time (Elasticsearch ``POST /{index}/_pit``
+sorted by ``_shard_doc``; OpenSearch ``POST /{index}/_search/point_in_time`` sorted by
+``_id``), or, where the cluster has none, by ``search_after`` on ``_id`` alone. Only
+documents without the field are read (``must_not exists``), so a finished run has
+nothing left to do and a run started afresh skips what an earlier one wrote.
+
+Resumable: after each batch's ``_bulk`` the state file (``--state``) holds the point in
+time and the last sort values. A run that finds it continues after them; when the point
+in time has expired it opens a new one and starts again from the first document still
+without a vector. Each document is updated once unless a run is killed between a
+batch's ``_bulk`` and its state write (that batch is then written again). The state
+file is removed when the run completes.
+
+Exit status: 0 complete; 1 complete but some documents could not be updated; 2 bad
+settings or arguments (or a field mapped with other dimensions); 3 the cluster failed
+(state kept: run again); 4 stopped by ``--max-batches`` (run again to go on); 130
+interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from multidict import CIMultiDict
+
+from gateway.documents import DocumentSpec, render
+from gateway.errors import GatewayError, ModelError, UpstreamError
+from gateway.model.embedder import Embedder
+from gateway.progress import Progress
+from gateway.settings import EmbedderSettings, Settings
+from gateway.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED_DOCS, EXIT_CONFIG, EXIT_CLUSTER, EXIT_STOPPED = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+
+
+class BackfillError(GatewayError):
+    """The cluster refused a step of the backfill (its reason kept, no secrets in it)."""
+
+    def __init__(self, step: str, status: int, reason: str, exit_code: int = EXIT_CLUSTER):
+        super().__init__(f"{step}: HTTP {status}: {reason}")
+        self.status = status
+        self.exit_code = exit_code
+
+
+@dataclass(slots=True)
+class Options:
+    index: str
+    field: str
+    text_fields: tuple[str, ...]
+    state_file: Path
+    batch_size: int = 200
+    max_batches: int | None = None
+    keep_alive: str = "10m"
+    restart: bool = False
+    max_doc_chars: int = 4000
+
+
+@dataclass(slots=True)
+class State:
+    """What the state file holds; counts are over every run of this backfill."""
+
+    index: str
+    field: str
+    pit_id: str | None = None
+    after: list[Any] | None = None
+    updated: int = 0
+    failed: int = 0
+    skipped: int = 0
+    batches: int = 0
+
+
+@dataclass(slots=True)
+class Report:
+    complete: bool
+    resumed: bool
+    updated: int = 0  # this run
+    failed: int = 0
+    skipped: int = 0  # no text to embed
+    batches: int = 0
+    reopened: int = 0  # points in time found expired and opened again
+    total: State = field(default_factory=lambda: State("", ""))
+
+    @property
+    def exit_code(self) -> int:
+        if not self.complete:
+            return EXIT_STOPPED
+        return EXIT_FAILED_DOCS if self.total.failed else EXIT_OK
+
+
+class _Cluster:
+    """The few requests the backfill makes, through the gateway's upstream client."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def call(self, step: str, method: str, path: str, body: Any = None) -> Any:
+        payload: bytes | None = None
+        ctype = "application/json"
+        if isinstance(body, str):
+            payload, ctype = body.encode(), "application/x-ndjson"
+        elif body is not None:
+            payload = json.dumps(body).encode()
+        headers = self.upstream.outgoing_headers(CIMultiDict({"Content-Type": ctype}))
+        reply = await self.upstream.fetch(method, path, headers, payload)
+        try:
+            answer = json.loads(reply.body) if reply.body else None
+        except ValueError:
+            answer = None
+        if reply.status >= 300:
+            raise BackfillError(step, reply.status, _reason(answer))
+        return answer
+
+
+def _reason(answer: Any) -> str:
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if isinstance(error, dict):
+        causes = error.get("root_cause") or [error]
+        first = causes[0] if isinstance(causes, list) and causes else error
+        return f"{first.get('type', '?')}: {first.get('reason', '')}"[:300]
+    return str(error)[:300] if error else "no error body"
+
+
+def vector_mapping(flavor: str, dims: int) -> dict[str, Any]:
+    if flavor == "opensearch":
+        return {"type": "knn_vector", "dimension": dims}
+    return {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine"}
+
+
+async def ensure_mapping(cluster: _Cluster, flavor: str, index: str, name: str, dims: int) -> None:
+    """Map the field as a vector of ``dims`` unless every index already maps it so."""
+    found = await cluster.call("mapping", "GET", f"/{index}/_mapping/field/{name}")
+    mapped = [
+        spec
+        for entry in (found or {}).values()
+        if isinstance(entry, dict)
+        for spec in [entry.get("mappings", {}).get(name, {}).get("mapping", {})]
+        if spec
+    ]
+    for spec in mapped:
+        leaf: dict[str, Any] = next(iter(spec.values()), {})
+        have = leaf.get("dims", leaf.get("dimension"))
+        if have is not None and int(have) != dims:
+            raise BackfillError(
+                "mapping",
+                400,
+                f"[{name}] is mapped with {have} dimensions, the embedder gives {dims}",
+                exit_code=EXIT_CONFIG,
+            )
+    if len(mapped) < len(found or {}) or not found:
+        body = {"properties": {name: vector_mapping(flavor, dims)}}
+        await cluster.call("mapping", "PUT", f"/{index}/_mapping", body)
+
+
+class _Reader:
+    """Pages of documents without the field, in a stable order."""
+
+    def __init__(self, cluster: _Cluster, flavor: str, options: Options, state: State) -> None:
+        self.cluster = cluster
+        self.flavor = flavor
+        self.options = options
+        self.state = state
+        self.use_pit = True
+        self.reopened = 0
+
+    async def open(self) -> None:
+        if self.state.pit_id is not None:
+            return
+        keep = self.options.keep_alive
+        index = self.options.index
+        path = (
+            f"/{index}/_search/point_in_time?keep_alive={keep}"
+            if self.flavor == "opensearch"
+            else f"/{index}/_pit?keep_alive={keep}"
+        )
+        try:
+            answer = await self.cluster.call("open point in time", "POST", path)
+        except BackfillError as exc:
+            if exc.status not in (400, 404, 405):
+                raise
+            log.info("no point in time on this cluster (%s): search_after on _id", exc)
+            self.use_pit = False
+            return
+        self.state.pit_id = answer.get("pit_id") or answer.get("id")
+        self.state.after = None
+
+    async def page(self) -> list[dict[str, Any]]:
+        missing = {"bool": {"must_not": {"exists": {"field": self.options.field}}}}
+        body: dict[str, Any] = {
+            "size": self.options.batch_size,
+            "query": missing,
+            "_source": list(self.options.text_fields),
+            "track_total_hits": False,
+        }
+        path = "/_search"
+        if self.use_pit and self.state.pit_id is not None:
+            body["pit"] = {"id": self.state.pit_id, "keep_alive": self.options.keep_alive}
+            tiebreak = "_id" if self.flavor == "opensearch" else "_shard_doc"
+            body["sort"] = [{tiebreak: "asc"}]
+        else:
+            path = f"/{self.options.index}/_search"
+            body["sort"] = [{"_id": "asc"}]
+        if self.state.after is not None:
+            body["search_after"] = self.state.after
+        try:
+            answer = await self.cluster.call("search", "POST", path, body)
+        except BackfillError as exc:
+            if exc.status != 404 or self.state.pit_id is None:
+                raise
+            log.info("the point in time has expired: opening a new one")
+            self.state.pit_id = None
+            self.reopened += 1
+            await self.open()
+            return await self.page()
+        if self.use_pit and isinstance(answer.get("pit_id"), str):
+            self.state.pit_id = answer["pit_id"]
+        hits: list[dict[str, Any]] = answer.get("hits", {}).get("hits", [])
+        return hits
+
+    async def close(self) -> None:
+        pit, self.state.pit_id = self.state.pit_id, None
+        if pit is None or not self.use_pit:
+            return
+        if self.flavor == "opensearch":
+            await self.cluster.call("close", "DELETE", "/_search/point_in_time", {"pit_id": [pit]})
+        else:
+            await self.cluster.call("close", "DELETE", "/_pit", {"id": pit})
+
+
+def bulk_updates(hits: Sequence[dict[str, Any]], name: str, vectors: list[list[float]]) -> str:
+    lines = []
+    for hit, vector in zip(hits, vectors, strict=True):
+        action: dict[str, Any] = {"_index": hit["_index"], "_id": hit["_id"]}
+        if "_routing" in hit:
+            action["routing"] = hit["_routing"]
+        lines.append(json.dumps({"update": action}))
+        lines.append(json.dumps({"doc": {name: vector}}))
+    return "\n".join(lines) + "\n"
+
+
+def _outcomes(answer: Any) -> tuple[int, int]:
+    """(updated, failed) items of a ``_bulk`` answer."""
+    ok = bad = 0
+    for item in answer.get("items", []) if isinstance(answer, dict) else []:
+        result: dict[str, Any] = next(iter(item.values()), {})
+        if 200 <= int(result.get("status", 500)) < 300:
+            ok += 1
+        else:
+            bad += 1
+            log.warning("not updated: %s: %s", result.get("_id"), _reason(result))
+    return ok, bad
+
+
+def load_state(options: Options) -> State | None:
+    if options.restart or not options.state_file.is_file():
+        return None
+    data = json.loads(options.state_file.read_text())
+    if data.get("index") != options.index or data.get("field") != options.field:
+        raise BackfillError(
+            "state",
+            400,
+            f"{options.state_file} belongs to {data.get('index')}/"
+            f"{data.get('field')}: pass another --state or --restart",
+            exit_code=EXIT_CONFIG,
+        )
+    return State(**data)
+
+
+def save_state(path: Path, state: State) -> None:
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(json.dumps(asdict(state)) + "\n")
+    os.replace(staging, path)
+
+
+async def backfill(
+    upstream: Upstream, embedder: Embedder, options: Options, progress_to: TextIO | None
+) -> Report:
+    """Fill ``options.field`` of every document of ``options.index`` that lacks it."""
+    cluster = _Cluster(upstream)
+    flavor = await upstream.probe()
+    if flavor is None:
+        raise BackfillError("connect", 502, "the search cluster did not answer GET /")
+    await ensure_mapping(cluster, flavor, options.index, options.field, embedder.dims)
+    saved = load_state(options)
+    state = saved or State(options.index, options.field)
+    report = Report(complete=False, resumed=saved is not None, total=state)
+    reader = _Reader(cluster, flavor, options, state)
+    missing = {"query": {"bool": {"must_not": {"exists": {"field": options.field}}}}}
+    left = await cluster.call("count", "POST", f"/{options.index}/_count", missing)
+    bar = (
+        Progress(f"backfill {options.index}.{options.field}", left.get("count"), progress_to)
+        if progress_to is not None
+        else None
+    )
+    spec = DocumentSpec(fields=options.text_fields, max_chars=options.max_doc_chars)
+    await reader.open()
+    try:
+        while options.max_batches is None or report.batches < options.max_batches:
+            hits = await reader.page()
+            if not hits:
+                report.complete = True
+                break
+            texts = [render(hit, spec) for hit in hits]
+            todo = [i for i, text in enumerate(texts) if text]
+            vectors = await embedder.embed([texts[i] for i in todo])
+            ok = bad = 0
+            if todo:
+                body = bulk_updates([hits[i] for i in todo], options.field, vectors)
+                ok, bad = _outcomes(await cluster.call("bulk", "POST", "/_bulk", body))
+            skipped = len(hits) - len(todo)
+            for counts in (report, state):
+                counts.updated += ok
+                counts.failed += bad
+                counts.skipped += skipped
+                counts.batches += 1
+            state.after = hits[-1].get("sort")
+            save_state(options.state_file, state)
+            if bar is not None:
+                bar.advance(len(hits))
+    finally:
+        if bar is not None:
+            bar.close()
+    report.reopened = reader.reopened
+    if report.complete:
+        await reader.close()
+        await cluster.call("refresh", "POST", f"/{options.index}/_refresh")
+        options.state_file.unlink(missing_ok=True)
+    return report
+
+
+def options_from(args: argparse.Namespace, settings: EmbedderSettings) -> Options:
+    name = args.field or settings.field
+    fields = args.text_fields.split(",") if args.text_fields else settings.text_fields
+    return Options(
+        index=args.index,
+        field=name,
+        text_fields=tuple(fields),
+        state_file=args.state or Path(f"{args.index}.{name}.backfill.json"),
+        batch_size=args.batch_size,
+        max_batches=args.max_batches,
+        keep_alive=args.keep_alive,
+        restart=args.restart,
+        max_doc_chars=settings.max_doc_chars,
+    )
+
+
+async def run(settings: Settings, options: Options, progress_to: TextIO | None) -> int:
+    """The command: load the embedder, backfill, print a one-line JSON summary."""
+    from gateway.model.embedder_export import load_embedder
+
+    try:
+        embedder = await asyncio.to_thread(load_embedder, settings.embedder, settings.speed)
+    except ModelError as exc:
+        print(f"backfill: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    upstream = Upstream(settings.upstream)
+    await upstream.start()
+    try:
+        report = await backfill(upstream, embedder, options, progress_to)
+    except BackfillError as exc:
+        print(f"backfill: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except UpstreamError as exc:
+        print(f"backfill: the search cluster failed: {exc}", file=sys.stderr)
+        return EXIT_CLUSTER
+    finally:
+        await upstream.close()
+        embedder.close()
+    summary = {k: v for k, v in asdict(report).items() if k != "total"}
+    summary["total"] = {k: v for k, v in asdict(report.total).items() if k not in ("pit_id",)}
+    print(json.dumps(summary))
+    return report.exit_code
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m gateway.backfill",
+        description="Fill a vector field of an index with the embedder (EMBEDDER__*).",
+    )
+    p.add_argument("index", help="index, alias or pattern to fill")
+    p.add_argument("--field", help="vector field (default EMBEDDER__FIELD)")
+    p.add_argument("--text-fields", help="comma-separated source fields (EMBEDDER__TEXT_FIELDS)")
+    p.add_argument("--batch-size", type=int, default=200, help="documents per page and _bulk")
+    p.add_argument("--state", type=Path, help="state file (default INDEX.FIELD.backfill.json)")
+    p.add_argument("--max-batches", type=int, help="stop after this many batches (resumable)")
+    p.add_argument("--keep-alive", default="10m", help="point-in-time keep-alive")
+    p.add_argument("--restart", action="store_true", help="ignore the state file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from gateway.__main__ import describe_config_error, setup_logging
+
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"backfill: {describe_config_error(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(settings.log)
+    if settings.embedder.path is None:
+        print("backfill: set GATEWAY_EMBEDDER__PATH to the embedding model", file=sys.stderr)
+        return EXIT_CONFIG
+    options = options_from(args, settings.embedder)
+    try:
+        return asyncio.run(run(settings, options, None if args.no_progress else sys.stderr))
+    except KeyboardInterrupt:
+        print("backfill: interrupted; run again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
