@@ -19,12 +19,15 @@ from gateway.guard import guard_middleware
 from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware
 from gateway.model.base import CrossEncoder
+from gateway.model.embedder import Embedder, OnnxEmbedder
+from gateway.model.embedder_export import load_embedder
 from gateway.model.loader import load_encoder
 from gateway.profiles import DEFAULT, Profiles
+from gateway.query_vectors import QueryVectors
 from gateway.reranker import Passage, Reranker
 from gateway.search import SearchFlow
 from gateway.settings import ModelSettings, Settings
-from gateway.state import FLOW, HEALTH, RESERVED_PREFIX, UPSTREAM, Health
+from gateway.state import FLOW, HEALTH, QUERY_VECTORS, RESERVED_PREFIX, UPSTREAM, Health
 from gateway.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -32,8 +35,11 @@ log = logging.getLogger(__name__)
 _SEARCH_PATHS = ("/_search", "/{index}/_search", "/_msearch", "/{index}/_msearch")
 
 
-def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> web.Application:
-    """The gateway application. ``encoder`` replaces the configured ONNX model (tests)."""
+def create_app(
+    settings: Settings, *, encoder: CrossEncoder | None = None, embedder: Embedder | None = None
+) -> web.Application:
+    """The gateway application. ``encoder`` / ``embedder`` replace the configured ONNX
+    models (tests)."""
     metrics = Metrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
@@ -58,6 +64,9 @@ def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> we
     app[FLOW] = flow
     app.cleanup_ctx.append(_upstream_ctx(upstream, health))
     app.cleanup_ctx.append(_models_ctx(settings, flow, health, metrics, encoder))
+    app[QUERY_VECTORS] = QueryVectors(settings.embedder, embedder)
+    if embedder is None and settings.embedder.path is not None:
+        app.cleanup_ctx.append(_embedder_ctx(settings, app[QUERY_VECTORS]))
 
     app.router.add_get(f"{RESERVED_PREFIX}/health/live", handlers.live)
     app.router.add_get(f"{RESERVED_PREFIX}/health/ready", handlers.ready)
@@ -141,6 +150,33 @@ def _models_ctx(
             await reranker.drain()
             await reranker.batcher.stop()
         await cache.close()
+
+    return ctx
+
+
+def _embedder_ctx(settings: Settings, vectors: QueryVectors) -> Context:
+    """Load the embedder in the background; until then builders go upstream unfilled."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        loaded: list[OnnxEmbedder] = []
+
+        async def load() -> None:
+            try:
+                model = await asyncio.to_thread(load_embedder, settings.embedder, settings.speed)
+            except GatewayError as exc:
+                log.error("embedder unavailable, query_vector_builder goes upstream: %s", exc)
+                return
+            loaded.append(model)
+            vectors.embedder = model
+            log.info("embedder ready: query_vector_builder is filled by the gateway")
+
+        task = asyncio.create_task(load(), name="embedder-load")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for model in loaded:
+            model.close()
 
     return ctx
 

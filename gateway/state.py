@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.metrics import Metrics
+from gateway.query_vectors import QueryVectors
 from gateway.search import SearchFlow
 from gateway.upstream import Upstream
 
@@ -49,3 +50,4 @@ UPSTREAM = web.AppKey("upstream", Upstream)
 FLOW = web.AppKey("flow", SearchFlow)
 HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
+QUERY_VECTORS = web.AppKey("query_vectors", QueryVectors)

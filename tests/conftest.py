@@ -30,6 +30,7 @@ from osmem_server import OsmemServer
 
 from gateway.app import create_app, wait_ready
 from gateway.model.base import CrossEncoder
+from gateway.model.embedder import Embedder
 from gateway.protocol import GatewayRunner
 from gateway.settings import Settings
 
@@ -188,8 +189,10 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
     """Start gateways on free ports: ``url = await gateway(settings, encoder=None)``."""
     servers: list[TestServer] = []
 
-    async def start(settings: Settings, encoder: CrossEncoder | None = None) -> str:
-        app = create_app(settings, encoder=encoder)
+    async def start(
+        settings: Settings, encoder: CrossEncoder | None = None, embedder: Embedder | None = None
+    ) -> str:
+        app = create_app(settings, encoder=encoder, embedder=embedder)
         server = GatewayTestServer(app, host="127.0.0.1", port=free_port())
         await server.start_server()
         servers.append(server)
