@@ -27,8 +27,17 @@ from gateway.query_vectors import QueryVectors
 from gateway.reranker import Passage, Reranker
 from gateway.search import SearchFlow
 from gateway.settings import ModelSettings, Settings
-from gateway.state import FLOW, HEALTH, QUERY_VECTORS, RESERVED_PREFIX, UPSTREAM, Health
+from gateway.state import (
+    FLOW,
+    HEALTH,
+    QUERY_VECTORS,
+    RESERVED_PREFIX,
+    UPSTREAM,
+    WRITE_VECTORS,
+    Health,
+)
 from gateway.upstream import Upstream
+from gateway.write_vectors import WriteVectors
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +74,9 @@ def create_app(
     app.cleanup_ctx.append(_upstream_ctx(upstream, health))
     app.cleanup_ctx.append(_models_ctx(settings, flow, health, metrics, encoder))
     app[QUERY_VECTORS] = QueryVectors(settings.embedder, embedder)
+    app[WRITE_VECTORS] = WriteVectors(settings.embedder, embedder)
     if embedder is None and settings.embedder.path is not None:
-        app.cleanup_ctx.append(_embedder_ctx(settings, app[QUERY_VECTORS]))
+        app.cleanup_ctx.append(_embedder_ctx(settings, [app[QUERY_VECTORS], app[WRITE_VECTORS]]))
 
     app.router.add_get(f"{RESERVED_PREFIX}/health/live", handlers.live)
     app.router.add_get(f"{RESERVED_PREFIX}/health/ready", handlers.ready)
@@ -154,7 +164,7 @@ def _models_ctx(
     return ctx
 
 
-def _embedder_ctx(settings: Settings, vectors: QueryVectors) -> Context:
+def _embedder_ctx(settings: Settings, users: list[QueryVectors | WriteVectors]) -> Context:
     """Load the embedder in the background; until then builders go upstream unfilled."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -167,8 +177,11 @@ def _embedder_ctx(settings: Settings, vectors: QueryVectors) -> Context:
                 log.error("embedder unavailable, query_vector_builder goes upstream: %s", exc)
                 return
             loaded.append(model)
-            vectors.embedder = model
-            log.info("embedder ready: query_vector_builder is filled by the gateway")
+            for user in users:
+                user.embedder = model
+            log.info(
+                "embedder ready: the gateway fills query vectors (and document vectors on writes)"
+            )
 
         task = asyncio.create_task(load(), name="embedder-load")
         yield

@@ -292,8 +292,15 @@ class EmbedderSettings(_Section):
     max_doc_chars: int = Field(
         4000, gt=0, description="Document text is cut to this many characters before tokenizing."
     )
+    write_indices: CsvList = Field(
+        default_factory=list,
+        description=(
+            "Index patterns whose documents written through the gateway (`_doc`, `_create`,"
+            " `_update`, `_bulk`) get FIELD embedded from TEXT_FIELDS; empty: none."
+        ),
+    )
 
-    @field_validator("text_fields", mode="before")
+    @field_validator("text_fields", "write_indices", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_commas(value)

@@ -4,10 +4,12 @@ vectors the backfill command wrote and the real embedder and reranker."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from elasticsearch import Elasticsearch
 
@@ -18,7 +20,7 @@ from gateway.model.fake import FakeEncoder
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import EmbedderSettings, UpstreamSettings
 from gateway.upstream import Upstream
-from tests.conftest import GatewayFactory, load_docs, make_settings, seed_index
+from tests.conftest import GatewayFactory, http, load_docs, make_settings, seed_index
 from tests.integration.oracle import ids, load_model, model_order
 
 pytestmark = pytest.mark.integration
@@ -114,3 +116,40 @@ async def test_a_text_knn_is_reranked_with_its_text(
     cands = await call(noida, lambda es: es.search(index=embedded, knn=plain, size=10))
     assert got.meta.headers["X-Rerank"] == "full"
     assert ids(got) == model_order(encoder, QUERY, cands["hits"]["hits"])[:5]
+
+
+async def test_documents_written_through_the_gateway_get_their_vectors(
+    noida: str, embedder: OnnxEmbedder, gateway: GatewayFactory
+) -> None:
+    """``_doc`` and ``_bulk`` writes through the gateway store the embedder's vectors, and
+    the cluster finds them by kNN; an index not configured is written as sent."""
+    index = f"written-{uuid.uuid4().hex[:8]}"
+    mapping = {"type": "dense_vector", "dims": 384, "index": True, "similarity": "cosine"}
+    props = {"title": {"type": "text"}, "text": {"type": "text"}, "embedding": mapping}
+    seed_index(noida, index, [], {"properties": props})
+    settings = make_settings(
+        noida, rerank={"enabled": False}, embedder={"write_indices": ["written-*"]}
+    )
+    url = await gateway(settings, encoder=FakeEncoder(), embedder=embedder)
+    docs = {d["_id"]: {"title": d["title"], "text": d["text"]} for d in load_docs()[:6]}
+    first, *rest = docs
+
+    def write(es: Elasticsearch) -> None:
+        es.index(index=index, id=first, document=docs[first])
+        operations: list[dict[str, Any]] = []
+        for doc_id in rest:
+            operations += [{"index": {"_index": index, "_id": doc_id}}, docs[doc_id]]
+        operations += [{"index": {"_index": "plain-copy", "_id": "x"}}, docs[first]]
+        assert not es.bulk(operations=operations, refresh=True)["errors"]
+
+    await call(url, write)
+    texts = [f"{d['title']} {d['text']}" for d in docs.values()]
+    expected = dict(zip(docs, embedder.embed_sync(texts), strict=True))
+    for doc_id in docs:
+        stored = http("GET", f"{noida}/{index}/_doc/{doc_id}")["_source"]
+        np.testing.assert_allclose(stored["embedding"], expected[doc_id], atol=1e-6)
+    assert "embedding" not in http("GET", f"{noida}/plain-copy/_doc/x")["_source"]
+    (vector,) = await embedder.embed([QUERY])
+    plain = {"field": "embedding", "k": 1, "num_candidates": 10, "query_vector": vector}
+    top = await call(noida, lambda es: es.search(index=index, knn=plain))
+    assert ids(top) == ["berlin-pop"]
