@@ -134,7 +134,8 @@ class OnnxEmbedder:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _batch(self, texts: Sequence[str]) -> Vectors:
+    def inputs(self, texts: Sequence[str]) -> dict[str, Any]:
+        """The padded model input of one batch of texts."""
         try:
             encodings = self._tok.encode_batch(list(texts))
         except Exception as exc:
@@ -148,6 +149,11 @@ class OnnxEmbedder:
         feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
+        return feed
+
+    def _batch(self, texts: Sequence[str]) -> Vectors:
+        feed = self.inputs(texts)
+        mask = feed["attention_mask"]
         (out,) = run_session(self._session, [self._output], feed)
         vectors = np.asarray(out, dtype=np.float32)
         if self._pool:

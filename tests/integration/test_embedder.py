@@ -110,3 +110,50 @@ def test_a_model_without_embedding_outputs_is_refused(tmp_path: Path, model_dir:
     os.symlink(model_dir / "tokenizer.json", tmp_path / "tokenizer.json")
     with pytest.raises(ModelError, match="none of the outputs"):
         OnnxEmbedder(tmp_path, EmbedderSettings(path=tmp_path))
+
+
+def test_token_outputs_are_mean_pooled_over_the_mask_and_normalised(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """A model that outputs ``last_hidden_state`` [b, s, 2] = (token id, 1) per token."""
+    import onnx
+    from onnx import TensorProto, helper
+    from tokenizers import Tokenizer
+
+    nodes = [
+        helper.make_node(
+            "Constant", [], ["axes"], value=helper.make_tensor("a", TensorProto.INT64, [1], [2])
+        ),
+        helper.make_node("Unsqueeze", ["input_ids", "axes"], ["ids3"]),
+        helper.make_node("Cast", ["ids3"], ["idf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["idf", "zero"], ["zeros"]),
+        helper.make_node("Add", ["zeros", "one"], ["ones"]),
+        helper.make_node("Concat", ["idf", "ones"], ["last_hidden_state"], axis=2),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "s"])
+            for n in ("input_ids", "attention_mask")
+        ],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["b", "s", 2])],
+        [
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+        ],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(tmp_path / "model.onnx"),
+    )
+    os.symlink(model_dir / "tokenizer.json", tmp_path / "tokenizer.json")
+    embedder = OnnxEmbedder(tmp_path, EmbedderSettings(path=tmp_path))
+    texts = ["a short one", "a somewhat longer text than the first"]  # padding in row 0
+    got = embedder.embed_sync(texts)
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.no_padding()
+    for row, text in zip(got, texts, strict=True):
+        pooled = np.array([np.mean(tok.encode(text).ids), 1.0])
+        np.testing.assert_allclose(row, pooled / np.linalg.norm(pooled), rtol=1e-6)
+    assert embedder.dims == 2
