@@ -153,15 +153,19 @@ def _models_ctx(
 
         task = asyncio.create_task(load(), name="model-load")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stop(task)
         for reranker in started:
             await reranker.drain()
             await reranker.batcher.stop()
         await cache.close()
 
     return ctx
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _embedder_ctx(settings: Settings, users: list[QueryVectors | WriteVectors]) -> Context:
@@ -185,9 +189,7 @@ def _embedder_ctx(settings: Settings, users: list[QueryVectors | WriteVectors]) 
 
         task = asyncio.create_task(load(), name="embedder-load")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stop(task)
         for model in loaded:
             model.close()
 

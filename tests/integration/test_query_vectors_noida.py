@@ -3,9 +3,7 @@ vectors the backfill command wrote and the real embedder and reranker."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from gateway.settings import EmbedderSettings, UpstreamSettings
 from gateway.upstream import Upstream
 from tests.conftest import GatewayFactory, http, load_docs, make_settings, seed_index
 from tests.integration.oracle import ids, load_model, model_order
+from tests.integration.test_search_noida import call
 
 pytestmark = pytest.mark.integration
 
@@ -59,16 +58,6 @@ async def embedded(
 def knn_text(text: str, k: int = 5) -> dict[str, Any]:
     builder = {"text_embedding": {"model_id": "minilm", "model_text": text}}
     return {"field": "embedding", "k": k, "num_candidates": 30, "query_vector_builder": builder}
-
-
-async def call(url: str, fn: Callable[[Elasticsearch], Any]) -> Any:
-    """``fn(Elasticsearch(url))`` in a thread: the gateway serves on this event loop."""
-
-    def run() -> Any:
-        with Elasticsearch(url) as es:
-            return fn(es)
-
-    return await asyncio.to_thread(run)
 
 
 async def test_the_gateway_answers_a_text_knn_as_the_cluster_answers_its_vector(
