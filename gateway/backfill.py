@@ -37,10 +37,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from multidict import CIMultiDict
+from pydantic import ValidationError
 
+from gateway.__main__ import describe_config_error, setup_logging
 from gateway.documents import DocumentSpec, render
 from gateway.errors import GatewayError, ModelError, UpstreamError
 from gateway.model.embedder import Embedder
+from gateway.model.embedder_export import load_embedder
 from gateway.progress import Progress
 from gateway.settings import EmbedderSettings, Settings
 from gateway.upstream import Upstream
@@ -111,7 +114,10 @@ class _Cluster:
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
 
-    async def call(self, step: str, method: str, path: str, body: Any = None) -> Any:
+    async def call(
+        self, step: str, method: str, path: str, body: Any = None, refused: int = EXIT_CLUSTER
+    ) -> Any:
+        """The JSON answer; a non-2xx one raises, a 4xx with exit status ``refused``."""
         payload: bytes | None = None
         ctype = "application/json"
         if isinstance(body, str):
@@ -125,7 +131,8 @@ class _Cluster:
         except ValueError:
             answer = None
         if reply.status >= 300:
-            raise BackfillError(step, reply.status, _reason(answer))
+            code = refused if 400 <= reply.status < 500 else EXIT_CLUSTER
+            raise BackfillError(step, reply.status, _reason(answer), exit_code=code)
         return answer
 
 
@@ -145,8 +152,14 @@ def vector_mapping(flavor: str, dims: int) -> dict[str, Any]:
 
 
 async def ensure_mapping(cluster: _Cluster, flavor: str, index: str, name: str, dims: int) -> None:
-    """Map the field as a vector of ``dims`` unless every index already maps it so."""
-    found = await cluster.call("mapping", "GET", f"/{index}/_mapping/field/{name}")
+    """Map the field as a vector of ``dims`` unless every index already maps it so.
+
+    A missing index, a field mapped otherwise, a mapping the cluster refuses (OpenSearch
+    wants ``index.knn: true`` for ``knn_vector``): exit status 2.
+    """
+    found = await cluster.call(
+        "mapping", "GET", f"/{index}/_mapping/field/{name}", refused=EXIT_CONFIG
+    )
     mapped = [
         spec
         for entry in (found or {}).values()
@@ -166,7 +179,7 @@ async def ensure_mapping(cluster: _Cluster, flavor: str, index: str, name: str, 
             )
     if len(mapped) < len(found or {}) or not found:
         body = {"properties": {name: vector_mapping(flavor, dims)}}
-        await cluster.call("mapping", "PUT", f"/{index}/_mapping", body)
+        await cluster.call("mapping", "PUT", f"/{index}/_mapping", body, refused=EXIT_CONFIG)
 
 
 class _Reader:
@@ -363,8 +376,6 @@ def options_from(args: argparse.Namespace, settings: EmbedderSettings) -> Option
 
 async def run(settings: Settings, options: Options, progress_to: TextIO | None) -> int:
     """The command: load the embedder, backfill, print a one-line JSON summary."""
-    from gateway.model.embedder_export import load_embedder
-
     try:
         embedder = await asyncio.to_thread(load_embedder, settings.embedder, settings.speed)
     except ModelError as exc:
@@ -407,10 +418,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pydantic import ValidationError
-
-    from gateway.__main__ import describe_config_error, setup_logging
-
     args = parser().parse_args(argv)
     try:
         settings = Settings()

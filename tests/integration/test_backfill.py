@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +16,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.backfill import EXIT_OK, EXIT_STOPPED, Options, State, backfill, load_state
+from gateway.backfill import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_STOPPED,
+    Options,
+    State,
+    backfill,
+    load_state,
+)
 from gateway.model.embedder import OnnxEmbedder
 from gateway.model.embedder_export import load_embedder
 from gateway.settings import EmbedderSettings, UpstreamSettings
@@ -128,26 +138,24 @@ async def test_a_resume_after_the_point_in_time_expired_starts_over_on_what_is_l
     assert_filled_once(cluster, index, embedder)
 
 
-def test_the_command_stops_resumes_and_shows_progress(
-    cluster: str, index: str, model_dir: Path, embedder_cache: str, tmp_path: Path
-) -> None:
-    env = {
+COMMAND = [sys.executable, "-m", "gateway.backfill"]
+
+
+def command_env(cluster: str, model_dir: Path, embedder_cache: str) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
         "GATEWAY_UPSTREAM__URLS": cluster,
         "GATEWAY_EMBEDDER__PATH": str(model_dir),
         "GATEWAY_EMBEDDER__CACHE_DIR": embedder_cache,
     }
+
+
+def test_the_command_stops_resumes_and_shows_progress(
+    cluster: str, index: str, model_dir: Path, embedder_cache: str, tmp_path: Path
+) -> None:
+    env = command_env(cluster, model_dir, embedder_cache)
     state = tmp_path / "bf.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "gateway.backfill",
-        index,
-        "--batch-size",
-        "4",
-        "--state",
-        str(state),
-    ]
+    cmd = [*COMMAND, index, "--batch-size", "4", "--state", str(state)]
     stopped = subprocess.run(
         [*cmd, "--max-batches", "2"],
         env=env,
@@ -165,3 +173,57 @@ def test_the_command_stops_resumes_and_shows_progress(
     summary = json.loads(done.stdout)
     assert summary["resumed"] and summary["total"]["updated"] == len(WITH_TEXT)
     assert not state.exists()
+
+
+def test_a_killed_command_resumes_and_fills_every_document(
+    cluster: str, index: str, model_dir: Path, embedder_cache: str, tmp_path: Path
+) -> None:
+    """SIGKILL after a few batches: the next run goes on from the state file. A batch
+    whose ``_bulk`` landed but whose state write did not is written again (documented),
+    so each document is updated once, or twice if it was in that one batch."""
+    env = command_env(cluster, model_dir, embedder_cache)
+    state = tmp_path / "bf.json"
+    cmd = [*COMMAND, index, "--batch-size", "1", "--state", str(state), "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists() and State(**json.loads(state.read_text())).batches >= 3:
+            break
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    killed_at = State(**json.loads(state.read_text()))
+    assert 3 <= killed_at.batches < len(DOCS)
+    done = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout)["resumed"]
+    docs = stored(cluster, index)
+    versions = [docs[i]["_version"] for i in WITH_TEXT]
+    assert all(FIELD in docs[i]["_source"] for i in WITH_TEXT)
+    assert set(versions) <= {2, 3} and versions.count(3) <= 1
+
+
+def test_a_field_mapped_with_other_dims_is_exit_2(
+    cluster: str, index: str, model_dir: Path, embedder_cache: str, tmp_path: Path
+) -> None:
+    other = (
+        {"type": "knn_vector", "dimension": 3}
+        if "opensearch" in json.dumps(http("GET", cluster + "/"))
+        else {"type": "dense_vector", "dims": 3}
+    )
+    http("PUT", f"{cluster}/{index}/_mapping", {"properties": {FIELD: other}})
+    env = command_env(cluster, model_dir, embedder_cache)
+    cmd = [*COMMAND, index, "--state", str(tmp_path / "s.json")]
+    out = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == EXIT_CONFIG
+    assert "mapped with 3 dimensions, the embedder gives 384" in out.stderr
+    missing = subprocess.run(
+        [*COMMAND, "no-such-index", "--state", str(tmp_path / "t.json")],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == EXIT_CONFIG and "index_not_found" in missing.stderr
