@@ -3,10 +3,12 @@ its text, write the vector back with ``_bulk`` partial updates.
 
     python -m gateway.backfill INDEX [--field F] [--batch-size N] [--state FILE]
                                [--max-batches N] [--restart] [--keep-alive 10m]
+                               [--no-point-in-time]
 
 Reads the documents through a point in time (Elasticsearch ``POST /{index}/_pit``
 sorted by ``_shard_doc``; OpenSearch ``POST /{index}/_search/point_in_time`` sorted by
-``_id``), or, where the cluster has none, by ``search_after`` on ``_id`` alone. Only
+``_id``), or, where the cluster has none (or ``--no-point-in-time``), by
+``search_after`` on ``_id`` alone (Elasticsearch 8 refuses to sort on ``_id``). Only
 documents without the field are read (``must_not exists``), so a finished run has
 nothing left to do and a run started afresh skips what an earlier one wrote.
 
@@ -73,6 +75,7 @@ class Options:
     max_batches: int | None = None
     keep_alive: str = "10m"
     restart: bool = False
+    point_in_time: bool = True  # False: search_after on _id (where _id sorts: OpenSearch)
     max_doc_chars: int = 4000
 
 
@@ -194,7 +197,9 @@ class _Reader:
         self.reopened = 0
 
     async def open(self) -> None:
-        if self.state.pit_id is not None:
+        if not self.options.point_in_time:
+            self.use_pit = False
+        if self.state.pit_id is not None or not self.use_pit:
             return
         keep = self.options.keep_alive
         index = self.options.index
@@ -370,6 +375,7 @@ def options_from(args: argparse.Namespace, settings: EmbedderSettings) -> Option
         max_batches=args.max_batches,
         keep_alive=args.keep_alive,
         restart=args.restart,
+        point_in_time=not args.no_point_in_time,
         max_doc_chars=settings.max_doc_chars,
     )
 
@@ -413,6 +419,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batches", type=int, help="stop after this many batches (resumable)")
     p.add_argument("--keep-alive", default="10m", help="point-in-time keep-alive")
     p.add_argument("--restart", action="store_true", help="ignore the state file")
+    p.add_argument(
+        "--no-point-in-time", action="store_true", help="search_after on _id, no point in time"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 

@@ -227,3 +227,27 @@ def test_a_field_mapped_with_other_dims_is_exit_2(
         timeout=120,
     )
     assert missing.returncode == EXIT_CONFIG and "index_not_found" in missing.stderr
+
+
+async def test_without_a_point_in_time_it_pages_by_id_and_resumes(
+    osmem: str, embedder: OnnxEmbedder, tmp_path: Path
+) -> None:
+    """OpenSearch sorts on ``_id``: the fallback reads the live index, stops and resumes."""
+    index = f"bf-{uuid.uuid4().hex[:8]}"
+    seed_index(osmem, index, DOCS)
+    client = Upstream(UpstreamSettings(urls=[osmem]))
+    await client.start()
+    try:
+        first = await backfill(
+            client, embedder, options(index, tmp_path, max_batches=2, point_in_time=False), None
+        )
+        state = load_state(options(index, tmp_path))
+        assert state is not None and state.pit_id is None and isinstance(state.after[0], str)
+        second = await backfill(
+            client, embedder, options(index, tmp_path, point_in_time=False), None
+        )
+    finally:
+        await client.close()
+    assert not first.complete and second.complete and second.resumed
+    assert first.updated + second.updated == len(WITH_TEXT)
+    assert_filled_once(osmem, index, embedder)
