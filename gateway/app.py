@@ -20,15 +20,27 @@ from gateway.mappings import IndexFields
 from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware
 from gateway.model.base import Closable, CrossEncoder
+from gateway.model.embedder import Embedder, OnnxEmbedder
+from gateway.model.embedder_export import load_embedder
 from gateway.model.loader import load_encoder
 from gateway.profiles import DEFAULT, Profiles
+from gateway.query_vectors import QueryVectors
 from gateway.rerank_api import setup_rerank_api
 from gateway.reranker import Passage, Reranker
-from gateway.retrievers.embed import QueryEmbedder
+from gateway.retrievers.flow import RetrieverFlow
 from gateway.search import SearchFlow
 from gateway.settings import ModelSettings, Settings
-from gateway.state import FLOW, HEALTH, RESERVED_PREFIX, UPSTREAM, Health
+from gateway.state import (
+    FLOW,
+    HEALTH,
+    QUERY_VECTORS,
+    RESERVED_PREFIX,
+    UPSTREAM,
+    WRITE_VECTORS,
+    Health,
+)
 from gateway.upstream import Upstream
+from gateway.write_vectors import WriteVectors
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +51,12 @@ def create_app(
     settings: Settings,
     *,
     encoder: CrossEncoder | None = None,
-    embedder: QueryEmbedder | None = None,
+    embedder: Embedder | None = None,
 ) -> web.Application:
     """The gateway application. ``encoder``: the default model, already loaded (``serve``
     loads it before listening; tests pass a fake); without it the model loads in the
-    background. ``embedder`` answers the retrievers' ``query_vector_builder`` (none: they
-    are a 400)."""
+    background. ``embedder`` replaces the configured EMBEDDER model (tests): it fills
+    ``query_vector_builder``, the hybrid profile's kNN leg and vectors on writes."""
     metrics = Metrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
@@ -73,6 +85,15 @@ def create_app(
     app[FLOW] = flow
     app.cleanup_ctx.append(_upstream_ctx(upstream, health, flow, index_fields))
     app.cleanup_ctx.append(_models_ctx(settings, flow, health, metrics, encoder))
+    app[QUERY_VECTORS] = QueryVectors(settings.embedder, embedder)
+    app[WRITE_VECTORS] = WriteVectors(settings.embedder, embedder)
+    if embedder is None and settings.embedder.path is not None:
+        users: list[QueryVectors | WriteVectors | RetrieverFlow] = [
+            app[QUERY_VECTORS],
+            app[WRITE_VECTORS],
+            flow.retrievers,
+        ]
+        app.cleanup_ctx.append(_embedder_ctx(settings, users))
 
     app.router.add_get(f"{RESERVED_PREFIX}/health/live", handlers.live)
     app.router.add_get(f"{RESERVED_PREFIX}/health/ready", handlers.ready)
@@ -170,15 +191,49 @@ def _models_ctx(
 
         task = asyncio.create_task(load(), name="model-load")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stop(task)
         for reranker in started:
             await reranker.drain()
             await reranker.batcher.stop()
             if isinstance(reranker.batcher.encoder, Closable):
                 await asyncio.to_thread(reranker.batcher.encoder.close)
         await cache.close()
+
+    return ctx
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _embedder_ctx(
+    settings: Settings, users: list[QueryVectors | WriteVectors | RetrieverFlow]
+) -> Context:
+    """Load the embedder in the background; until then builders go upstream unfilled."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        loaded: list[OnnxEmbedder] = []
+
+        async def load() -> None:
+            try:
+                model = await asyncio.to_thread(load_embedder, settings.embedder, settings.speed)
+            except GatewayError as exc:
+                log.error("embedder unavailable, query_vector_builder goes upstream: %s", exc)
+                return
+            loaded.append(model)
+            for user in users:
+                user.embedder = model
+            log.info(
+                "embedder ready: the gateway fills query vectors (and document vectors on writes)"
+            )
+
+        task = asyncio.create_task(load(), name="embedder-load")
+        yield
+        await _stop(task)
+        for model in loaded:
+            model.close()
 
     return ctx
 

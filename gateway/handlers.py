@@ -11,7 +11,7 @@ from gateway.errors import UpstreamError
 from gateway.experiment_web import EXPERIMENTS
 from gateway.metrics import CONTENT_TYPE
 from gateway.search import REASON_HEADER, RERANK_HEADER, SearchFlow, SearchResult
-from gateway.state import FLOW, HEALTH, METRICS, RECORD, UPSTREAM
+from gateway.state import FLOW, HEALTH, METRICS, QUERY_VECTORS, RECORD, UPSTREAM, WRITE_VECTORS
 from gateway.upstream import ES_PRODUCT, strip_hop_by_hop
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ async def search(request: web.Request) -> web.StreamResponse:
             arm = experiments.assign(request.headers, request.rel_url)
             request.app[METRICS].variant(arm.variant, experiments.settings.name)
         url = arm.url if arm is not None else request.rel_url
+        body = await request.app[QUERY_VECTORS].fill(body, request.headers, url.query.get("q"))
         result = await flow.search(request.method, url, index, request.headers, body, arm=arm)
     record = request.get(RECORD)
     if record is not None:
@@ -65,6 +66,8 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     """Anything the gateway does not rerank: forwarded as is, answer streamed back."""
     upstream = request.app[UPSTREAM]
     body = await request.read()
+    path = request.rel_url.raw_path
+    body = await request.app[WRITE_VECTORS].fill(request.method, path, request.headers, body)
     headers = upstream.outgoing_headers(request.headers)
     started = time.perf_counter()
     async with upstream.open(

@@ -83,6 +83,12 @@ def _redis_url(value: SecretStr | None) -> SecretStr | None:
 RedisUrl = Annotated[SecretStr | None, AfterValidator(_redis_url)]
 
 
+def _model_dir(value: Path | None) -> Path | None:
+    if value is not None and not (value / "tokenizer.json").is_file():
+        raise ValueError(f"{value} is not a model directory (no tokenizer.json in it)")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -352,9 +358,69 @@ class ModelSettings(_Section):
     @field_validator("path")
     @classmethod
     def _model_dir(cls, value: Path | None) -> Path | None:
-        if value is not None and not (value / "tokenizer.json").is_file():
-            raise ValueError(f"{value} is not a model directory (no tokenizer.json in it)")
-        return value
+        return _model_dir(value)
+
+
+class EmbedderSettings(_Section):
+    """The query/document embedder (a bi-encoder): its own model, never MODEL__*'s."""
+
+    path: Path | None = Field(
+        None,
+        description=(
+            "Directory with an embedding ONNX (output `sentence_embedding`, or"
+            " `last_hidden_state` mean-pooled here) and `tokenizer.json`; a pair model with a"
+            " `query_embedding` output is cut down to its embedding graph in CACHE_DIR."
+            " Unset: no embedder (`query_vector_builder` goes upstream unchanged)."
+        ),
+    )
+    file: str = Field("model.onnx", description="ONNX file inside EMBEDDER__PATH.")
+    cache_dir: str = Field(
+        "~/.cache/rerank-gateway/embedders",
+        description=(
+            "Where embedding graphs cut from pair models are written (PATH may be read-only)."
+        ),
+    )
+    device: Literal["cpu", "cuda", "openvino"] = Field(
+        "cpu", description="Execution provider, as MODEL__DEVICE."
+    )
+    max_length: int = Field(256, ge=8, le=8192, description="Tokens per text; longer is cut.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Texts per model run.")
+    intra_op_threads: int = Field(
+        0, ge=0, description="onnxruntime intra-op threads (0: one per physical core)."
+    )
+    inter_op_threads: int = Field(1, ge=0, description="onnxruntime inter-op threads.")
+    model_id: str | None = Field(
+        None,
+        description=(
+            "`query_vector_builder.text_embedding.model_id` the gateway fills with a"
+            " `query_vector`; unset: every model id."
+        ),
+    )
+    field: str = Field("embedding", description="Vector field the backfill command fills.")
+    text_fields: CsvList = Field(
+        default_factory=lambda: ["title", "text"],
+        description="Document `_source` fields (dotted paths) joined as the text to embed.",
+    )
+    max_doc_chars: int = Field(
+        4000, gt=0, description="Document text is cut to this many characters before tokenizing."
+    )
+    write_indices: CsvList = Field(
+        default_factory=list,
+        description=(
+            "Index patterns whose documents written through the gateway (`_doc`, `_create`,"
+            " `_update`, `_bulk`) get FIELD embedded from TEXT_FIELDS; empty: none."
+        ),
+    )
+
+    @field_validator("text_fields", "write_indices", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("path")
+    @classmethod
+    def _model_dir(cls, value: Path | None) -> Path | None:
+        return _model_dir(value)
 
 
 class RerankSettings(_Section):
@@ -825,6 +891,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)  # type: ignore[arg-type]
     model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)  # type: ignore[arg-type]
     rerank: RerankSettings = Field(default_factory=RerankSettings)  # type: ignore[arg-type]
     batcher: BatcherSettings = Field(default_factory=BatcherSettings)  # type: ignore[arg-type]
     cache: CacheSettings = Field(default_factory=CacheSettings)  # type: ignore[arg-type]

@@ -8,8 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.metrics import Metrics
+from gateway.query_vectors import QueryVectors
 from gateway.search import SearchFlow
 from gateway.upstream import Upstream
+from gateway.write_vectors import WriteVectors
 
 
 @dataclass(slots=True)
@@ -51,3 +53,5 @@ UPSTREAM = web.AppKey("upstream", Upstream)
 FLOW = web.AppKey("flow", SearchFlow)
 HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
+QUERY_VECTORS = web.AppKey("query_vectors", QueryVectors)
+WRITE_VECTORS = web.AppKey("write_vectors", WriteVectors)

@@ -30,6 +30,7 @@ from osmem_server import OsmemServer
 
 from gateway.app import create_app, wait_ready
 from gateway.model.base import CrossEncoder
+from gateway.model.embedder import Embedder
 from gateway.protocol import GatewayRunner
 from gateway.settings import Settings
 
@@ -190,7 +191,7 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
     servers: list[TestServer] = []
 
     async def start(
-        settings: Settings, encoder: CrossEncoder | None = None, embedder: Any = None
+        settings: Settings, encoder: CrossEncoder | None = None, embedder: Embedder | None = None
     ) -> str:
         app = create_app(settings, encoder=encoder, embedder=embedder)
         server = GatewayTestServer(app, host="127.0.0.1", port=free_port())
@@ -202,3 +203,13 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
     yield start
     for server in servers:
         await server.close()
+
+
+@pytest.fixture(scope="session")
+def embedder_cache(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An embedder cache holding the pair model's embedding graph, cut once per session."""
+    from gateway.model.embedder_export import export
+
+    cache = str(tmp_path_factory.mktemp("embedders"))
+    export(model_dir, "model.onnx", cache)
+    return cache

@@ -99,6 +99,42 @@ def session_options(settings: ModelSettings, speed: SpeedSettings) -> ort.Sessio
     return options
 
 
+def open_session(
+    model_file: Path, settings: ModelSettings, speed: SpeedSettings, section: str = "MODEL"
+) -> ort.InferenceSession:
+    """An inference session on the configured device (the reranker's and the embedder's)."""
+    providers = providers_for(settings.device)
+    provider_options: list[dict[str, str]] = [{} for _ in providers]
+    provider_options[0] = provider_options_for(settings.device, speed)
+    try:
+        session = ort.InferenceSession(
+            str(model_file),
+            session_options(settings, speed),
+            providers=providers,
+            provider_options=provider_options,
+        )
+    except Exception as exc:  # onnxruntime raises plain Exception types
+        raise ModelError(
+            f"could not load model from {model_file.parent}: {type(exc).__name__}"
+        ) from exc
+    if session.get_providers()[0] != providers[0]:
+        # onnxruntime falls back to the CPU with only a warning (missing CUDA libraries,
+        # bad provider options): the operator asked for the device, so refuse to start.
+        raise ModelError(
+            f"GATEWAY_{section}__DEVICE={settings.device}: {providers[0]} failed to start "
+            "(see onnxruntime's message above); check the provider's libraries and options"
+        )
+    return session
+
+
+def run_session(session: ort.InferenceSession, outputs: list[str], feed: dict[str, Any]) -> Any:
+    """``session.run``, its errors as ``ModelError`` (for callers outside this module)."""
+    try:
+        return session.run(outputs, feed)
+    except Exception as exc:
+        raise ModelError(f"inference failed: {type(exc).__name__}") from exc
+
+
 class OnnxCrossEncoder:
     """Loads the file MODEL__QUANTIZATION / MODEL__FILE select (``gateway.model.variants``)
     + ``tokenizer.json`` from a directory.
@@ -122,28 +158,13 @@ class OnnxCrossEncoder:
             self._tok = PairTokenizer(
                 tokenizer_file, settings.max_length, settings.max_query_tokens
             )
-            providers = providers_for(settings.device)
-            provider_options: list[dict[str, str]] = [{} for _ in providers]
-            provider_options[0] = provider_options_for(settings.device, speed)
-            self._session = ort.InferenceSession(
-                str(model_file),
-                session_options(settings, speed),
-                providers=providers,
-                provider_options=provider_options,
-            )
         except ModelError:
             raise
-        except Exception as exc:  # onnxruntime and tokenizers raise plain Exception types
+        except Exception as exc:  # tokenizers raises plain Exception types
             raise ModelError(
                 f"could not load model from {directory}: {type(exc).__name__}"
             ) from exc
-        if self._session.get_providers()[0] != providers[0]:
-            # onnxruntime falls back to the CPU with only a warning (missing CUDA libraries,
-            # bad provider options): the operator asked for the device, so refuse to start.
-            raise ModelError(
-                f"GATEWAY_MODEL__DEVICE={settings.device}: {providers[0]} failed to start "
-                "(see onnxruntime's message above); check the provider's libraries and options"
-            )
+        self._session = open_session(model_file, settings, speed)
         self._inputs = {i.name for i in self._session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - self._inputs
         if missing:
