@@ -32,6 +32,8 @@ async def test_the_leaves_of_a_node_run_concurrently(upstream: Scripted, start: 
 
     async def count(request: web.Request) -> None:
         nonlocal in_flight, most
+        if not request.path.endswith("/_search"):
+            return  # the gateway's own reads (product, mappings) are not leaves
         in_flight += 1
         most = max(most, in_flight)
         await asyncio.sleep(0.2)
