@@ -98,9 +98,10 @@ def _models_ctx(
         metrics.cache = cache
         started: list[Reranker] = []
 
-        async def start(model: CrossEncoder, model_settings: ModelSettings) -> Reranker:
+        async def start(name: str, model: CrossEncoder, model_settings: ModelSettings) -> Reranker:
             batcher = Batcher(model, settings.batcher)
             await batcher.start()
+            metrics.batchers[(name, model_settings.backend)] = batcher
             reranker = Reranker(
                 batcher, cache, fingerprint=model.fingerprint, score_mode=model_settings.score_mode
             )
@@ -115,17 +116,16 @@ def _models_ctx(
                     if encoder is not None
                     else await asyncio.to_thread(load_encoder, settings.model, settings.speed)
                 )
-                default = await start(model, settings.model)
+                default = await start(DEFAULT, model, settings.model)
             except GatewayError as exc:
                 health.model_error = str(exc)
                 log.error("model unavailable, searches pass through unreranked: %s", exc)
                 return
-            metrics.batcher = default.batcher
             for name in sorted(flow.profiles.models - {DEFAULT}):
                 extra = settings.relevance.models[name]
                 try:
                     model = await asyncio.to_thread(load_encoder, extra, settings.speed)
-                    flow.rerankers[name] = await start(model, extra)
+                    flow.rerankers[name] = await start(name, model, extra)
                 except GatewayError as exc:
                     log.error("model %s unavailable, its profiles pass through: %s", name, exc)
             flow.reranker = default
