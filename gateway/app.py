@@ -25,6 +25,7 @@ from gateway.reranker import Passage, Reranker
 from gateway.search import SearchFlow
 from gateway.settings import ModelSettings, Settings
 from gateway.state import FLOW, HEALTH, RESERVED_PREFIX, UPSTREAM, Health
+from gateway.tracing import Tracing
 from gateway.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -32,17 +33,26 @@ log = logging.getLogger(__name__)
 _SEARCH_PATHS = ("/_search", "/{index}/_search", "/_msearch", "/{index}/_msearch")
 
 
-def create_app(settings: Settings, *, encoder: CrossEncoder | None = None) -> web.Application:
-    """The gateway application. ``encoder`` replaces the configured ONNX model (tests)."""
+def create_app(
+    settings: Settings, *, encoder: CrossEncoder | None = None, tracing: Tracing | None = None
+) -> web.Application:
+    """The gateway application. ``encoder`` replaces the configured ONNX model, ``tracing``
+    the OTLP exporter LOG__TRACING sets up (tests)."""
     metrics = Metrics()
+    if tracing is None and settings.log.tracing:
+        tracing = Tracing.from_environment()
+    traced = [tracing.middleware()] if tracing is not None else []
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
             access_middleware(metrics),
+            *traced,
             error_middleware(settings.server.max_body_bytes),
             guard_middleware(settings.access),
         ],
     )
+    if tracing is not None:
+        app.on_cleanup.append(lambda _: asyncio.to_thread(tracing.shutdown))
     observe(app, metrics, f"{RESERVED_PREFIX}/metrics")
     upstream = Upstream(settings.upstream)
     health = Health()

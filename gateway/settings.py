@@ -540,6 +540,13 @@ class AccessSettings(_Section):
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_lines: bool = Field(False, description="One JSON object per log line.")
+    tracing: bool = Field(
+        False,
+        description=(
+            "OpenTelemetry traces over OTLP/HTTP (the `otel` extra), configured by the "
+            "standard `OTEL_*` variables."
+        ),
+    )
 
 
 class Variant(_Section):

@@ -188,8 +188,8 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
     """Start gateways on free ports: ``url = await gateway(settings, encoder=None)``."""
     servers: list[TestServer] = []
 
-    async def start(settings: Settings, encoder: CrossEncoder | None = None) -> str:
-        app = create_app(settings, encoder=encoder)
+    async def start(settings: Settings, encoder: CrossEncoder | None = None, **options: Any) -> str:
+        app = create_app(settings, encoder=encoder, **options)
         server = GatewayTestServer(app, host="127.0.0.1", port=free_port())
         await server.start_server()
         servers.append(server)
