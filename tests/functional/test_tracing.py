@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from multidict import CIMultiDict
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,6 +29,7 @@ from gateway.settings import Settings
 from gateway.tracing import Tracing, es_endpoint, stage
 from tests.conftest import GatewayFactory
 from tests.functional.conftest import SEARCH, Canned, Scripted, call
+from tests.scripted import start_app, url_of
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -111,8 +114,8 @@ def check_server_and_client(tree: Tree, upstream: Scripted, status: int) -> None
         "server.address": "127.0.0.1",
     }.items() <= attrs(client).items()
     # The cluster got a traceparent naming the gateway's CLIENT span, in the same trace.
-    sent = upstream.last("/docs/_search").headers["traceparent"]
-    assert sent == f"00-{TRACE_ID}-{client.context.span_id:016x}-01"
+    sent = upstream.last("/docs/_search").headers.getall("traceparent")
+    assert sent == [f"00-{TRACE_ID}-{client.context.span_id:016x}-01"]
 
 
 async def test_reranked_then_cached_search(
@@ -241,6 +244,60 @@ async def test_untraced_requests_and_the_gateway_endpoints_make_no_spans(
     with stage("rerank", window=3) as span:
         span.set(outcome="full")
     assert exporter.get_finished_spans() == ()
+
+
+async def test_untraced_gateway_passes_the_clients_traceparent_on(
+    gateway: GatewayFactory, upstream: Scripted
+) -> None:
+    settings = Settings.model_validate({"upstream": {"urls": [upstream.url]}})
+    url = await gateway(settings, encoder=FakeEncoder())
+    assert (await search(url))[0] == 200
+    assert upstream.last("/docs/_search").headers.getall("traceparent") == [TRACEPARENT]
+
+
+async def test_log_tracing_exports_over_otlp_configured_by_otel_variables(
+    gateway: GatewayFactory, upstream: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LOG__TRACING=true without a ``tracing`` argument: the SDK's OTLP/HTTP exporter,
+    pointed by OTEL_EXPORTER_OTLP_TRACES_ENDPOINT at a collector stand-in."""
+    received: list[ExportTraceServiceRequest] = []
+    names: set[str] = set()
+    complete = asyncio.Event()
+
+    async def collect(request: web.Request) -> web.Response:
+        received.append(ExportTraceServiceRequest.FromString(await request.read()))
+        names.update(exported_names(received[-1]))
+        if names >= {"POST /{index}/_search", "search docs", "rerank"}:
+            complete.set()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", collect)
+    collector = await start_app(app)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url_of(collector)}/v1/traces")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "gateway-under-test")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    try:
+        settings = Settings.model_validate(
+            {"upstream": {"urls": [upstream.url]}, "log": {"tracing": True}}
+        )
+        url = await gateway(settings, encoder=FakeEncoder())
+        assert (await search(url))[0] == 200
+        await asyncio.wait_for(complete.wait(), 20)
+        (resource,) = {
+            a.value.string_value
+            for r in received
+            for rs in r.resource_spans
+            for a in rs.resource.attributes
+            if a.key == "service.name"
+        }
+        assert resource == "gateway-under-test"
+    finally:
+        await collector.close()
+
+
+def exported_names(request: ExportTraceServiceRequest) -> set[str]:
+    return {s.name for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans}
 
 
 @pytest.mark.parametrize(
