@@ -33,12 +33,15 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 from yarl import URL
+
+if TYPE_CHECKING:
+    from gateway.state import RequestRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ACTIVE: ContextVar[Tracing | None] = ContextVar("gateway_tracing", default=None)
@@ -74,14 +77,11 @@ class Tracing:
     @classmethod
     def from_environment(cls) -> Tracing:
         """OTLP/HTTP export in batches, configured by the SDK from ``OTEL_*``."""
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        except ImportError as exc:
-            raise RuntimeError(
-                "LOG__TRACING needs the otel extra: pip install 'rerank-gateway[otel]'"
-            ) from exc
+        # Installed: settings refuse LOG__TRACING without the extra.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         return cls(provider)
@@ -112,29 +112,18 @@ class Tracing:
                 kind=self._trace.SpanKind.SERVER,
                 attributes=attributes,
             ) as span:
-                status = 500
                 try:
                     response = await handler(request)
-                    status = response.status
-                    return response
                 except web.HTTPException as exc:
-                    status = exc.status
+                    self._answered(span, request.get(RECORD), exc.status)
+                    raise
+                except BaseException:
+                    self._answered(span, request.get(RECORD), 500)
                     raise
                 finally:
                     _ACTIVE.reset(token)
-                    record = request.get(RECORD)
-                    span.set_attributes(
-                        _attrs(
-                            {
-                                "http.response.status_code": status,
-                                "gateway.request_id": record and record.request_id,
-                                "rerank.outcome": record and record.rerank,
-                                "rerank.reason": record and record.reason,
-                            }
-                        )
-                    )
-                    if status >= 500:
-                        span.set_status(self._trace.StatusCode.ERROR)
+                self._answered(span, request.get(RECORD), response.status)
+                return response
 
         return middleware
 
@@ -142,6 +131,22 @@ class Tracing:
     def _stage(self, name: str, attributes: dict[str, Any]) -> Iterator[Span]:
         with self._tracer.start_as_current_span(name, attributes=_stage_attrs(attributes)) as span:
             yield Span(span)
+
+    def _answered(self, span: Any, record: RequestRecord | None, status: int) -> None:
+        """The SERVER span's answer: status, and what the client was told about reranking."""
+        span.set_attribute("http.response.status_code", status)
+        if record is not None:
+            span.set_attributes(
+                _attrs(
+                    {
+                        "gateway.request_id": record.request_id,
+                        "rerank.outcome": record.rerank,
+                        "rerank.reason": record.reason,
+                    }
+                )
+            )
+        if status >= 500:
+            span.set_status(self._trace.StatusCode.ERROR)
 
     @contextlib.contextmanager
     def _batch(self, parents: list[_Parent], attributes: dict[str, Any]) -> Iterator[Span]:

@@ -23,7 +23,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from pydantic import ValidationError
 
+from gateway import settings as settings_module
 from gateway.model.fake import FakeEncoder
 from gateway.settings import Settings
 from gateway.tracing import Tracing, es_endpoint, stage
@@ -294,6 +296,16 @@ async def test_log_tracing_exports_over_otlp_configured_by_otel_variables(
         assert resource == "gateway-under-test"
     finally:
         await collector.close()
+
+
+def test_log_tracing_without_the_extra_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings.model_validate({"log": {"tracing": True}}).log.tracing
+    monkeypatch.setattr(settings_module, "OTLP_EXPORTER", "no_such_package.exporter")
+    with pytest.raises(ValidationError, match="otel extra"):
+        Settings.model_validate({"log": {"tracing": True}})
+    assert not Settings.model_validate({"log": {"tracing": False}}).log.tracing
 
 
 def exported_names(request: ExportTraceServiceRequest) -> set[str]:
