@@ -6,7 +6,8 @@ passthrough call and a cluster error; then every PromQL expression of every
 panel and template variable is parsed, and each metric it selects must be a
 sample name of ``/_gateway/metrics`` (so histogram ``_bucket``/``_count``/``_sum``
 and counter ``_total`` suffixes are checked as written), each label it matches
-or groups by must be a label of those samples. ``job`` and ``instance`` are
+or groups by must be a label of those samples. Expressions are parsed with
+``promql-parser`` (PromQL's grammar and function list). ``job`` and ``instance`` are
 added by Prometheus at scrape time; ``le`` is the histogram bucket label.
 """
 
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import promql_parser
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.model.fake import FakeEncoder
@@ -27,22 +30,15 @@ from tests.conftest import GatewayFactory, make_settings
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "ops" / "grafana" / "gateway.json"
 SCRAPE_LABELS = {"job", "instance"}
-# PromQL functions and aggregations the dashboard may use; anything else called is a typo.
-FUNCTIONS = {
-    "sum", "avg", "max", "min", "count", "rate", "irate", "increase", "histogram_quantile",
-    "label_values", "clamp_min", "topk",
-}  # fmt: skip
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless"}
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^}]*)\}")
-_GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
-_MATCHER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*\"")
+# Grafana's own range variable, replaced by a duration before parsing.
+GRAFANA_RANGES = ("$__rate_interval", "$__interval", "$__range")
 _LABEL_VALUES = re.compile(r"label_values\((.*),\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
-_WORD = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 
 
 class Query:
-    """The metric names, matched labels and grouping labels of one PromQL expression."""
+    """The metric names, matched labels and grouping labels of one PromQL expression,
+    from the expression's syntax tree (``promql-parser``, the Rust PromQL parser: a
+    syntax error or an unknown function fails here)."""
 
     def __init__(self, expr: str) -> None:
         self.expr = expr
@@ -52,23 +48,20 @@ class Query:
         if values := _LABEL_VALUES.fullmatch(expr.strip()):
             expr, label = values.groups()
             self.grouped.add(label)
-        for name, matchers in _SELECTOR.findall(expr):
-            self.matched[name] |= {label for label, _ in _MATCHER.findall(matchers)}
-        rest = _SELECTOR.sub(" ", _STRING.sub('""', expr))
-        self.grouped |= {
-            label.strip()
-            for _, labels in _GROUPING.findall(rest)
-            for label in labels.split(",")
-            if label.strip()
-        }
-        rest = _GROUPING.sub(" ", rest).replace("$__rate_interval", "")
-        for match in _WORD.finditer(rest):
-            word = match.group()
-            called = rest[match.end() :].lstrip().startswith("(")
-            if called:
-                assert word in FUNCTIONS, f"unknown function {word!r} in {expr}"
-            elif word not in KEYWORDS:
-                self.matched.setdefault(word, set())  # a bare metric name (or a label argument)
+        for variable in GRAFANA_RANGES:
+            expr = expr.replace(variable, "5m")
+        promql_parser.walk(promql_parser.parse(expr), pre_visit=self._visit)
+
+    def _visit(self, node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            assert node.name, f"a selector without a metric name in {self.expr}"
+            self.matched[node.name] |= {m.name for m in node.matchers.matchers}
+        elif isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+            self.grouped |= set(node.modifier.labels)
+        elif isinstance(node, promql_parser.BinaryExpr) and node.modifier is not None:
+            if node.modifier.matching is not None:
+                self.grouped |= set(node.modifier.matching.labels)
+            self.grouped |= set(node.modifier.group_labels or [])
 
 
 def dashboard_queries() -> list[tuple[str, Query]]:
@@ -101,6 +94,8 @@ def test_dashboard_parses_into_queries() -> None:
     )
     assert q.matched == {"gateway_request_seconds_bucket": {"job", "outcome"}, "other_total": set()}
     assert q.grouped == {"le", "route", "variant"}
+    with pytest.raises(ValueError):
+        Query("sum by (route) (rat(gateway_requests_total[5m]))")  # unknown function
 
 
 async def test_every_panel_metric_is_exported(
