@@ -78,10 +78,11 @@ def dashboard_queries() -> list[tuple[str, Query]]:
 
 async def call(
     session: aiohttp.ClientSession, method: str, url: str, body: Any = None, **headers: str
-) -> int:
+) -> tuple[int, str | None]:
+    """The status and ``X-Rerank`` of one answer."""
     async with session.request(method, url, json=body, headers=headers) as resp:
         await resp.read()
-        return resp.status
+        return resp.status, resp.headers.get("X-Rerank")
 
 
 def test_dashboard_parses_into_queries() -> None:
@@ -108,15 +109,16 @@ async def test_every_panel_metric_is_exported(
         experiment={"mode": "ab", "name": f"dash-{uuid.uuid4().hex[:8]}"},
     )
     url = await gateway(settings, encoder=FakeEncoder())
-    search = {"query": {"match": {"text": "capital"}}, "size": 3}
+    search = {"query": {"match": {"text": "berlin population"}}, "size": 3}
     async with aiohttp.ClientSession() as s:
-        for arm in ("rerank", "rerank", "baseline"):  # reranked, then cached; the control arm
-            assert await call(s, "POST", f"{url}/docs/_search", search, **{
-                "X-Experiment-Override": arm
-            }) == 200  # fmt: skip
-        assert await call(s, "POST", f"{url}/docs/_search", search, **{"X-Rerank": "off"}) == 200
-        assert await call(s, "GET", f"{url}/docs/_count") == 200  # passthrough
-        assert await call(s, "POST", f"{url}/no-such-index/_search", search) == 404
+        # Reranked, then the same from the cache; the control arm; opted out.
+        for arm, rerank in (("rerank", "full"), ("rerank", "full"), ("baseline", "skipped")):
+            override = {"X-Experiment-Override": arm}
+            assert await call(s, "POST", f"{url}/docs/_search", search, **override) == (200, rerank)
+        opt_out = {"X-Rerank": "off"}
+        assert await call(s, "POST", f"{url}/docs/_search", search, **opt_out) == (200, "skipped")
+        assert (await call(s, "GET", f"{url}/docs/_count"))[0] == 200  # passthrough
+        assert (await call(s, "POST", f"{url}/no-such-index/_search", search))[0] == 404
         async with s.get(f"{url}/_gateway/metrics") as resp:
             text = await resp.text()
 
@@ -124,7 +126,13 @@ async def test_every_panel_metric_is_exported(
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels[sample.name] |= set(sample.labels)
-    assert labels["gateway_cache_operations_total"]  # the traffic reached the Redis cache
+    hits = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "gateway_cache_operations_total" and sample.labels["result"] == "hits"
+    ]
+    assert hits and hits[0] >= 3  # the repeated search was served from Redis
 
     missing = []
     for title, query in dashboard_queries():
@@ -138,3 +146,33 @@ async def test_every_panel_metric_is_exported(
         for label in query.grouped - SCRAPE_LABELS - {"le"} - known:
             missing.append(f"{title}: grouping label {label} on none of {sorted(query.matched)}")
     assert not missing, "\n".join(missing)
+
+
+async def test_batcher_series_per_model(
+    osmem: str, model_dir: Path, gateway: GatewayFactory
+) -> None:
+    """Two models loaded (RELEVANCE__MODELS): one series each for the per-model panels."""
+    model = {"path": str(model_dir), "intra_op_threads": 1}
+    relevance = {
+        "models": {"int8": {**model, "file": "model_int8.onnx"}},
+        "profiles": {"q8": {"model": "int8"}},
+    }
+    settings = make_settings(osmem, model=model, rerank={"window": 3}, relevance=relevance)
+    url = await gateway(settings)
+    search = {"query": {"match": {"text": "berlin population"}}, "size": 3}
+    async with aiohttp.ClientSession() as s:
+        await call(s, "POST", f"{url}/docs/_search", search)
+        await call(
+            s, "POST", f"{url}/docs/_search", {**search, "ext": {"rerank": {"profile": "q8"}}}
+        )
+        async with s.get(f"{url}/_gateway/metrics") as resp:
+            text = await resp.text()
+    pairs = {
+        (sample.labels["model"], sample.labels["backend"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "gateway_batch_pairs_sum"
+    }
+    assert set(pairs) == {("default", "onnx"), ("int8", "onnx")}
+    # Each model ran its warm-up pair and the search's window of 3 (no cache hits between).
+    assert all(value >= 4 for value in pairs.values()), pairs
