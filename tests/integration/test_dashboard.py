@@ -146,33 +146,3 @@ async def test_every_panel_metric_is_exported(
         for label in query.grouped - SCRAPE_LABELS - {"le"} - known:
             missing.append(f"{title}: grouping label {label} on none of {sorted(query.matched)}")
     assert not missing, "\n".join(missing)
-
-
-async def test_batcher_series_per_model(
-    osmem: str, model_dir: Path, gateway: GatewayFactory
-) -> None:
-    """Two models loaded (RELEVANCE__MODELS): one series each for the per-model panels."""
-    model = {"path": str(model_dir), "intra_op_threads": 1}
-    relevance = {
-        "models": {"int8": {**model, "file": "model_int8.onnx"}},
-        "profiles": {"q8": {"model": "int8"}},
-    }
-    settings = make_settings(osmem, model=model, rerank={"window": 3}, relevance=relevance)
-    url = await gateway(settings)
-    search = {"query": {"match": {"text": "berlin population"}}, "size": 3}
-    async with aiohttp.ClientSession() as s:
-        await call(s, "POST", f"{url}/docs/_search", search)
-        await call(
-            s, "POST", f"{url}/docs/_search", {**search, "ext": {"rerank": {"profile": "q8"}}}
-        )
-        async with s.get(f"{url}/_gateway/metrics") as resp:
-            text = await resp.text()
-    pairs = {
-        (sample.labels["model"], sample.labels["backend"]): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "gateway_batch_pairs_sum"
-    }
-    assert set(pairs) == {("default", "onnx"), ("int8", "onnx")}
-    # Each model ran its warm-up pair and the search's window of 3 (no cache hits between).
-    assert all(value >= 4 for value in pairs.values()), pairs
