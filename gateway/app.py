@@ -39,6 +39,7 @@ from gateway.state import (
     WRITE_VECTORS,
     Health,
 )
+from gateway.tracing import Tracing
 from gateway.upstream import Upstream
 from gateway.write_vectors import WriteVectors
 
@@ -52,20 +53,28 @@ def create_app(
     *,
     encoder: CrossEncoder | None = None,
     embedder: Embedder | None = None,
+    tracing: Tracing | None = None,
 ) -> web.Application:
     """The gateway application. ``encoder``: the default model, already loaded (``serve``
     loads it before listening; tests pass a fake); without it the model loads in the
     background. ``embedder`` replaces the configured EMBEDDER model (tests): it fills
-    ``query_vector_builder``, the hybrid profile's kNN leg and vectors on writes."""
+    ``query_vector_builder``, the hybrid profile's kNN leg and vectors on writes.
+    ``tracing`` replaces the OTLP exporter LOG__TRACING sets up (tests)."""
     metrics = Metrics()
+    if tracing is None and settings.log.tracing:
+        tracing = Tracing.from_environment()
+    traced = [tracing.middleware()] if tracing is not None else []
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
             access_middleware(metrics),
+            *traced,
             error_middleware(settings.server.max_body_bytes),
             guard_middleware(settings.access),
         ],
     )
+    if tracing is not None:
+        app.on_cleanup.append(lambda _: asyncio.to_thread(tracing.shutdown))
     observe(app, metrics, f"{RESERVED_PREFIX}/metrics")
     upstream = Upstream(settings.upstream)
     health = Health()
@@ -155,9 +164,10 @@ def _models_ctx(
         metrics.cache = cache
         started: list[Reranker] = []
 
-        async def start(model: CrossEncoder, model_settings: ModelSettings) -> Reranker:
+        async def start(name: str, model: CrossEncoder, model_settings: ModelSettings) -> Reranker:
             batcher = Batcher(model, settings.batcher)
             await batcher.start()
+            metrics.batchers[(name, model_settings.backend)] = batcher
             reranker = Reranker(
                 batcher, cache, fingerprint=model.fingerprint, score_mode=model_settings.score_mode
             )
@@ -172,17 +182,16 @@ def _models_ctx(
                     if encoder is not None
                     else await asyncio.to_thread(load_encoder, settings.model, settings.speed)
                 )
-                default = await start(model, settings.model)
+                default = await start(DEFAULT, model, settings.model)
             except GatewayError as exc:
                 health.model_error = str(exc)
                 log.error("model unavailable, searches pass through unreranked: %s", exc)
                 return
-            metrics.batcher = default.batcher
             for name in sorted(flow.profiles.models - {DEFAULT}):
                 extra = settings.relevance.models[name]
                 try:
                     model = await asyncio.to_thread(load_encoder, extra, settings.speed)
-                    flow.rerankers[name] = await start(model, extra)
+                    flow.rerankers[name] = await start(name, model, extra)
                 except GatewayError as exc:
                     log.error("model %s unavailable, its profiles pass through: %s", name, exc)
             flow.reranker = default

@@ -39,6 +39,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from gateway import tracing
 from gateway.errors import ModelError, Overloaded
 from gateway.model.base import CrossEncoder, Encoded, FeedRunner, Pair, QueryClipper, Scores
 from gateway.settings import BatcherSettings, ModelSettings
@@ -74,6 +75,7 @@ class _Item:
     enc: Encoded
     future: asyncio.Future[float]
     seq: int = field(default=0)
+    trace: object = None  # the submitting search's span (tracing.current())
 
 
 @dataclass(slots=True, eq=False)
@@ -170,10 +172,11 @@ class Batcher:
             raise Overloaded(f"{queued} pairs already queued")
         loop = asyncio.get_running_loop()
         futures = []
+        trace = tracing.current()
         for enc in encoded:
             self._seq += 1
             fut: asyncio.Future[float] = loop.create_future()
-            self._pending.append(_Item(enc, fut, self._seq))
+            self._pending.append(_Item(enc, fut, self._seq, trace))
             self._pending_tokens += len(enc)
             futures.append(fut)
             self.stats.truncated_pairs += enc.truncated
@@ -275,12 +278,18 @@ class Batcher:
             started = time.perf_counter()
             run = loop.run_in_executor(self._model_thread, self._model_call(batch, encs))
             run.add_done_callback(lambda _: self._wakeup.set())
-            await self._prepare_ahead(run)
-            try:
-                scores = await run
-            except Exception as exc:
-                self._fail(batch.items, exc)
-                continue
+            with tracing.batch_run(
+                [it.trace for it in sorted(batch.items, key=lambda it: it.seq)],
+                pairs=len(encs),
+                padded_tokens=len(encs) * max(len(e) for e in encs),
+                encoder=type(self.encoder).__name__,
+            ):
+                await self._prepare_ahead(run)
+                try:
+                    scores = await run
+                except Exception as exc:
+                    self._fail(batch.items, exc)
+                    continue
             self._record(encs, time.perf_counter() - started)
             for it, score in zip(batch.items, scores.tolist(), strict=True):
                 if not it.future.done():

@@ -7,7 +7,9 @@ Two kinds of figures:
   outcome, upstream and model latency, rerank outcomes;
 - read at scrape time from the stats objects the components already keep
   (``Batcher.stats``, ``Batcher.queued_pairs``, the cache's ``stats``), by a
-  custom collector, so the hot paths carry no metric calls.
+  custom collector, so the hot paths carry no metric calls. The batcher figures
+  carry ``model`` (``default`` or a RELEVANCE__MODELS name) and ``backend``
+  (``onnx``, ``tei``) labels, one series per loaded model.
 
 Served as text at ``/_gateway/metrics``.
 """
@@ -30,6 +32,7 @@ from gateway.batcher import Batcher
 from gateway.cache import ScoreCache
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_MODEL_LABELS = ["model", "backend"]
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -40,41 +43,33 @@ class _ComponentCollector(Collector):
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        batcher = self._metrics.batcher
-        queued = GaugeMetricFamily("gateway_batcher_queue_pairs", "Pairs waiting for a model run.")
-        queued.add_metric([], batcher.queued_pairs if batcher else 0)
-        yield queued
-        if batcher is not None:
+        queued = GaugeMetricFamily(
+            "gateway_batcher_queue_pairs", "Pairs waiting for a model run.", labels=_MODEL_LABELS
+        )
+        pairs = _summary("gateway_batch_pairs", "Pairs per model run.")
+        padded = _summary(
+            "gateway_batch_padded_tokens", "Padded tokens per model run (pairs x longest)."
+        )
+        seconds = _summary("gateway_model_run_seconds", "Time of one model run (one batch).")
+        real = _labelled("gateway_batch_real_tokens", "Unpadded tokens run.")
+        skipped = _labelled(
+            "gateway_batch_skipped_pairs", "Queued pairs dropped because their search had given up."
+        )
+        truncated = _labelled(
+            "gateway_batch_truncated_pairs",
+            "Pairs whose document was cut to the model's token limit.",
+        )
+        for (model, backend), batcher in sorted(self._metrics.batchers.items()):
+            key = [model, backend]
             s = batcher.stats
-            yield SummaryMetricFamily(
-                "gateway_batch_pairs",
-                "Pairs per model run.",
-                count_value=s.batches,
-                sum_value=s.pairs,
-            )
-            yield SummaryMetricFamily(
-                "gateway_batch_padded_tokens",
-                "Padded tokens per model run (pairs x longest).",
-                count_value=s.batches,
-                sum_value=s.padded_tokens,
-            )
-            yield SummaryMetricFamily(
-                "gateway_model_run_seconds",
-                "Time of one model run (one batch).",
-                count_value=s.batches,
-                sum_value=s.model_seconds,
-            )
-            yield _counter("gateway_batch_real_tokens", "Unpadded tokens run.", s.real_tokens)
-            yield _counter(
-                "gateway_batch_skipped_pairs",
-                "Queued pairs dropped because their search had given up.",
-                s.skipped_pairs,
-            )
-            yield _counter(
-                "gateway_batch_truncated_pairs",
-                "Pairs whose document was cut to the model's token limit.",
-                s.truncated_pairs,
-            )
+            queued.add_metric(key, batcher.queued_pairs)
+            pairs.add_metric(key, count_value=s.batches, sum_value=s.pairs)
+            padded.add_metric(key, count_value=s.batches, sum_value=s.padded_tokens)
+            seconds.add_metric(key, count_value=s.batches, sum_value=s.model_seconds)
+            real.add_metric(key, s.real_tokens)
+            skipped.add_metric(key, s.skipped_pairs)
+            truncated.add_metric(key, s.truncated_pairs)
+        yield from (queued, pairs, padded, seconds, real, skipped, truncated)
         cache = self._metrics.cache
         if cache is not None:
             ops = CounterMetricFamily(
@@ -89,18 +84,21 @@ class _ComponentCollector(Collector):
             yield ops
 
 
-def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc)
-    family.add_metric([], value)
-    return family
+def _summary(name: str, doc: str) -> SummaryMetricFamily:
+    return SummaryMetricFamily(name, doc, labels=_MODEL_LABELS)
+
+
+def _labelled(name: str, doc: str) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=_MODEL_LABELS)
 
 
 class Metrics:
-    """The application's metrics. ``batcher`` and ``cache`` are attached once they exist."""
+    """The application's metrics. Batchers (one per loaded model, keyed by ``(model name,
+    backend)``) and the cache are attached once they exist."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.batcher: Batcher | None = None
+        self.batchers: dict[tuple[str, str], Batcher] = {}
         self.cache: ScoreCache | None = None
         r = self.registry
         self.requests = Counter(

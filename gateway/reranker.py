@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway import tracing
 from gateway.batcher import Batcher
 from gateway.cache import ScoreCache, cache_key
 from gateway.errors import CacheError, DeadlineExceeded, ModelError, RerankError
@@ -75,8 +76,10 @@ class Reranker:
         except ModelError:
             return RerankOutcome([None] * len(passages), "skipped", "model_error")
         keys = [cache_key(self.fingerprint, query, p.index, p.doc_id, p.text) for p in passages]
-        raw: list[float | None] = await self._cached(keys)
-        cached = sum(s is not None for s in raw)
+        with tracing.stage("rerank.cache_lookup", pairs=len(keys)) as span:
+            raw: list[float | None] = await self._cached(keys)
+            cached = sum(s is not None for s in raw)
+            span.set(cache_hits=cached)
         misses: dict[str, list[int]] = {}
         for i, s in enumerate(raw):
             if s is None:
@@ -166,12 +169,14 @@ class Reranker:
             raise DeadlineExceeded()
         try:
             async with asyncio.timeout(remaining):
-                encoded = await self.batcher.encode([(query, t) for t in texts])
+                with tracing.stage("rerank.tokenize", pairs=len(texts)):
+                    encoded = await self.batcher.encode([(query, t) for t in texts])
         except TimeoutError:
             raise DeadlineExceeded() from None
-        futures = self.batcher.submit(encoded)
-        remaining = deadline - time.monotonic()
-        done, pending = await asyncio.wait(futures, timeout=max(remaining, 0))
+        with tracing.stage("rerank.queue_and_model", pairs=len(encoded)):
+            futures = self.batcher.submit(encoded)
+            remaining = deadline - time.monotonic()
+            done, pending = await asyncio.wait(futures, timeout=max(remaining, 0))
         for fut in pending:
             fut.cancel()
         out: dict[str, float | None] = {}

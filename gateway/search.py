@@ -29,7 +29,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import cursor as cursors
-from gateway import es_body, relevance
+from gateway import es_body, relevance, tracing
 from gateway.budget import TOO_MANY_PAIRS, PairBudget
 from gateway.errors import ClientRequestError, GatewayError
 from gateway.experiments import Arm
@@ -456,9 +456,13 @@ class SearchFlow:
         hits = (response.get("hits") or {}).get("hits") or []
         t0 = time.perf_counter()
         window = es_body.text_hits(hits[: plan.window], plan)
-        scored = await relevance.score_window(
-            reranker, profile, plan.query, window, explain=plan.explain, budget=budget
-        )
+        with tracing.stage(
+            "rerank", window=plan.window, hits=len(window), model=profile.model
+        ) as span:
+            scored = await relevance.score_window(
+                reranker, profile, plan.query, window, explain=plan.explain, budget=budget
+            )
+            span.set(outcome=scored.status, reason=scored.reason)
         rerank_ms = (time.perf_counter() - t0) * 1000
         gateway_ms = _gateway_ms(started, upstream_ms)
         if scored.status == "skipped":

@@ -11,6 +11,7 @@ generated from it and a test keeps the two in sync.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -773,6 +774,31 @@ class AccessSettings(_Section):
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_lines: bool = Field(False, description="One JSON object per log line.")
+    tracing: bool = Field(
+        False,
+        description=(
+            "OpenTelemetry traces over OTLP/HTTP (the `otel` extra), configured by the "
+            "standard `OTEL_*` variables."
+        ),
+    )
+
+    @field_validator("tracing")
+    @classmethod
+    def _otel_installed(cls, value: bool) -> bool:
+        if value and not _installed(OTLP_EXPORTER):
+            raise ValueError("needs the otel extra: pip install 'rerank-gateway[otel]'")
+        return value
+
+
+OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (found, not imported: parents only)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 class Variant(_Section):

@@ -26,6 +26,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from gateway import tracing
 from gateway.errors import ClientRequestError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.failover import UrlPool
 from gateway.settings import UpstreamSettings, split_userinfo
@@ -214,10 +215,18 @@ class Upstream:
         for attempt, base in enumerate(bases):
             url = URL(base + target, encoded=True)
             try:
-                with _translated("could not be used"):
+                with (
+                    _translated("could not be used"),
+                    tracing.cluster_call(method, url, headers) as call,
+                ):
                     response = await self._session.request(
-                        method, url, headers=headers, data=_payload(body), allow_redirects=False
+                        method,
+                        url,
+                        headers=call.headers,
+                        data=_payload(body),
+                        allow_redirects=False,
                     )
+                    call.answered(response.status)
             except UpstreamError as exc:
                 if not _nothing_sent(exc):
                     raise

@@ -191,9 +191,12 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
     servers: list[TestServer] = []
 
     async def start(
-        settings: Settings, encoder: CrossEncoder | None = None, embedder: Embedder | None = None
+        settings: Settings,
+        encoder: CrossEncoder | None = None,
+        embedder: Embedder | None = None,
+        **options: Any,
     ) -> str:
-        app = create_app(settings, encoder=encoder, embedder=embedder)
+        app = create_app(settings, encoder=encoder, embedder=embedder, **options)
         server = GatewayTestServer(app, host="127.0.0.1", port=free_port())
         await server.start_server()
         servers.append(server)

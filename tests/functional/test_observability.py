@@ -21,6 +21,7 @@ from tests.scripted import DOCS, settings_with
 from tests.upstream import ScriptedUpstream
 
 SEARCH = {"query": {"match": {"text": "capital of Italy"}}, "size": 2}
+DEFAULT_MODEL = (("backend", "onnx"), ("model", "default"))
 
 
 @pytest.fixture
@@ -120,13 +121,13 @@ async def test_metrics_count_by_route_outcome_and_stay_per_app(
     assert got[("gateway_request_seconds_count", (("route", "search"),))] == 2
     assert got[("gateway_upstream_seconds_count", (("route", "passthrough"),))] == 1
     assert got[("gateway_rerank_seconds_count", ())] == 1
-    # Read from the batcher's and the cache's own stats (warm-up included).
-    assert got[("gateway_batch_pairs_count", ())] >= 2
-    assert got[("gateway_batch_pairs_sum", ())] >= 4
-    assert got[("gateway_batch_padded_tokens_sum", ())] > 0
-    assert got[("gateway_batcher_queue_pairs", ())] == 0
+    # Read from the batcher's and the cache's own stats (warm-up included), per model.
+    assert got[("gateway_batch_pairs_count", DEFAULT_MODEL)] >= 2
+    assert got[("gateway_batch_pairs_sum", DEFAULT_MODEL)] >= 4
+    assert got[("gateway_batch_padded_tokens_sum", DEFAULT_MODEL)] > 0
+    assert got[("gateway_batcher_queue_pairs", DEFAULT_MODEL)] == 0
     assert got[("gateway_cache_operations_total", (("result", "misses"),))] >= 3
-    assert ("gateway_model_run_seconds_sum", ()) in got
+    assert ("gateway_model_run_seconds_sum", DEFAULT_MODEL) in got
 
     _, _, body = await call("GET", f"{other}/_gateway/metrics")
     assert ("gateway_requests_total", (("outcome", "2xx"), ("route", "search"))) not in samples(

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, make_settings
@@ -125,3 +126,14 @@ async def test_two_models_loaded_at_once(
     s8 = {h["_id"]: h["_score"] for h in int8["hits"]["hits"]}
     assert s32 != s8  # different weights, different scores; the same top hit
     assert fp32["hits"]["hits"][0]["_id"] == int8["hits"]["hits"][0]["_id"] == "berlin-pop"
+    # One batcher series per loaded model (the dashboard's per-model panels).
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/_gateway/metrics") as r:
+        metrics = await r.text()
+    pairs = {
+        (sample.labels["model"], sample.labels["backend"]): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "gateway_batch_pairs_sum"
+    }
+    assert set(pairs) == {("default", "onnx"), ("int8", "onnx")}
+    assert all(value >= 1 + 5 for value in pairs.values())  # the warm-up pair and the window

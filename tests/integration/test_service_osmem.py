@@ -70,7 +70,7 @@ async def test_ready_search_with_request_id_and_metrics(
     _, text = await get(f"{url}/_gateway/metrics")
     assert metric(text, "gateway_requests_total", route="search", outcome="2xx") == 1
     assert metric(text, "gateway_rerank_total", status="full", reason="") == 1
-    assert metric(text, "gateway_batch_pairs_sum") >= 10
+    assert metric(text, "gateway_batch_pairs_sum", model="default", backend="onnx") >= 10
 
 
 async def test_opensearch_knn_error_comes_back_verbatim(

@@ -1,0 +1,279 @@
+"""OpenTelemetry traces: the only module that imports ``opentelemetry`` (the ``otel`` extra).
+
+Off unless ``LOG__TRACING=true``; then the SDK reads the standard ``OTEL_*``
+variables itself (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
+``OTEL_TRACES_SAMPLER``, ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_BSP_*``...) and
+spans go out over OTLP/HTTP. The span tree of one search::
+
+    POST /{index}/_search            SERVER, parent: the client's W3C traceparent
+    ├─ search docs                   CLIENT, Elasticsearch semantic conventions; the
+    │                                cluster gets a traceparent naming this span
+    └─ rerank                        rerank.window, .hits, .model, .outcome, .reason
+       ├─ rerank.cache_lookup        rerank.pairs, rerank.cache_hits
+       ├─ rerank.tokenize            rerank.pairs
+       └─ rerank.queue_and_model     rerank.pairs: queue wait plus the model run
+          └─ rerank.model_run        rerank.pairs, .padded_tokens, .encoder (OnnxCrossEncoder,
+                                     TeiCrossEncoder: the remote backend); one run serves
+                                     several searches: a child of the oldest pair's search,
+                                     linked to the others
+
+The SERVER span also carries ``rerank.outcome`` and ``rerank.reason`` as the
+client got them (``X-Rerank``) and ``gateway.request_id``.
+
+The pipeline calls ``stage(name, **attributes)`` and ``cluster_call(...)``; both
+are no-ops unless the request came through this module's middleware, which
+keeps the app's ``Tracing`` in a context variable for the request's task (so no
+object is threaded through the stages, and the gateway runs without the extra).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from multidict import CIMultiDict
+from yarl import URL
+
+if TYPE_CHECKING:
+    from gateway.state import RequestRecord
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_ACTIVE: ContextVar[Tracing | None] = ContextVar("gateway_tracing", default=None)
+_DOC_OPERATIONS = {"GET": "get", "HEAD": "exists", "DELETE": "delete"}
+
+
+class Span:
+    """What a stage may do with its span: add attributes (``None`` values are left out)."""
+
+    def __init__(self, span: Any = None) -> None:
+        self._span = span
+
+    def set(self, **attributes: Any) -> None:
+        if self._span is not None:
+            self._span.set_attributes(_stage_attrs(attributes))
+
+
+_NO_SPAN = Span()
+
+
+class Tracing:
+    """A tracer provider of this app's own (no global provider is installed)."""
+
+    def __init__(self, provider: Any) -> None:
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self.provider = provider
+        self._trace = trace
+        self._tracer = provider.get_tracer("rerank-gateway")
+        self._propagator = TraceContextTextMapPropagator()
+
+    @classmethod
+    def from_environment(cls) -> Tracing:
+        """OTLP/HTTP export in batches, configured by the SDK from ``OTEL_*``."""
+        # Installed: settings refuse LOG__TRACING without the extra.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        return cls(provider)
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+    def middleware(self) -> Middleware:
+        """One SERVER span per request (not for the gateway's own ``/_gateway`` endpoints)."""
+        from gateway.state import RECORD, RESERVED_PREFIX  # state imports the pipeline
+
+        @web.middleware
+        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path.startswith(RESERVED_PREFIX):
+                return await handler(request)
+            route = request.match_info.route.resource
+            template = route.canonical if route is not None else request.path
+            parent = self._propagator.extract(dict(request.headers))
+            attributes = {
+                "http.request.method": request.method,
+                "url.path": request.path,
+                "http.route": template,
+            }
+            token = _ACTIVE.set(self)
+            with self._tracer.start_as_current_span(
+                f"{request.method} {template}",
+                context=parent,
+                kind=self._trace.SpanKind.SERVER,
+                attributes=attributes,
+            ) as span:
+                try:
+                    response = await handler(request)
+                except web.HTTPException as exc:
+                    self._answered(span, request.get(RECORD), exc.status)
+                    raise
+                except BaseException:
+                    self._answered(span, request.get(RECORD), 500)
+                    raise
+                finally:
+                    _ACTIVE.reset(token)
+                self._answered(span, request.get(RECORD), response.status)
+                return response
+
+        return middleware
+
+    @contextlib.contextmanager
+    def _stage(self, name: str, attributes: dict[str, Any]) -> Iterator[Span]:
+        with self._tracer.start_as_current_span(name, attributes=_stage_attrs(attributes)) as span:
+            yield Span(span)
+
+    def _answered(self, span: Any, record: RequestRecord | None, status: int) -> None:
+        """The SERVER span's answer: status, and what the client was told about reranking."""
+        span.set_attribute("http.response.status_code", status)
+        if record is not None:
+            span.set_attributes(
+                _attrs(
+                    {
+                        "gateway.request_id": record.request_id,
+                        "rerank.outcome": record.rerank,
+                        "rerank.reason": record.reason,
+                    }
+                )
+            )
+        if status >= 500:
+            span.set_status(self._trace.StatusCode.ERROR)
+
+    @contextlib.contextmanager
+    def _batch(self, parents: list[_Parent], attributes: dict[str, Any]) -> Iterator[Span]:
+        from opentelemetry.trace import Link, NonRecordingSpan
+
+        first = parents[0].context
+        others = {p.context.span_id: p.context for p in parents if p.context != first}
+        span = self._tracer.start_span(
+            "rerank.model_run",
+            context=self._trace.set_span_in_context(NonRecordingSpan(first)),
+            links=[Link(c) for c in others.values()],
+            attributes=_stage_attrs(attributes),
+        )
+        try:
+            yield Span(span)
+        finally:
+            span.end()
+
+    @contextlib.contextmanager
+    def _client(self, method: str, url: URL, headers: Mapping[str, str]) -> Iterator[ClusterCall]:
+        operation, index = es_endpoint(method, url.path)
+        attributes = {
+            "db.system.name": "elasticsearch",
+            "db.operation.name": operation,
+            "db.collection.name": index,
+            "db.operation.parameter.index": index,
+            "http.request.method": method,
+            "url.full": str(url.with_user(None).with_query(None)),  # no query strings
+            "server.address": url.host,
+            "server.port": url.port,
+        }
+        span = self._tracer.start_span(
+            f"{operation} {index}" if index else operation,
+            kind=self._trace.SpanKind.CLIENT,
+            attributes=_attrs(attributes),
+        )
+        sent = CIMultiDict(headers)
+        self._propagator.inject(sent, context=self._trace.set_span_in_context(span))
+        call = ClusterCall(sent, span, self._trace.StatusCode.ERROR)
+        try:
+            yield call
+        except Exception as exc:
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(call.error)
+            raise
+        finally:
+            span.end()
+
+
+@dataclass(frozen=True, slots=True)
+class _Parent:
+    tracing: Tracing
+    context: Any  # an opentelemetry SpanContext
+
+
+class ClusterCall:
+    """One call to the cluster: the headers to send (``traceparent`` added when traced),
+    and ``answered(status)`` to call once the answer's headers are in."""
+
+    def __init__(self, headers: Mapping[str, str], span: Any = None, error: Any = None) -> None:
+        self.headers = headers
+        self._span = span
+        self.error = error
+
+    def answered(self, status: int) -> None:
+        if self._span is None:
+            return
+        self._span.set_attribute("db.response.status_code", str(status))
+        self._span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            self._span.set_attribute("error.type", str(status))
+            self._span.set_status(self.error)
+
+
+def stage(name: str, **attributes: Any) -> AbstractContextManager[Span]:
+    """A child span of the current one, while a traced request runs (else nothing)."""
+    tracing = _ACTIVE.get()
+    if tracing is None:
+        return contextlib.nullcontext(_NO_SPAN)
+    return tracing._stage(name, attributes)
+
+
+def current() -> object | None:
+    """The running stage's span, for work done for it in another task (the batcher's)."""
+    tracing = _ACTIVE.get()
+    if tracing is None:
+        return None
+    return _Parent(tracing, tracing._trace.get_current_span().get_span_context())
+
+
+def batch_run(parents: Sequence[object | None], **attributes: Any) -> AbstractContextManager[Span]:
+    """The span of one model run shared by several searches: a child of the oldest
+    pair's stage (``parents[0]``, from ``current()``), linked to the other searches'."""
+    found = [p for p in parents if isinstance(p, _Parent)]
+    if not found:
+        return contextlib.nullcontext(_NO_SPAN)
+    return found[0].tracing._batch(found, attributes)
+
+
+def cluster_call(
+    method: str, url: URL, headers: Mapping[str, str]
+) -> AbstractContextManager[ClusterCall]:
+    """A CLIENT span around one call to the cluster, while a traced request runs."""
+    tracing = _ACTIVE.get()
+    if tracing is None:
+        return contextlib.nullcontext(ClusterCall(headers))
+    return tracing._client(method, url, headers)
+
+
+def es_endpoint(method: str, path: str) -> tuple[str, str | None]:
+    """The Elasticsearch endpoint id (``search``, ``msearch``, ``cat.indices``, ``get``...)
+    and the index of a request path, as far as the path tells."""
+    parts = [p for p in path.split("/") if p]
+    index = parts[0] if parts and not parts[0].startswith("_") else None
+    api = [p for p in parts if p.startswith("_")]
+    if not api:
+        return ("info" if not parts else method.lower()), index
+    if api[0] == "_doc":
+        return _DOC_OPERATIONS.get(method, "index"), index
+    names = [api[0][1:], *(p for p in parts[parts.index(api[0]) + 1 :][:1] if p.isidentifier())]
+    return ".".join(names), index
+
+
+def _attrs(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attributes.items() if v is not None}
+
+
+def _stage_attrs(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A stage's attributes, named ``rerank.<name>`` (``rerank.window``, ``rerank.pairs``...)."""
+    return {f"rerank.{k}": v for k, v in _attrs(attributes).items()}
