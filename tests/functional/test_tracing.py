@@ -130,6 +130,8 @@ async def test_reranked_then_cached_search(
     check_server_and_client(tree, upstream, 200)
     assert tree.shape() == {
         ("POST /{index}/_search", CLIENT_SPAN),
+        # The first search of an index reads its mapping (which fields hold text), once.
+        ("mapping docs", "POST /{index}/_search"),
         ("search docs", "POST /{index}/_search"),
         ("rerank", "POST /{index}/_search"),
         ("rerank.cache_lookup", "rerank"),
