@@ -35,10 +35,7 @@ Write outputs outside the repository (models are never committed).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -46,8 +43,10 @@ from typing import Any
 
 import numpy as np
 
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-DEFAULT_DATA_DIR = Path("/work/shared/data/scifact")
+from gateway.cli.export_model import add_arguments
+from gateway.model.export import export, finish
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 FALLBACK_PAIRS = [
     ("how many people live in berlin", "Berlin has a population of 3.5 million people."),
     ("how many people live in berlin", "Berlin is known for its museums and nightlife."),
@@ -63,166 +62,6 @@ def _speed() -> Any:
     from ops import model_speed
 
     return model_speed
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# ------------------------------------------------------------------------- export
-
-
-def export_hf(model_id: str, out_dir: Path, max_length: int, opset: int) -> dict[str, Any]:
-    """HF AutoModelForSequenceClassification -> model.onnx + tokenizer.json."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_id)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_id, attn_implementation="eager"
-    ).eval()
-    # two rows of different length so the padding / mask path is traced
-    enc = tok(
-        [
-            ("how many people live in berlin", "Berlin has a population of 3.5 million"),
-            ("capital", "Berlin"),
-        ],
-        padding=True,
-        return_tensors="pt",
-    )
-    names = [n for n in INPUT_NAMES if n in enc]
-
-    class Wrapped(torch.nn.Module):  # type: ignore[misc,unused-ignore]  # Any without torch
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *args: Any) -> Any:
-            return self.inner(**dict(zip(names, args, strict=True))).logits
-
-    onnx_path = out_dir / "model.onnx"
-    # .eval() on the wrapper too: export restores the wrapper's training flag afterwards,
-    # and a fresh Module is in training mode (that would switch dropout on in `model`).
-    wrapped = Wrapped(model).eval()
-    with torch.no_grad():
-        expected = wrapped(*(enc[n] for n in names)).numpy()
-        torch.onnx.export(
-            wrapped,
-            tuple(enc[n] for n in names),
-            str(onnx_path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}},
-            do_constant_folding=True,
-        )
-    tok.backend_tokenizer.save(str(out_dir / "tokenizer.json"))
-    _fix_tokenizer(out_dir / "tokenizer.json", max_length)
-
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = sess.run(["logits"], {n: enc[n].numpy().astype(np.int64) for n in names})[0]
-    diff = float(np.max(np.abs(got - expected)))
-    size = onnx_path.stat().st_size / 1e6
-    print(f"exported {onnx_path} ({size:.1f} MB); torch vs onnx max abs diff {diff:.2e}")
-    cfg = model.config
-    return {
-        "source": model_id,
-        "inputs": names,
-        "num_heads": int(getattr(cfg, "num_attention_heads", 0)),
-        "hidden_size": int(getattr(cfg, "hidden_size", 0)),
-        "model_type": str(getattr(cfg, "model_type", "bert")),
-        "torch_vs_onnx_max_abs": diff,
-    }
-
-
-def _fix_tokenizer(path: Path, max_length: int) -> None:
-    """Truncate pairs to max_length (longest first), pad each batch to its longest row."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path))
-    tok.enable_truncation(max_length=max_length)
-    pad_id = tok.token_to_id("[PAD]")
-    pad_token = "[PAD]"
-    if pad_id is None:
-        pad_id, pad_token = tok.token_to_id("<pad>") or 0, "<pad>"
-    tok.enable_padding(pad_id=pad_id, pad_token=pad_token)
-    tok.save(str(path))
-
-
-def _config_dims(src_dir: Path) -> dict[str, Any]:
-    cfg_path = src_dir / "config.json"
-    if not cfg_path.exists():
-        return {"num_heads": 0, "hidden_size": 0, "model_type": "bert"}
-    cfg = json.loads(cfg_path.read_text())
-    return {
-        "num_heads": int(cfg.get("num_attention_heads", 0)),
-        "hidden_size": int(cfg.get("hidden_size", 0)),
-        "model_type": str(cfg.get("model_type", "bert")),
-    }
-
-
-# ----------------------------------------------------------------------- variants
-
-
-def _optimizer_type(model_type: str) -> str:
-    # onnxruntime.transformers knows bert-like encoders under these names
-    return model_type if model_type in {"bert", "bart", "gpt2", "t5"} else "bert"
-
-
-def make_int8(src: Path, dst: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """Fastest CPU path measured: bert fusions (Attention, EmbedLayerNorm, SkipLayerNorm,
-    BiasGelu) then dynamic per-channel int8 -> QAttention / MatMulInteger."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers import optimizer
-
-    fused = dst.with_name("model_fused.tmp.onnx")
-    opt = optimizer.optimize_model(
-        str(src),
-        model_type=_optimizer_type(info["model_type"]),
-        num_heads=info["num_heads"],
-        hidden_size=info["hidden_size"],
-    )
-    fusions = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
-    opt.save_model_to_file(str(fused))
-    quantize_dynamic(
-        str(fused),
-        str(dst),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        extra_options={"DefaultTensorType": 1},  # onnx.TensorProto.FLOAT for untyped tensors
-    )
-    fused.unlink(missing_ok=True)
-    return {
-        "recipe": "optimizer.optimize_model(bert) -> quantize_dynamic(QInt8, per_channel=True)",
-        "fusions": fusions,
-    }
-
-
-def make_fp16(src: Path, dst: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """GPU variant: GPU-oriented fusions then fp16 weights/compute, fp32 inputs/outputs."""
-    from onnxruntime.transformers import optimizer
-
-    opt = optimizer.optimize_model(
-        str(src),
-        model_type=_optimizer_type(info["model_type"]),
-        num_heads=info["num_heads"],
-        hidden_size=info["hidden_size"],
-        use_gpu=True,
-        opt_level=0,
-    )
-    opt.convert_float_to_float16(keep_io_types=True)
-    opt.save_model_to_file(str(dst))
-    return {
-        "recipe": "optimizer.optimize_model(bert, use_gpu=True, opt_level=0) -> "
-        "convert_float_to_float16(keep_io_types=True)"
-    }
 
 
 def make_qdq(src: Path, dst: Path, tokenizer: Path, data_dir: Path | None) -> dict[str, Any]:
@@ -291,17 +130,9 @@ def check_agreement(
 # --------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (a flat CLI script)
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="HF hub id or local HF model dir (cross-encoder)")
-    src.add_argument("--from-onnx", help="dir with model.onnx + tokenizer.json (+ config.json)")
-    ap.add_argument("--out", required=True, help="output dir (outside the repo)")
-    ap.add_argument("--max-length", type=int, default=512, help="tokenizer truncation (--model)")
-    ap.add_argument("--opset", type=int, default=17)
-    ap.add_argument("--num-heads", type=int, default=0, help="override config.json")
-    ap.add_argument("--hidden-size", type=int, default=0, help="override config.json")
-    ap.add_argument("--no-fp16", action="store_true")
+    add_arguments(ap)
     ap.add_argument("--static-int8", action="store_true", help="also write model_int8_qdq.onnx")
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="BEIR dir for checks")
     ap.add_argument("--check-pairs", type=int, default=96, help="0 skips the agreement check")
@@ -311,58 +142,43 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (a flat CLI scr
     repo = Path(__file__).resolve().parent.parent
     if out_dir == repo or repo in out_dir.parents:
         ap.error(f"--out {out_dir} is inside the repository; write models elsewhere")
-    out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(args.data_dir) if args.data_dir and Path(args.data_dir).exists() else None
     t0 = time.perf_counter()
-
-    if args.model:
-        info = export_hf(args.model, out_dir, args.max_length, args.opset)
-    else:
-        src_dir = Path(args.from_onnx)
-        for name in ("model.onnx", "tokenizer.json"):
-            if not (src_dir / name).exists():
-                ap.error(f"{src_dir / name} missing")
-        shutil.copyfile(src_dir / "model.onnx", out_dir / "model.onnx")
-        shutil.copyfile(src_dir / "tokenizer.json", out_dir / "tokenizer.json")
-        if (src_dir / "config.json").exists():
-            shutil.copyfile(src_dir / "config.json", out_dir / "config.json")
-        info = {"source": str(src_dir), **_config_dims(src_dir)}
-    if args.num_heads:
-        info["num_heads"] = args.num_heads
-    if args.hidden_size:
-        info["hidden_size"] = args.hidden_size
-
+    try:
+        info, files = export(
+            out_dir,
+            model=args.model,
+            from_onnx=Path(args.from_onnx) if args.from_onnx else None,
+            max_length=args.max_length,
+            opset=args.opset,
+            num_heads=args.num_heads,
+            hidden_size=args.hidden_size,
+            fp16=not args.no_fp16,
+        )
+    except FileNotFoundError as exc:
+        ap.error(str(exc))
     fp32 = out_dir / "model.onnx"
-    files: dict[str, Any] = {"model.onnx": {"recipe": "fp32 export"}}
-    files["model_int8.onnx"] = make_int8(fp32, out_dir / "model_int8.onnx", info)
-    if not args.no_fp16:
-        files["model_fp16.onnx"] = make_fp16(fp32, out_dir / "model_fp16.onnx", info)
     if args.static_int8:
         files["model_int8_qdq.onnx"] = make_qdq(
             fp32, out_dir / "model_int8_qdq.onnx", out_dir / "tokenizer.json", data_dir
         )
-    for name, meta in files.items():
-        path = out_dir / name
-        meta["bytes"] = path.stat().st_size
-        meta["sha256"] = _sha256(path)
-        print(f"wrote {path} ({meta['bytes'] / 1e6:.1f} MB)")
     agreement: dict[str, Any] = {}
     if args.check_pairs > 0:
         agreement = check_agreement(out_dir, list(files), data_dir, args.check_pairs)
-    manifest = {
-        "info": info,
-        "files": files,
-        "agreement": agreement,
-        "cpu_session": {
+    finish(
+        out_dir,
+        info,
+        files,
+        agreement=agreement,
+        cpu_session={
             "providers": ["CPUExecutionProvider"],
             "intra_op_num_threads": "physical cores",
             "inter_op_num_threads": 1,
             "execution_mode": "ORT_SEQUENTIAL",
             "graph_optimization_level": "ORT_ENABLE_ALL",
         },
-    }
-    (out_dir / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"\nwrote {out_dir / 'export.json'} in {time.perf_counter() - t0:.0f}s")
+    )
+    print(f"done in {time.perf_counter() - t0:.0f}s")
     return 0
 
 

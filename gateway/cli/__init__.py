@@ -57,8 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     top = parser()
     if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
         args = ["serve", *args]
-    if args[0] == export_model.NAME:  # every argument, --help too, is the exporter's
-        return export_model.export(args[1:])
     namespace = top.parse_args(args)
     try:
         code: int = namespace.run(namespace)

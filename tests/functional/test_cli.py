@@ -46,14 +46,32 @@ def test_each_command_has_help(tmp_path: Path) -> None:
         assert flag in serve and variable in serve
 
 
-def test_export_model_is_the_exporters_own_command(tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[2]
-    done = run_cli(["export-model", "--help"], cwd=repo)
+def test_export_model_runs_outside_the_checkout(tmp_path: Path, model_dir: Path) -> None:
+    """``export-model --from-onnx`` from any directory (it ships in the package): the
+    variants are written and the result serves the same fp32 scores as its source."""
+    done = run_cli(["export-model", "--help"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "--from-onnx" in done.stdout
-    elsewhere = run_cli(["export-model", "--from-onnx", "x", "--out", "y"], cwd=tmp_path)
-    assert elsewhere.returncode == 1
-    assert elsewhere.stderr.startswith("export-model: ops is missing; run it at the root")
+    out = tmp_path / "exported"
+    args = ["export-model", "--from-onnx", str(model_dir), "--out", str(out), "--no-fp16"]
+    done = run_cli(args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "export.json").read_text())
+    assert set(manifest["files"]) == {"model.onnx", "model_int8.onnx"}
+    from gateway.model.onnx import OnnxCrossEncoder
+    from gateway.settings import ModelSettings
+
+    pairs = [("who lives in berlin", "Berlin has 3.7 million people."), ("a", "b c")]
+    scores = []
+    for where in (model_dir, out):
+        enc = OnnxCrossEncoder(where, ModelSettings(path=where, quantization="none"))
+        scores.append(enc.score(enc.encode(pairs)))
+    assert scores[0].tolist() == scores[1].tolist()
+    missing = run_cli(
+        ["export-model", "--from-onnx", str(tmp_path), "--out", str(out)], cwd=tmp_path
+    )
+    assert missing.returncode == 2
+    assert "model.onnx missing" in missing.stdout
 
 
 def refused(done: subprocess.CompletedProcess[str]) -> str:
