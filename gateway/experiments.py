@@ -157,6 +157,7 @@ class Arm:
     started: float = field(default_factory=time.perf_counter)
     teams: list[str] | None = None  # interleave: the team of each hit of the page
     profile: str | None = None  # the variant's relevance profile, if it names one
+    query: str | None = None  # the query text, once the search is planned (click models)
 
     def headers(self) -> dict[str, str]:
         return {VARIANT_HEADER: self.variant, SEARCH_ID_HEADER: self.search_id}
@@ -170,6 +171,7 @@ class Arm:
         upstream_ms: float,
     ) -> Merged:
         """The page this arm shows, from the widened upstream ``response``."""
+        self.query = plan.query
         if self.mode == "shadow":
             self.owner.shadow(self, rerank, plan, response, upstream_ms)
             page = es_body.passthrough_page(response, plan, _gateway_ms(started, upstream_ms))
@@ -284,6 +286,7 @@ class Experiments:
                 "mode": arm.mode,
                 "latency_ms": round((time.perf_counter() - arm.started) * 1000, 3),
                 "teams": arm.teams,
+                **({"query": arm.query} if arm.query is not None else {}),
             },
             body=body,
         )

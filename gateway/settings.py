@@ -394,6 +394,13 @@ class RelevanceOptions(_Section):
         "default",
         description="Model that scores: `default` (MODEL__*) or a name from RELEVANCE__MODELS.",
     )
+    learned: str | None = Field(
+        None,
+        description=(
+            "A trained second stage from RELEVANCE__REGISTRY (`name`: its serving revision,"
+            " or `name@rN`); it replaces SCORE_USE's fusion. See `gateway.learning`."
+        ),
+    )
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -430,6 +437,9 @@ class RelevanceSettings(RelevanceOptions):
             'Extra models loaded beside MODEL__*, JSON: `{"int8": {"path": "/m",'
             ' "file": "model_int8.onnx"}}`; profiles name them.'
         ),
+    )
+    registry: Path | None = Field(
+        None, description="Directory of trained rankers (`rerank-gateway train` writes it)."
     )
     request_profiles: CsvList = Field(
         default_factory=lambda: ["*"],
