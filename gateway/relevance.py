@@ -33,6 +33,7 @@ class WindowScores:
     explanations: list[dict[str, Any] | None]
     status: Status
     reason: str | None
+    pooled: list[chunking.Pooled] | None = None  # per hit (features of a learned ranker)
 
 
 def _unscored(has_text: list[bool], reason: str) -> WindowScores:
@@ -106,6 +107,7 @@ async def score_window(
         explanations,
         outcome.status,
         outcome.reason,
+        pooled,
     )
 
 
