@@ -14,6 +14,7 @@ from ir_measures import nDCG
 
 from gateway.batcher import Batcher
 from gateway.cache import MemoryCache
+from gateway.fusion import FusionSpec
 from gateway.learning import features
 from gateway.learning.ranker import Ranker, train_lightgbm, train_linear
 from gateway.learning.registry import Registry, RegistryError
@@ -210,3 +211,26 @@ async def test_a_learned_profile_scores_the_window_with_its_model(
     assert got.scores != fixed.scores
     explained = got.explanations[0]
     assert explained is not None and "ltr:ltr@r1" in explained["description"]
+
+
+async def test_window_of_gives_the_rows_the_learned_profile_serves_from(
+    tmp_path: Path, reranker: Reranker
+) -> None:
+    from gateway.learning.train import fused_order, learned_order, window_of
+
+    registry = Registry(tmp_path)
+    model = full_model(4)
+    registry.register("ltr", model, data_window={}, metrics={})
+    profile = served(tmp_path, "ltr@r1").named["ltr"]
+    hits = [
+        {"_index": "p", "_id": f"d{i}", "_score": 5.0 - i, "_source": {"title": t}}
+        for i, t in enumerate(["whales breathe air", "fish swim", "whales sing songs"])
+    ]
+    window = await window_of(reranker, profile, "whales", hits)
+    served_scores = (await score_window(reranker, profile, "whales", hits)).scores
+    assert window["docs"] == ["d0", "d1", "d2"] and window["fs"] == [5.0, 4.0, 3.0]
+    assert model.predict(np.asarray(window["rows"])).tolist() == pytest.approx(served_scores)
+    by_score = sorted(zip(served_scores, window["docs"], strict=True), key=lambda x: -(x[0] or 0))
+    assert learned_order(window, model) == [d for _, d in by_score]
+    first_stage_only = fused_order(window, FusionSpec("linear", weight=0.0))
+    assert first_stage_only == ["d0", "d1", "d2"]
