@@ -8,8 +8,9 @@
 
 (``rerank-gateway train`` is the same command.)
 
-1. sessions: an event log (JSON lines, as the gateway stores them: ``--events``) or
-   UBI 1.3 records (``--ubi-queries`` / ``--ubi-events``);
+1. sessions: an event log (JSON lines, as the gateway stores them: ``--events``; or
+   the gateway's Redis stream: ``--redis-url`` with ``--experiment``) or UBI 1.3
+   records (``--ubi-queries`` / ``--ubi-events``);
 2. a time split (``--train-share`` of the sessions, oldest first, train; the rest
    held out), labels from the click model on each side, the examination curve
    fitted on the interleaved train sessions;
@@ -30,6 +31,7 @@ significantly better than the serving ranking (it is then not registered).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.events import RedisBackend, stream_key
 from gateway.fusion import FusionSpec, fuse
 from gateway.learning import features
 from gateway.learning.clicks import (
@@ -57,6 +60,7 @@ from gateway.learning.ubi import read_ndjson, sessions_from_ubi
 from gateway.profiles import Profile
 from gateway.relevance import score_window
 from gateway.reranker import Reranker
+from gateway.settings import CacheSettings
 
 Window = dict[str, Any]  # docs, rows, ce, fs (the scored hits of one window)
 
@@ -147,14 +151,28 @@ def compare(
     return paired_test(serving_ndcg, model_ndcg)
 
 
+async def read_stream(redis_url: str, experiment: str) -> list[dict[str, Any]]:
+    """An experiment's events from the gateway's Redis stream (through ``RedisBackend``)."""
+    settings = CacheSettings.model_validate({"redis_url": redis_url, "timeout_s": 30.0})
+    backend = RedisBackend(settings, stream_key(experiment), max_events=0)
+    try:
+        return await backend.read()
+    finally:
+        await backend.close()
+
+
 def _sessions(args: argparse.Namespace) -> list[Session]:
     if args.events:
         return sessions_from_events(read_ndjson(Path(args.events)))
+    if args.redis_url and args.experiment:
+        return sessions_from_events(asyncio.run(read_stream(args.redis_url, args.experiment)))
     if args.ubi_queries and args.ubi_events:
         return sessions_from_ubi(
             read_ndjson(Path(args.ubi_queries)), read_ndjson(Path(args.ubi_events))
         )
-    raise SystemExit("train: give --events, or --ubi-queries and --ubi-events")
+    raise SystemExit(
+        "train: give --events, --redis-url with --experiment, or --ubi-queries and --ubi-events"
+    )
 
 
 def _scaled(judgments: Sequence[Judgment]) -> dict[str, dict[str, float]]:
@@ -238,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", help="event log, JSON lines (the gateway's event shapes)")
+    parser.add_argument("--redis-url", help="read the experiment's event stream from Redis")
+    parser.add_argument("--experiment", help="with --redis-url: EXPERIMENT__NAME")
     parser.add_argument("--ubi-queries", help="UBI 1.3 query records, JSON lines")
     parser.add_argument("--ubi-events", help="UBI 1.3 event records, JSON lines")
     parser.add_argument("--features", required=True, help="feature windows per query (JSON)")

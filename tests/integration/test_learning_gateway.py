@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from gateway.events import stream_key
 from gateway.learning.clicks import judgments_from_clicks, sessions_from_events
+from gateway.learning.train import read_stream
 from tests.conftest import GatewayFactory
 from tests.integration.test_experiments_gateway import call, ids, report_when, search_body, start
 
@@ -36,6 +37,7 @@ async def test_interleaved_traffic_in_redis_becomes_judgments(
     finally:
         await client.aclose()
     events = [json.loads(fields[b"e"]) for _, fields in raw]
+    assert await read_stream(redis_url, report["experiment"]) == events  # what `train` reads
     sessions = sessions_from_events(events)
     assert {s.search_id: s.docs for s in sessions} == shown
     assert {s.query for s in sessions} == {"berlin population people city museum wall"}
