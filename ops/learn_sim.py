@@ -233,8 +233,8 @@ def _learned(model: Ranker) -> Ranking:
     return lambda x: learned_order(x, model)
 
 
-def labels(state: dict[str, Any], args: argparse.Namespace) -> tuple[Any, Qrels, Qrels]:
-    """Step 2: the event log → sessions → PBM labels, train / validation by time."""
+def labels(state: dict[str, Any], args: argparse.Namespace) -> tuple[Any, Qrels, Qrels, Qrels]:
+    """Step 2: the event log → sessions → PBM labels: train / validation by time, and all."""
     sessions = sessions_from_events(state["events"])
     train_s, valid_s = split_by_time(sessions, time_cut(sessions, args.train_share))
     theta = examination_curve(train_s)
@@ -243,12 +243,22 @@ def labels(state: dict[str, Any], args: argparse.Namespace) -> tuple[Any, Qrels,
     print("examination of the simulated users:               ", users)
     print(f"sessions: {len(train_s)} train, {len(valid_s)} validation (split by time)")
     out = []
-    for part in (train_s, valid_s):
+    for part in (train_s, valid_s, sessions):
         judged: Qrels = {}
         for (q, d), a in fit_pbm(part, examination=theta).attractiveness.items():
             judged.setdefault(q, {})[d] = a
         out.append(judged)
-    return train_s, out[0], out[1]
+    return train_s, out[0], out[1], out[2]
+
+
+def _graded(qids: set[str], labels: Qrels, text: dict[str, str]) -> Qrels:
+    """Click labels of ``qids`` as grades 0..4, for queries with a likely relevant hit."""
+    out: Qrels = {}
+    for qid in sorted(qids):
+        judged = labels.get(query_key(text[qid]), {})
+        if any(a >= 0.5 for a in judged.values()):
+            out[qid] = {d: float(g) for d, g in zip(judged, grades(judged.values()), strict=True)}
+    return out
 
 
 def _floats(values: Any) -> str:
@@ -258,8 +268,13 @@ def _floats(values: Any) -> str:
 def report(state: dict[str, Any], args: argparse.Namespace) -> None:
     """Steps 2, 4 and 5: labels, training, the held-out table."""
     text = state["queries"]
-    train_s, train_labels, valid_labels = labels(state, args)
-    by_text = {text[q]: w for q, w in state["train"].items()}
+    train_s, train_labels, valid_labels, all_labels = labels(state, args)
+    qids = sorted(state["train"])
+    held = set(random.Random(args.seed).sample(qids, round(len(qids) * args.query_holdout)))
+    if held:  # validate on queries the model never trained on (their clicks, all sessions)
+        valid_labels = all_labels
+        print(f"validation: {len(held)} train queries held out of training (query-disjoint)")
+    by_text = {text[q]: w for q, w in state["train"].items() if q not in held}
     if args.unshown_zero:  # window hits no user was shown: label 0 (a biased heuristic)
         for qid, w in state["train"].items():
             judged = train_labels.setdefault(query_key(text[qid]), {})
@@ -274,11 +289,7 @@ def report(state: dict[str, Any], args: argparse.Namespace) -> None:
     gbm_s = time.perf_counter() - t0
     lin = train_linear(rows, ys, groups, names)
     # The fixed weight an operator could pick from the same logs: best on the validation clicks.
-    valid: Qrels = {}
-    for qid in state["train"]:
-        judged = valid_labels.get(query_key(text[qid]), {})
-        if any(a >= 0.5 for a in judged.values()):
-            valid[qid] = {d: float(g) for d, g in zip(judged, grades(judged.values()), strict=True)}
+    valid = _graded(held or set(state["train"]), valid_labels, text)
     by_w = {w: _mean(_ranked(_linear(w), state["train"], valid)) for w in WEIGHTS}
     for model in (gbm, lin):
         mean = _mean(_ranked(_learned(model), state["train"], valid))
@@ -366,6 +377,13 @@ def main() -> None:
     parser.add_argument("--serving-weight", type=float, default=0.7)
     parser.add_argument(
         "--unshown-zero", action="store_true", help="train: unshown window hits get grade 0"
+    )
+    parser.add_argument(
+        "--query-holdout",
+        type=float,
+        default=0.0,
+        help="share of train queries kept out of"
+        " training to validate on (query-disjoint; default: the time split's later sessions)",
     )
     parser.add_argument("--train-share", type=float, default=0.8)
     parser.add_argument("--rounds", type=int, default=100, help="LightGBM boosting rounds")

@@ -13,7 +13,9 @@
    records (``--ubi-queries`` / ``--ubi-events``);
 2. a time split (``--train-share`` of the sessions, oldest first, train; the rest
    held out), labels from the click model on each side, the examination curve
-   fitted on the interleaved train sessions;
+   fitted on the interleaved train sessions; ``--holdout-queries`` also keeps a
+   share of the queries out of training and judges on them (query-disjoint: what
+   predicts new queries; the time split alone rewards memorising known ones);
 3. features: ``--features``, the windows the gateway reranked — per query text,
    ``{"docs": [...], "rows": [[...], ...], "ce": [...], "fs": [...]}`` with rows as
    ``gateway.learning.features`` builds them (``window_of`` makes one; ``ops.learn_sim``
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -183,6 +186,21 @@ def _scaled(judgments: Sequence[Judgment]) -> dict[str, dict[str, float]]:
     }
 
 
+def _click_judgments(
+    sessions: Sequence[Session], model: str, theta: Sequence[float] | None = None
+) -> list[Judgment]:
+    """PBM attractiveness (θ given, else fitted on these sessions' varied traffic) or COEC."""
+    if model == "coec":
+        return judgments_from_clicks(sessions, model="coec")
+    fitted = fit_pbm(sessions, examination=theta or examination_curve(sessions))
+    return [Judgment(q, d, a, source="pbm") for (q, d), a in fitted.attractiveness.items()]
+
+
+def _held_queries(sessions: Sequence[Session], share: float, seed: int) -> set[str]:
+    queries = sorted({s.query for s in sessions})
+    return set(random.Random(seed).sample(queries, round(len(queries) * share)))
+
+
 def run(args: argparse.Namespace) -> int:
     sessions = _sessions(args)
     if not sessions:
@@ -191,19 +209,13 @@ def run(args: argparse.Namespace) -> int:
     cut = time_cut(sessions, args.train_share)
     before, after = split_by_time(sessions, cut)
     windows: dict[str, Window] = json.loads(Path(args.features).read_text(encoding="utf-8"))
-    if args.click_model == "pbm":
-        theta = examination_curve(before)
-        labels = by_query(
-            Judgment(q, d, a)
-            for (q, d), a in fit_pbm(before, examination=theta).attractiveness.items()
-        )
-        held = [
-            Judgment(q, d, a)
-            for (q, d), a in fit_pbm(after, examination=theta).attractiveness.items()
-        ]
-    else:
-        labels = by_query(judgments_from_clicks(before, model="coec"))
-        held = judgments_from_clicks(after, model="coec")
+    theta = examination_curve(before) if args.click_model == "pbm" else None
+    labels = by_query(_click_judgments(before, args.click_model, theta))
+    held = _click_judgments(after, args.click_model, theta)
+    held_queries = _held_queries(sessions, args.holdout_queries, args.seed)
+    if held_queries:  # validate on queries the model never saw: their clicks, all sessions
+        labels = {q: j for q, j in labels.items() if q not in held_queries}
+        held = [j for j in _click_judgments(sessions, args.click_model) if j.query in held_queries]
     rows, ys, groups = dataset(windows, labels)
     if not groups:
         print("train: no query has two labelled hits in --features", file=sys.stderr)
@@ -223,7 +235,12 @@ def run(args: argparse.Namespace) -> int:
         }
         source = f"human judgments {args.qrels}"
     else:
-        judged, source = _scaled(held), f"held-out clicks after {cut:.0f}"
+        judged = _scaled(held)
+        source = (
+            f"clicks of {len(held_queries)} held-out queries"
+            if held_queries
+            else f"held-out clicks after {cut:.0f}"
+        )
     result = compare(windows, judged, model, serving)
     print(
         f"trained {args.kind} on {len(groups)} queries ({len(ys)} rows); on {source}:"
@@ -266,7 +283,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", required=True, help="model name in the registry")
     parser.add_argument("--kind", choices=["lightgbm", "linear"], default="lightgbm")
     parser.add_argument("--click-model", choices=["pbm", "coec"], default="pbm")
-    parser.add_argument("--train-share", type=float, default=0.8)
+    parser.add_argument("--train-share", type=float, default=0.8, help="time split")
+    parser.add_argument(
+        "--holdout-queries",
+        type=float,
+        default=0.0,
+        help="share of queries kept out of training and judged on (query-disjoint);"
+        " 0: judge on the time split's later sessions",
+    )
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--serving", default="linear:0.7", help="replace | rrf | linear:<w>")
     parser.add_argument("--qrels", help="evaluate on human judgments (TREC or BEIR qrels)")
     parser.add_argument("--queries", help="queries.jsonl (BEIR) for --qrels")

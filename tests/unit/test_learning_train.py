@@ -80,6 +80,12 @@ def test_train_registers_a_model_that_beats_the_serving_fusion(
     assert main(again) == 3
     assert "not registered" in capsys.readouterr().out
     assert Registry(reg).revisions("papers") == ["r1"]
+    # Query-disjoint: a quarter of the queries never trained on, judged on all their clicks.
+    disjoint = [*args[:-1], "--holdout-queries", "0.25"]
+    assert main(disjoint) == 0
+    second = Registry(reg).entry("papers", "r2")
+    assert second.metrics["evaluated_on"] == "clicks of 10 held-out queries"
+    assert 0 < second.metrics["queries"] <= 10 and second.metrics["delta"] > 0.2
 
 
 def test_train_reads_ubi_records_and_judges_on_human_qrels(
