@@ -21,32 +21,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from osmem_server import OsmemServer
 
-from gateway.app import create_app, wait_ready
 from gateway.experiment_web import EXPERIMENTS, report_of
 from gateway.learning.canary import Canary, StopRule
 from gateway.learning.registry import Registry
-from gateway.protocol import GatewayRunner
 from gateway.settings import Settings
 from ops.evaluate import bulk_index, read_jsonl, read_qrels
-from ops.learn_sim import DATA, FIELDS, INDEX, MODEL
+from ops.learn_sim import DATA, FIELDS, INDEX, MODEL, clicks_on, running, search_body
 
 NAME = "scifact-ltr"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def stage(
@@ -81,30 +70,17 @@ async def stage(
             },
         }
     )
-    app = create_app(settings)
-    runner = GatewayRunner(app)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await wait_ready(app, timeout_s=300)
+    async with running(settings) as (app, url):
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
             for round_ in range(args.rounds):
                 for qid, text in queries.items():
-                    body = {"size": 10, "query": {"multi_match": {"query": text, "fields": FIELDS}}}
                     headers = {"X-User-Id": f"user-{rng.random()}"}
                     async with session.post(
-                        f"{url}/{INDEX}/_search", json=body, headers=headers
+                        f"{url}/{INDEX}/_search", json=search_body(text, 10), headers=headers
                     ) as r:
                         hits = (await r.json()).get("hits", {}).get("hits", [])
                         sid = r.headers.get("X-Search-Id", "")
-                    picked = [
-                        {"search_id": sid, "position": rank}
-                        for rank, hit in enumerate(hits, start=1)
-                        if rng.random() < 1 / rank
-                        and rng.random() < (0.9 if qrels[qid].get(hit["_id"], 0) > 0 else 0.1)
-                    ]
+                    picked = clicks_on(hits, qrels[qid], sid, rng)
                     if picked:
                         async with session.post(f"{url}/_gateway/events", json=picked) as r:
                             await r.read()
@@ -119,8 +95,6 @@ async def stage(
                 if decision.action != "continue":
                     return decision.action
         return "continue"
-    finally:
-        await runner.cleanup()
 
 
 async def main_async(args: argparse.Namespace) -> None:

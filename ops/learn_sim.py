@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,44 @@ def _free_port() -> int:
         return port
 
 
-def _body(text: str, size: int) -> dict[str, Any]:
+def search_body(text: str, size: int) -> dict[str, Any]:
     return {"size": size, "query": {"multi_match": {"query": text, "fields": list(FIELDS)}}}
+
+
+def clicks_on(
+    hits: list[dict[str, Any]],
+    judged: dict[str, int],
+    search_id: str,
+    rng: random.Random,
+    *,
+    eta: float = 1.0,
+    p_rel: float = 0.9,
+    p_nonrel: float = 0.1,
+) -> list[dict[str, Any]]:
+    """A simulated user's clicks on a page: rank r examined with 1 / r**eta, then a click
+    with ``p_rel`` on a relevant hit (``judged`` > 0), ``p_nonrel`` on another."""
+    out = []
+    for rank, hit in enumerate(hits, start=1):
+        relevant = judged.get(hit["_id"], 0) > 0
+        examined = rng.random() < 1.0 / rank**eta
+        if examined and rng.random() < (p_rel if relevant else p_nonrel):
+            out.append({"search_id": search_id, "position": rank})
+    return out
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[tuple[web.Application, str]]:
+    """A gateway on a free loopback port, model loaded: (its app, its URL)."""
+    app = create_app(settings)
+    runner = GatewayRunner(app)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await wait_ready(app, timeout_s=300)
+        yield app, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 async def traffic(
@@ -100,17 +137,14 @@ async def traffic(
     searches = clicks = 0
     for _ in range(args.sessions):
         for qid, text in queries.items():
-            async with session.post(f"{url}/{INDEX}/_search", json=_body(text, 10)) as r:
+            async with session.post(f"{url}/{INDEX}/_search", json=search_body(text, 10)) as r:
                 answer = await r.json()
                 sid = r.headers.get("X-Search-Id", "")
             searches += 1
             hits = answer.get("hits", {}).get("hits", [])
-            picked = []
-            for rank, hit in enumerate(hits, start=1):
-                relevant = qrels[qid].get(hit["_id"], 0) > 0
-                examined = rng.random() < 1.0 / rank**args.eta
-                if examined and rng.random() < (args.p_rel if relevant else args.p_nonrel):
-                    picked.append({"search_id": sid, "position": rank})
+            picked = clicks_on(
+                hits, qrels[qid], sid, rng, eta=args.eta, p_rel=args.p_rel, p_nonrel=args.p_nonrel
+            )
             if picked:
                 async with session.post(f"{url}/_gateway/events", json=picked) as r:
                     await r.read()
@@ -131,7 +165,7 @@ async def windows(
     profile = replace(flow.profiles.default, timeout_s=3600.0)
     out: dict[str, Window] = {}
     for n, (qid, text) in enumerate(queries.items(), start=1):
-        body = {**_body(text, window), "_source": list(FIELDS)}
+        body = {**search_body(text, window), "_source": list(FIELDS)}
         async with session.post(f"{upstream}/{INDEX}/_search", json=body) as r:
             hits = (await r.json())["hits"]["hits"]
         out[qid] = await window_of(flow.reranker, profile, text, hits)
@@ -174,14 +208,7 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
                 },
             }
         )
-        app = create_app(settings)
-        runner = GatewayRunner(app)
-        await runner.setup()
-        port = _free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        url = f"http://127.0.0.1:{port}"
-        try:
-            await wait_ready(app, timeout_s=300)
+        async with running(settings) as (app, url):
             timeout = aiohttp.ClientTimeout(total=3600)
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 t0 = time.perf_counter()
@@ -202,8 +229,6 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
                 test_w = await windows(
                     app, session, server.url, {q: queries[q] for q in test_ids}, args.window
                 )
-        finally:
-            await runner.cleanup()
     finally:
         server.close()
         if server.process.stdout is not None:

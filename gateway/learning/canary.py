@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -151,6 +152,7 @@ class Canary:
             "revision": revision,
             "previous": self.registry.serving(self.name),
             "stage": "shadow",
+            "run": f"{time.time_ns():x}"[-8:],  # each canary its own experiment (event stream)
             "rule": asdict(rule),
             "decisions": [],
         }
@@ -200,7 +202,7 @@ class Canary:
         if state is None or state["stage"] not in ("shadow", "interleave", "ab"):
             return {}
         rule = StopRule(**state["rule"])
-        name = f"canary-{self.name}-{state['revision']}-{state['stage']}"
+        name = f"canary-{self.name[:24]}-{state['revision']}-{state['stage']}-{state['run']}"
         candidate = {"name": self.CANDIDATE, "rerank": True, "profile": candidate_profile}
         if state["stage"] == "ab":
             variants = [

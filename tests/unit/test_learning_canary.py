@@ -54,7 +54,8 @@ def test_shadow_advances_then_interleaving_promotes(tmp_path: Path) -> None:
     canary = Canary(registry, "ltr")
     rule = StopRule(shadow_min=50, min_decisive=30, alpha=0.05)
     canary.start("r2", rule)
-    assert canary.experiment_settings("papers", "papers-ltr")["mode"] == "shadow"
+    shadow = canary.experiment_settings("papers", "papers-ltr")
+    assert shadow["mode"] == "shadow" and shadow["name"].startswith("canary-ltr-r2-shadow-")
     assert canary.step(build_report(shadow_events(49), 10)).action == "continue"
     assert canary.step(build_report(shadow_events(50), 10)).action == "advance"
     section = canary.experiment_settings("papers", "papers-ltr")
@@ -90,8 +91,13 @@ def test_a_losing_or_undecided_candidate_is_rolled_back(tmp_path: Path) -> None:
     assert registry.serving("ltr") == "r1"  # unchanged
     with pytest.raises(RegistryError, match="not in the registry"):
         Canary(registry, "ltr").start("r9", StopRule())
-    # A second canary: too slow in shadow → rolled back before any user saw it.
+    # A second canary: too slow in shadow → rolled back before any user saw it. Its
+    # experiment (and event stream) is not the first one's.
+    first = canary.experiment_settings("s", "c")  # over: nothing to run
+    assert first == {}
+    before = (canary.state() or {})["run"]
     canary.start("r2", StopRule(shadow_min=10, max_error_share=0.1))
+    assert (canary.state() or {})["run"] != before
     assert canary.step(build_report(shadow_events(10, late=2), 10)).action == "rollback"
     # A third: interleaving that never decides within the budget.
     canary.start("r2", StopRule(shadow_min=1, max_searches=40))
