@@ -12,7 +12,7 @@ become ``EventStoreError``.
 Event shapes (JSON, one per stream entry, field ``e``)::
 
     {"type": "impression", "search_id", "variant", "mode", "latency_ms", "ts",
-     "hits": [[index, id], ...], "teams": ["A", "B", ...] | null}
+     "hits": [[index, id], ...], "teams": ["A", "B", ...] | null, "query"?}
     {"type": "click", "search_id", "ts", "id"?, "index"?, "position"?}
     {"type": "shadow", "search_id", "variant", "status", "ms", "ts",
      "overlap"?, "tau"?, "first_base_pos"?}

@@ -160,6 +160,7 @@ class Arm:
     teams: list[str] | None = None  # interleave: the team of each hit of the page
     profile: str | None = None  # the variant's relevance profile, if it names one
     override: bool = False  # forced by the override header: not part of the experiment
+    query: str | None = None  # the query text, once the search is planned (click models)
 
     def headers(self) -> dict[str, str]:
         return {VARIANT_HEADER: self.variant, SEARCH_ID_HEADER: self.search_id}
@@ -173,6 +174,7 @@ class Arm:
         upstream_ms: float,
     ) -> Merged:
         """The page this arm shows, from the widened upstream ``response``."""
+        self.query = plan.query
         if self.mode == "shadow":
             self.owner.shadow(self, rerank, plan, response, upstream_ms)
             page = es_body.passthrough_page(response, plan, _gateway_ms(started, upstream_ms))
@@ -299,6 +301,7 @@ class Experiments:
                 "latency_ms": round((time.perf_counter() - arm.started) * 1000, 3),
                 "teams": arm.teams,
                 **({"override": True} if arm.override else {}),
+                **({"query": arm.query} if arm.query is not None else {}),
             },
             body=body,
         )

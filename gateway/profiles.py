@@ -10,13 +10,16 @@ REQUEST_PROFILES allows that name; otherwise a 400), the first profile whose
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.chunking import ChunkSpec
 from gateway.documents import DocumentSpec
 from gateway.errors import ClientRequestError
 from gateway.fusion import FusionSpec
 from gateway.indices import name_allowed
+from gateway.learning import features
+from gateway.learning.ranker import Ranker
+from gateway.learning.registry import Registry
 from gateway.settings import HybridOptions, RelevanceOptions, RelevanceSettings, RerankSettings
 
 DEFAULT = "default"
@@ -33,6 +36,28 @@ class Profile:
     chunking: ChunkSpec
     fusion: FusionSpec
     hybrid: HybridOptions | None = None  # BM25 ‖ kNN first stage (gateway.retrievers.hybrid)
+    learned: Ranker | None = None  # a trained second stage in place of the fusion
+    learned_fingerprint: str | None = None  # ``ltr:name@rN``
+
+    @property
+    def ranking_fingerprint(self) -> str:
+        """What the order of a window depends on beyond the model's scores."""
+        return self.learned_fingerprint or f"fusion:{self.fusion}"
+
+
+def _learned(profile: Profile, ref: str | None, registry: Registry | None) -> Profile:
+    if ref is None:
+        return profile
+    if registry is None:
+        raise ValueError(f"profile [{profile.name}] names a learned model but no registry is set")
+    entry, model = registry.load(ref)
+    wanted = features.names(profile.document.fields)
+    if tuple(entry.features) != wanted:
+        raise ValueError(
+            f"learned model [{ref}] was trained on features {entry.features}, profile"
+            f" [{profile.name}] serves {list(wanted)}"
+        )
+    return replace(profile, learned=model, learned_fingerprint=entry.fingerprint)
 
 
 def _profile(
@@ -87,20 +112,25 @@ class Profiles:
     def __init__(self, rerank: RerankSettings, relevance: RelevanceSettings) -> None:
         option_names = set(RelevanceOptions.model_fields)
         base = relevance.model_dump(include=option_names)
-        self.default = _profile(
-            DEFAULT,
-            relevance,
-            indices=(),
-            window=rerank.window,
-            timeout_s=rerank.timeout_s,
-            fields=tuple(rerank.fields),
-            max_doc_chars=rerank.max_doc_chars,
+        registry = Registry(relevance.registry) if relevance.registry is not None else None
+        self.default = _learned(
+            _profile(
+                DEFAULT,
+                relevance,
+                indices=(),
+                window=rerank.window,
+                timeout_s=rerank.timeout_s,
+                fields=tuple(rerank.fields),
+                max_doc_chars=rerank.max_doc_chars,
+            ),
+            relevance.learned,
+            registry,
         )
         self.named: dict[str, Profile] = {DEFAULT: self.default}
         for name, spec in relevance.profiles.items():
             overrides = spec.model_dump(include=spec.model_fields_set & option_names)
             options = RelevanceOptions.model_validate({**base, **overrides})
-            self.named[name] = _profile(
+            profile = _profile(
                 name,
                 options,
                 indices=tuple(spec.indices),
@@ -109,6 +139,7 @@ class Profiles:
                 fields=tuple(spec.fields if spec.fields is not None else rerank.fields),
                 max_doc_chars=spec.max_doc_chars or rerank.max_doc_chars,
             )
+            self.named[name] = _learned(profile, options.learned, registry)
         self.allowed = tuple(relevance.request_profiles)
 
     @property

@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway import chunking, documents, fusion
 from gateway.budget import TOO_MANY_PAIRS, PairBudget
+from gateway.learning import ranker
 from gateway.profiles import Profile
 from gateway.reranker import Passage, Reranker, Status
 
@@ -32,6 +33,7 @@ class WindowScores:
     explanations: list[dict[str, Any] | None]
     status: Status
     reason: str | None
+    pooled: list[chunking.Pooled] | None = None  # per hit (features of a learned ranker)
 
 
 def _unscored(has_text: list[bool], reason: str) -> WindowScores:
@@ -78,7 +80,19 @@ async def score_window(
     for piece, score in zip(found, outcome.scores, strict=True):
         per_hit[piece.hit].append(score)
     pooled = [chunking.pool(s, profile.chunking.pooling) for s in per_hit]
-    fused = fusion.fuse([p.score for p in pooled], [_first_stage(h) for h in hits], profile.fusion)
+    first_stage = [_first_stage(h) for h in hits]
+    fused = fusion.fuse([p.score for p in pooled], first_stage, profile.fusion)
+    if profile.learned is not None:  # a trained second stage in place of the fixed fusion
+        learned = ranker.rescore(
+            profile.learned,
+            chunk_scores=[p.chunk_scores for p in pooled],
+            pooled=[p.score for p in pooled],
+            first_stage=first_stage,
+            hits=hits,
+            fields=profile.document.fields,
+            dropped=[f.dropped for f in fused],
+        )
+        fused = [replace(f, score=s) for f, s in zip(fused, learned, strict=True)]
     explanations: list[dict[str, Any] | None] = [None] * n
     if explain:
         for i, hit in enumerate(hits):
@@ -93,6 +107,7 @@ async def score_window(
         explanations,
         outcome.status,
         outcome.reason,
+        pooled,
     )
 
 
@@ -133,7 +148,10 @@ def explanation(
         + ("" if fused.first_stage is not None else " (no score)"),
         [upstream] if isinstance(upstream, dict) else [],
     )
-    if spec.use == "linear":
+    if profile.learned is not None:
+        details = [model, first]
+        description = f"learned second stage {profile.learned_fingerprint} over:"
+    elif spec.use == "linear":
         w = spec.weight
         details = [
             _node(

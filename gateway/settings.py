@@ -571,6 +571,13 @@ class RelevanceOptions(_Section):
             " match / multi_match searches run as BM25 ‖ kNN, fused, then reranked."
         ),
     )
+    learned: str | None = Field(
+        None,
+        description=(
+            "A trained second stage from RELEVANCE__REGISTRY (`name`: its serving revision,"
+            " or `name@rN`); it replaces SCORE_USE's fusion. See `gateway.learning`."
+        ),
+    )
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -607,6 +614,9 @@ class RelevanceSettings(RelevanceOptions):
             'Extra models loaded beside MODEL__*, JSON: `{"int8": {"path": "/m",'
             ' "file": "model_int8.onnx"}}`; profiles name them.'
         ),
+    )
+    registry: Path | None = Field(
+        None, description="Directory of trained rankers (`rerank-gateway train` writes it)."
     )
     request_profiles: CsvList = Field(
         default_factory=lambda: ["*"],

@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import check, evaluate, export_model, report, seed, serve
+from gateway.cli import canary, check, evaluate, export_model, report, seed, serve, train
 from gateway.cli.config import ConfigError
 
-COMMANDS = (serve, check, seed, evaluate, report, export_model)
+COMMANDS = (serve, check, seed, evaluate, report, export_model, train, canary)
 PROG = "rerank-gateway"
 
 
