@@ -18,6 +18,7 @@ stamp=".venv/.demo-installed-$extras-$(cksum <pyproject.toml | cut -d" " -f1)"
 imports="import gateway, osmem_server"
 if [ "$extras" = demo,hub ]; then imports="$imports, huggingface_hub"; fi
 if [ ! -f "$stamp" ] || ! .venv/bin/python -c "$imports" 2>/dev/null; then
+  echo "ops/demo.sh: installing rerank-gateway[$extras] into .venv (once; pip, a minute or more)"
   if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".[$extras]"
@@ -27,4 +28,5 @@ else
   echo "ops/demo.sh: .venv already has rerank-gateway[$extras] (delete $stamp to reinstall)"
 fi
 
+echo "ops/demo.sh: starting osmem-server, seeding it, loading the model and starting the gateway"
 exec .venv/bin/python -m ops.demo "$@"

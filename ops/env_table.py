@@ -1,7 +1,7 @@
-"""Print (or check, or write) the README's table of environment variables.
+"""Print (or check, or write) the table of environment variables in docs/configuration.md.
 
 python -m ops.env_table            # print the table
-python -m ops.env_table --write    # replace the table in README.md
+python -m ops.env_table --write    # replace the table in docs/configuration.md
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.settings import iter_variables
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+TABLE_FILE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 BEGIN = "<!-- env-table:begin -->"
 END = "<!-- env-table:end -->"
 
@@ -30,9 +30,9 @@ def readme_table(text: str) -> str:
 
 def main() -> int:
     if "--write" in sys.argv:
-        text = README.read_text()
+        text = TABLE_FILE.read_text()
         start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-        README.write_text(text[:start] + "\n" + table() + "\n" + text[end:])
+        TABLE_FILE.write_text(text[:start] + "\n" + table() + "\n" + text[end:])
         return 0
     print(table())
     return 0

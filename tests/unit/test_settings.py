@@ -1,4 +1,4 @@
-"""Settings: environment parsing, validation messages, README table in sync."""
+"""Settings: environment parsing, validation messages, docs/configuration.md table in sync."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from gateway.settings import Settings
-from ops.env_table import README, readme_table, table
+from ops.env_table import TABLE_FILE, readme_table, table
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_readme_table_matches_settings() -> None:
-    assert readme_table(README.read_text()) == table(), "run: python -m ops.env_table --write"
+    assert readme_table(TABLE_FILE.read_text()) == table(), "run: python -m ops.env_table --write"
 
 
 def test_env_nested_and_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
