@@ -137,6 +137,9 @@ def check_model(settings: Settings, report: Report) -> None:
         report.fail(f"model {name}: {exc}")
         return
     took = time.perf_counter() - started
+    # The file MODEL__QUANTIZATION picked (``auto`` may choose another than MODEL__FILE).
+    loaded = getattr(encoder, "model_file", None)
+    name = f"{name} [{Path(loaded).name}]" if loaded is not None else name
     report.ok(
         f"model {name} ({settings.model.device}) loaded and scored a pair in {took:.1f} s"
         f" (score {float(score):.3f}, fingerprint {encoder.fingerprint})"

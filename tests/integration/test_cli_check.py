@@ -40,7 +40,8 @@ def test_check_passes_and_lists_the_indices(
     # The index's text fields as the cluster's own mapping has them.
     mapping = http("GET", url + "/docs/_mapping")["docs"]["mappings"]["properties"]
     assert f"* docs: {', '.join(text_fields(mapping))}\n" in out
-    assert f"ok    model {model_dir} (cpu) loaded and scored a pair" in out
+    # The file the default quantization (auto) picked: the per-pair int8 file beside model.onnx.
+    assert f"ok    model {model_dir} [model_int8.onnx] (cpu) loaded and scored a pair" in out
     assert f"ok    redis {redis_url} answers PING" in out
     assert out.endswith("ready to serve\n")
 

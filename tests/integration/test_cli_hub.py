@@ -50,7 +50,7 @@ def test_the_onnx_export_is_downloaded_and_then_served_from_the_cache(
     hub.requests.clear()
     done = run_cli(["check", "--model", "org/ce"], hub_env(hub.url, tmp_path, osmem))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "ok    model hub:org/ce (cpu) loaded and scored a pair" in done.stdout
+    assert "ok    model hub:org/ce [model.onnx] (cpu) loaded and scored a pair" in done.stdout
     assert fetched(hub) == {"tokenizer.json", "onnx/model.onnx"}
 
     # The Hub is gone (here: nothing listens); the cached copy serves.
