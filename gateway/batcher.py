@@ -187,11 +187,18 @@ class Batcher:
     async def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
         """One model run per ``(pairs, tokens)`` shape, on the model thread, so the first
         searches do not pay for lazy initialisation (arena growth, kernel selection)."""
-        loop = asyncio.get_running_loop()
         for pairs, tokens in shapes:
-            ids = np.full(max(tokens, 2), _WARM_ID, dtype=np.int64)
-            batch = [Encoded(ids, np.zeros_like(ids))] * max(pairs, 1)
-            await loop.run_in_executor(self._model_thread, self.encoder.score, batch)
+            await self.time_run(pairs, tokens)
+
+    async def time_run(self, pairs: int, tokens: int) -> float:
+        """Seconds of one model run of ``pairs`` synthetic pairs of ``tokens`` tokens, on
+        the model thread (input built as for a real batch)."""
+        ids = np.full(max(tokens, 2), _WARM_ID, dtype=np.int64)
+        batch = [Encoded(ids, np.zeros_like(ids))] * max(pairs, 1)
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        await loop.run_in_executor(self._model_thread, self.encoder.score, batch)
+        return time.perf_counter() - started
 
     def _take_batch(self) -> list[_Item]:
         """The next batch: the oldest pending pair plus its nearest neighbours in length.
