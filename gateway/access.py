@@ -27,6 +27,7 @@ from yarl import URL
 from gateway import handlers
 from gateway.metrics import Metrics
 from gateway.state import METRICS, RECORD, RERANK_PATHS, RESERVED_PREFIX, RequestRecord
+from gateway.tracing import STAGES
 
 log = logging.getLogger("gateway.access")
 
@@ -114,6 +115,7 @@ def _finish(
         total_s,
         upstream_s=None if upstream_ms is None else upstream_ms / 1000,
         rerank_s=None if not rerank_ms else rerank_ms / 1000,
+        stages_s={k: t[k] / 1000 for k in STAGES if k in t},
         rerank=record.rerank,
         reason=record.reason,
     )

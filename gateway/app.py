@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from gateway import handlers
+from gateway import batch_shape, handlers
 from gateway.access import access_middleware, observe
 from gateway.batcher import Batcher, warm_up_shapes
 from gateway.cache import create_cache
@@ -248,10 +248,12 @@ def _embedder_ctx(
 
 
 async def _warm_up(reranker: Reranker, settings: Settings, model: ModelSettings) -> None:
-    """One real search's worth of work, then (SPEED__WARM_UP) the configured batch shapes,
-    so the first searches do not pay for lazy initialisation."""
+    """One real search's worth of work, the batch-size sweep (``batch_shape``), then
+    (SPEED__WARM_UP) the configured batch shapes, so the first searches do not pay for
+    lazy initialisation."""
     await reranker.score("warm up", [Passage("_warmup", "0", "warm up the model")], 60.0)
-    shapes = warm_up_shapes(settings.batcher, model, settings.speed.warm_up)
+    await batch_shape.tune(reranker.batcher, model)
+    shapes = warm_up_shapes(reranker.batcher.settings, model, settings.speed.warm_up)
     await reranker.batcher.warm_up(shapes)
 
 

@@ -76,6 +76,7 @@ class _Item:
     future: asyncio.Future[float]
     seq: int = field(default=0)
     trace: object = None  # the submitting search's span (tracing.current())
+    timings: dict[str, float] | None = None  # the submitting search's (tracing.timings())
 
 
 @dataclass(slots=True, eq=False)
@@ -172,11 +173,11 @@ class Batcher:
             raise Overloaded(f"{queued} pairs already queued")
         loop = asyncio.get_running_loop()
         futures = []
-        trace = tracing.current()
+        trace, timings = tracing.current(), tracing.timings()
         for enc in encoded:
             self._seq += 1
             fut: asyncio.Future[float] = loop.create_future()
-            self._pending.append(_Item(enc, fut, self._seq, trace))
+            self._pending.append(_Item(enc, fut, self._seq, trace, timings))
             self._pending_tokens += len(enc)
             futures.append(fut)
             self.stats.truncated_pairs += enc.truncated
@@ -186,11 +187,18 @@ class Batcher:
     async def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
         """One model run per ``(pairs, tokens)`` shape, on the model thread, so the first
         searches do not pay for lazy initialisation (arena growth, kernel selection)."""
-        loop = asyncio.get_running_loop()
         for pairs, tokens in shapes:
-            ids = np.full(max(tokens, 2), _WARM_ID, dtype=np.int64)
-            batch = [Encoded(ids, np.zeros_like(ids))] * max(pairs, 1)
-            await loop.run_in_executor(self._model_thread, self.encoder.score, batch)
+            await self.time_run(pairs, tokens)
+
+    async def time_run(self, pairs: int, tokens: int) -> float:
+        """Seconds of one model run of ``pairs`` synthetic pairs of ``tokens`` tokens, on
+        the model thread (input built as for a real batch)."""
+        ids = np.full(max(tokens, 2), _WARM_ID, dtype=np.int64)
+        batch = [Encoded(ids, np.zeros_like(ids))] * max(pairs, 1)
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        await loop.run_in_executor(self._model_thread, self.encoder.score, batch)
+        return time.perf_counter() - started
 
     def _take_batch(self) -> list[_Item]:
         """The next batch: the oldest pending pair plus its nearest neighbours in length.
@@ -290,7 +298,7 @@ class Batcher:
                 except Exception as exc:
                     self._fail(batch.items, exc)
                     continue
-            self._record(encs, time.perf_counter() - started)
+            self._record(batch.items, time.perf_counter() - started)
             for it, score in zip(batch.items, scores.tolist(), strict=True):
                 if not it.future.done():
                     it.future.set_result(float(score))
@@ -323,7 +331,12 @@ class Batcher:
             if not it.future.done():
                 it.future.set_exception(err)
 
-    def _record(self, encs: list[Encoded], seconds: float) -> None:
+    def _record(self, items: list[_Item], seconds: float) -> None:
+        """Totals, and the run's time in the stage times of each search it served."""
+        served = {id(it.timings): it.timings for it in items if it.timings is not None}
+        for timings in served.values():
+            tracing.add_time(timings, "model", seconds)
+        encs = [it.enc for it in items]
         s = self.stats
         s.batches += 1
         s.pairs += len(encs)

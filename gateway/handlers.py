@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 
+from gateway import tracing
 from gateway.errors import UpstreamError
 from gateway.experiment_web import EXPERIMENTS
 from gateway.metrics import CONTENT_TYPE
 from gateway.search import REASON_HEADER, RERANK_HEADER, SearchFlow, SearchResult
 from gateway.state import FLOW, HEALTH, METRICS, QUERY_VECTORS, RECORD, UPSTREAM, WRITE_VECTORS
+from gateway.tracing import STAGES
 from gateway.upstream import ES_PRODUCT, strip_hop_by_hop
 
 log = logging.getLogger(__name__)
 
 _STREAM_CHUNK = 64 * 1024
+SERVER_TIMING = "Server-Timing"
+_TIMED = (*STAGES, "upstream")
+
+
+def server_timing(timings_ms: Mapping[str, float]) -> str:
+    """``cache;dur=1.2, queue;dur=0.1, ...`` (W3C Server Timing: metric names are tokens,
+    ``dur`` in milliseconds) for the stages of a reranked search."""
+    return ", ".join(f"{k};dur={timings_ms[k]:.1f}" for k in _TIMED if k in timings_ms)
 
 
 async def search(request: web.Request) -> web.StreamResponse:
@@ -25,6 +36,7 @@ async def search(request: web.Request) -> web.StreamResponse:
     index = request.match_info.get("index")
     experiments = request.app[EXPERIMENTS]
     arm = None
+    stages = tracing.collect_timings()  # filled by the rerank stages and the batcher
     if request.path.endswith("/_msearch"):
         url = experiments.clean_url(request.rel_url)  # experiments cover _search only
         result = await flow.msearch(request.method, url, index, request.headers, body)
@@ -35,6 +47,7 @@ async def search(request: web.Request) -> web.StreamResponse:
         url = arm.url if arm is not None else request.rel_url
         body = await request.app[QUERY_VECTORS].fill(body, request.headers, url.query.get("q"))
         result = await flow.search(request.method, url, index, request.headers, body, arm=arm)
+    result.timings_ms.update(tracing.stage_split(stages))
     record = request.get(RECORD)
     if record is not None:
         record.rerank, record.reason = result.rerank, result.reason
@@ -54,6 +67,8 @@ def _respond(request: web.Request, result: SearchResult) -> web.Response:
     headers[RERANK_HEADER] = result.rerank
     if result.reason:
         headers[REASON_HEADER] = result.reason
+    if result.rerank != "skipped" and "model" in result.timings_ms:
+        headers[SERVER_TIMING] = server_timing(result.timings_ms)
     if 200 <= result.status < 300 and ES_PRODUCT[0] not in headers:
         headers[ES_PRODUCT[0]] = ES_PRODUCT[1]
     response = web.Response(status=result.status, body=result.body, headers=headers)

@@ -16,7 +16,7 @@ Served as text at ``/_gateway/metrics``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import fields
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -129,6 +129,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.stage_seconds = Histogram(
+            "gateway_rerank_stage_seconds",
+            "Time one reranked search spent per stage: cache (lookup), queue (waiting for the"
+            " model), tokenize, model (the runs that scored its pairs).",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.rerank = Counter(
             "gateway_rerank",
             "Search answers by rerank outcome (full, partial, skipped) and reason.",
@@ -159,6 +167,7 @@ class Metrics:
         rerank_s: float | None = None,
         rerank: str | None = None,
         reason: str | None = None,
+        stages_s: Mapping[str, float] | None = None,
     ) -> None:
         """One answered request (called by the access middleware)."""
         self.requests.labels(route, f"{status // 100}xx").inc()
@@ -169,6 +178,8 @@ class Metrics:
             self.model_seconds.observe(rerank_s)
         if rerank is not None:
             self.rerank.labels(rerank, reason or "").inc()
+        for stage, spent in (stages_s or {}).items():
+            self.stage_seconds.labels(stage).observe(spent)
 
     def variant(self, name: str, experiment: str = "") -> None:
         """Count one search served by arm ``name`` (the experiments module calls this)."""

@@ -49,6 +49,14 @@ def sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
+def _ranked_prefix(raw: list[float | None]) -> tuple[list[float | None], int]:
+    """Past a deadline: the scores of the passages before the first unscored one, in
+    first-stage order (the batcher runs a search's pairs in that order), so the answer is
+    "top k reranked, the rest in cluster order" rather than a scattered subset."""
+    k = next((i for i, s in enumerate(raw) if s is None), len(raw))
+    return raw[:k] + [None] * (len(raw) - k), k
+
+
 class Reranker:
     def __init__(
         self,
@@ -94,8 +102,10 @@ class Reranker:
                     raw[i] = score
         n_scored = sum(s is not None for s in raw)
         if n_scored < len(passages):
-            status = "partial" if n_scored else "skipped"
             reason = reason or "deadline"
+            if reason == "deadline":
+                raw, n_scored = _ranked_prefix(raw)
+            status = "partial" if n_scored else "skipped"
         scores = [s if s is None or logits else self._transform(s) for s in raw]
         return RerankOutcome(scores, status, reason if status != "full" else None, cached)
 

@@ -664,6 +664,14 @@ class BatcherSettings(_Section):
         ),
     )
     max_batch_pairs: int = Field(64, gt=0, description="Pairs per model run at most.")
+    sweep_pairs: tuple[int, ...] = Field(
+        (1, 2, 4, 8, 16, 32),
+        description=(
+            "Batch sizes (pairs at MODEL__MAX_LENGTH) a local model is timed at during warm-up;"
+            " the best pairs/s sets the token budget. Empty, or MAX_BATCH_TOKENS set"
+            " explicitly: the budget stays as configured."
+        ),
+    )
     max_wait_ms: float = Field(
         2.0, ge=0, description="How long the batcher waits to fill a batch from other requests."
     )

@@ -20,6 +20,12 @@ spans go out over OTLP/HTTP. The span tree of one search::
 The SERVER span also carries ``rerank.outcome`` and ``rerank.reason`` as the
 client got them (``X-Rerank``) and ``gateway.request_id``.
 
+Stage times: while a search collects them (``collect_timings()``), each
+``stage(...)`` also adds its wall time to the search's ``timings_ms`` (traced or
+not), and the batcher adds each model run that served the search; ``stage_split``
+turns them into cache / tokenize / queue / model milliseconds (the
+``Server-Timing`` header and the ``gateway_rerank_stage_seconds`` histogram).
+
 The pipeline calls ``stage(name, **attributes)`` and ``cluster_call(...)``; both
 are no-ops unless the request came through this module's middleware, which
 keeps the app's ``Tracing`` in a context variable for the request's task (so no
@@ -29,6 +35,7 @@ object is threaded through the stages, and the gateway runs without the extra).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
@@ -45,6 +52,14 @@ if TYPE_CHECKING:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ACTIVE: ContextVar[Tracing | None] = ContextVar("gateway_tracing", default=None)
+_TIMINGS: ContextVar[dict[str, float] | None] = ContextVar("gateway_timings", default=None)
+# Stage spans whose time a search reports, under the name it reports them by.
+_TIMED_STAGES = {
+    "rerank.cache_lookup": "cache",
+    "rerank.tokenize": "tokenize",
+    "rerank.queue_and_model": "queue_and_model",
+}
+STAGES = ("cache", "queue", "tokenize", "model")
 _DOC_OPERATIONS = {"GET": "get", "HEAD": "exists", "DELETE": "delete"}
 
 
@@ -222,11 +237,59 @@ class ClusterCall:
 
 
 def stage(name: str, **attributes: Any) -> AbstractContextManager[Span]:
-    """A child span of the current one, while a traced request runs (else nothing)."""
+    """A child span of the current one, while a traced request runs (else nothing); timed
+    into the search's stage times while it collects them (``collect_timings``)."""
     tracing = _ACTIVE.get()
-    if tracing is None:
-        return contextlib.nullcontext(_NO_SPAN)
-    return tracing._stage(name, attributes)
+    span = contextlib.nullcontext(_NO_SPAN) if tracing is None else tracing._stage(name, attributes)
+    timings, key = _TIMINGS.get(), _TIMED_STAGES.get(name)
+    if timings is None or key is None:
+        return span
+    return _timed(span, timings, key)
+
+
+@contextlib.contextmanager
+def _timed(
+    span: AbstractContextManager[Span], timings: dict[str, float], key: str
+) -> Iterator[Span]:
+    started = time.perf_counter()
+    try:
+        with span as inner:
+            yield inner
+    finally:
+        add_time(timings, key, time.perf_counter() - started)
+
+
+def collect_timings() -> dict[str, float]:
+    """Start collecting the stage times (ms) of the search running in this task (and the
+    tasks it starts); returns the dict they are added to."""
+    timings: dict[str, float] = {}
+    _TIMINGS.set(timings)
+    return timings
+
+
+def timings() -> dict[str, float] | None:
+    """The running search's stage times, for work done for it in another task (the batcher's)."""
+    return _TIMINGS.get()
+
+
+def add_time(timings: dict[str, float], key: str, seconds: float) -> None:
+    timings[key] = timings.get(key, 0.0) + seconds * 1000
+
+
+def stage_split(timings: Mapping[str, float]) -> dict[str, float]:
+    """Cache / queue / tokenize / model ms of one search: queue is the wait for the model
+    (the queue-and-model stage less the model runs that served the search)."""
+    if not timings:
+        return {}
+    model = timings.get("model", 0.0)
+    waited = timings.get("queue_and_model", 0.0)
+    split = {
+        "cache": timings.get("cache", 0.0),
+        "queue": max(waited - model, 0.0),
+        "tokenize": timings.get("tokenize", 0.0),
+        "model": model,
+    }
+    return split
 
 
 def current() -> object | None:

@@ -85,19 +85,32 @@ def test_queries(data: Path, limit: int) -> list[str]:
 
 
 async def phase(
-    session: aiohttp.ClientSession, url: str, queries: list[str], rerank: str | None
+    session: aiohttp.ClientSession,
+    url: str,
+    queries: list[str],
+    rerank: str | None,
+    *,
+    size: int = 10,
+    stages: dict[str, list[float]] | None = None,
 ) -> list[float]:
-    """Milliseconds per search, one search at a time."""
+    """Milliseconds per search, one search at a time; ``stages`` collects the gateway's
+    ``Server-Timing`` durations per metric."""
     headers = {} if rerank is None else {"X-Rerank": rerank}
     out: list[float] = []
     for text in queries:
-        body = {"size": 10, "query": {"multi_match": {"query": text, "fields": ["title", "text"]}}}
+        query = {"multi_match": {"query": text, "fields": ["title", "text"]}}
+        body = {"size": size, "query": query}
         t0 = time.perf_counter()
         async with session.post(f"{url}/{INDEX}/_search", json=body, headers=headers) as r:
             await r.read()
+            out.append((time.perf_counter() - t0) * 1000)
             if r.status != 200 or (rerank == "on" and r.headers.get("X-Rerank") != "full"):
                 print(f"  {r.status} X-Rerank={r.headers.get('X-Rerank')}", file=sys.stderr)
-        out.append((time.perf_counter() - t0) * 1000)
+            if stages is not None:
+                for metric in r.headers.get("Server-Timing", "").split(","):
+                    name, _, dur = metric.strip().partition(";dur=")
+                    if dur:
+                        stages.setdefault(name, []).append(float(dur))
     return out
 
 
@@ -130,14 +143,18 @@ async def bench(args: argparse.Namespace, upstream: str, redis_url: str) -> None
         async with aiohttp.ClientSession() as session:
             await phase(session, upstream, queries[:3], None)  # connections, caches of the OS
             rows: list[tuple[str, list[float], CacheStats | None]] = []
-            for name, target, mode in (
-                ("direct", upstream, None),
-                ("passthrough", url, "off"),
-                ("cold", url, "on"),
-                ("warm", url, "on"),
+            warm_stages: dict[str, list[float]] = {}
+            for name, target, mode, size in (
+                ("direct", upstream, None, 10),
+                ("direct-win", upstream, None, args.window),  # the window the gateway asks
+                ("passthrough", url, "off", 10),
+                ("cold", url, "on", 10),
+                ("warm", url, "on", 10),
+                ("direct-win2", upstream, None, args.window),  # again, after: drift check
             ):
                 before = dataclasses.asdict(stats)
-                ms = await phase(session, target, queries, mode)
+                got = warm_stages if name == "warm" else None
+                ms = await phase(session, target, queries, mode, size=size, stages=got)
                 await reranker.drain()  # the cold phase's write-backs have landed
                 delta = CacheStats(**{k: getattr(stats, k) - v for k, v in before.items()})
                 rows.append((name, ms, delta if mode == "on" else None))
@@ -160,6 +177,13 @@ async def bench(args: argparse.Namespace, upstream: str, redis_url: str) -> None
         )
         print(line(name, ms) + cache)
     warm, plain = by_name["warm"], by_name["passthrough"]
+    window = by_name["direct-win"] + by_name["direct-win2"]
+    print(
+        f"warm / direct with the same window ({args.window} hits): p50"
+        f" {np.median(warm) / np.median(window):.2f}x, mean {np.mean(warm) / np.mean(window):.2f}x;"
+        " warm Server-Timing p50 ms: "
+        + ", ".join(f"{k} {np.median(v):.2f}" for k, v in warm_stages.items())
+    )
     print(
         f"warm / passthrough: p50 {np.median(warm) / np.median(plain):.2f}x, "
         f"p99 {np.percentile(warm, 99) / np.percentile(plain, 99):.2f}x; "

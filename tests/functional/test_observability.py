@@ -166,3 +166,27 @@ async def test_readiness_asks_the_upstream_again(gateway: GatewayFactory) -> Non
         assert status == 503
     finally:
         await cluster.close()
+
+
+async def test_reranked_answers_say_where_the_time_went(
+    cluster: ScriptedUpstream, gateway: GatewayFactory
+) -> None:
+    url = await gateway(make_settings(cluster.url), encoder=FakeEncoder())
+    _, headers, _ = await call("POST", f"{url}/docs/_search", SEARCH)
+    # W3C Server Timing: comma-separated metrics, each `name;dur=<milliseconds>`.
+    metrics = [m.split(";dur=") for m in headers["Server-Timing"].split(", ")]
+    assert [name for name, _ in metrics] == ["cache", "queue", "tokenize", "model", "upstream"]
+    took = {name: float(dur) for name, dur in metrics}
+    assert all(v >= 0 for v in took.values())
+    assert took["model"] > 0 and took["upstream"] > 0
+
+    _, again, _ = await call("POST", f"{url}/docs/_search", SEARCH)  # all from the cache now
+    assert "model;dur=0.0" in again["Server-Timing"]
+    _, skipped, _ = await call("POST", f"{url}/docs/_search", SEARCH, **{"X-Rerank": "off"})
+    assert "Server-Timing" not in skipped
+
+    _, _, body = await call("GET", f"{url}/_gateway/metrics")
+    got = samples(body.decode())
+    for stage in ("cache", "queue", "tokenize", "model"):
+        assert got[("gateway_rerank_stage_seconds_count", (("stage", stage),))] == 2
+    assert got[("gateway_rerank_stage_seconds_sum", (("stage", "model"),))] > 0

@@ -171,3 +171,37 @@ async def test_deadline_keeps_what_was_scored(make_reranker: Factory) -> None:
     # The stuck pair is dropped from the queue, not run later for nobody.
     encoder.gate.set()
     assert reranker.batcher.queued_pairs == 0
+
+
+class StallingEncoder(FakeEncoder):
+    """Runs ``runs`` batches, then stalls (a model too slow for the deadline)."""
+
+    def __init__(self, runs: int) -> None:
+        super().__init__()
+        self.runs = runs
+        self.gate = threading.Event()
+        self.seen: list[list[tuple[int, ...]]] = []
+
+    def score(self, batch: Sequence[Encoded]) -> Scores:
+        if len(self.seen) >= self.runs:
+            self.gate.wait(10)
+        self.seen.append([tuple(e.ids.tolist()) for e in batch])
+        return super().score(batch)
+
+
+async def test_a_deadline_leaves_the_top_k_reranked(make_reranker: Factory) -> None:
+    encoder = StallingEncoder(runs=2)
+    cache = MemoryCache(100)
+    reranker = await make_reranker(encoder, cache, max_batch_pairs=2)
+    window = passages(*(f"doc{i}" for i in range(8)))
+    # A cached score below the scored prefix is left out too: only the top k count.
+    seeded = await make_reranker(FakeEncoder(), cache)
+    await seeded.score(QUERY, window[6:7], 5.0)
+    await seeded.drain()
+    out = await reranker.score(QUERY, window, 0.5)
+    encoder.gate.set()
+    assert (out.status, out.reason) == ("partial", "deadline")
+    assert [s is not None for s in out.scores] == [True] * 4 + [False] * 4
+    # The batcher ran the window best-first: two runs of two pairs, in first-stage order.
+    ids = [tuple(e.ids.tolist()) for e in FakeEncoder().encode([(QUERY, p.text) for p in window])]
+    assert encoder.seen[:2] == [ids[0:2], ids[2:4]]
