@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from gateway.cli.export_model import add_arguments
-from gateway.model.export import export, finish
+from gateway.model.export import export_args, finish
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 FALLBACK_PAIRS = [
@@ -145,16 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir) if args.data_dir and Path(args.data_dir).exists() else None
     t0 = time.perf_counter()
     try:
-        info, files = export(
-            out_dir,
-            model=args.model,
-            from_onnx=Path(args.from_onnx) if args.from_onnx else None,
-            max_length=args.max_length,
-            opset=args.opset,
-            num_heads=args.num_heads,
-            hidden_size=args.hidden_size,
-            fp16=not args.no_fp16,
-        )
+        info, files = export_args(args)
     except FileNotFoundError as exc:
         ap.error(str(exc))
     fp32 = out_dir / "model.onnx"

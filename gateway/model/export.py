@@ -237,21 +237,26 @@ def finish(out_dir: Path, info: dict[str, Any], files: dict[str, Any], **extra: 
     print(f"wrote {out_dir / 'export.json'}")
 
 
+def export_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`export` with the command line's arguments (``add_arguments``)."""
+    return export(
+        Path(args.out).resolve(),
+        model=args.model,
+        from_onnx=Path(args.from_onnx) if args.from_onnx else None,
+        max_length=args.max_length,
+        opset=args.opset,
+        num_heads=args.num_heads,
+        hidden_size=args.hidden_size,
+        fp16=not args.no_fp16,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """``rerank-gateway export-model``: export and variants, no agreement checks."""
     t0 = time.perf_counter()
     out_dir = Path(args.out).resolve()
     try:
-        info, files = export(
-            out_dir,
-            model=args.model,
-            from_onnx=Path(args.from_onnx) if args.from_onnx else None,
-            max_length=args.max_length,
-            opset=args.opset,
-            num_heads=args.num_heads,
-            hidden_size=args.hidden_size,
-            fp16=not args.no_fp16,
-        )
+        info, files = export_args(args)
     except FileNotFoundError as exc:
         print(f"export-model: {exc}", flush=True)
         return 2
