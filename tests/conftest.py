@@ -11,13 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -33,6 +27,8 @@ from gateway.model.base import CrossEncoder
 from gateway.model.embedder import Embedder
 from gateway.protocol import GatewayRunner
 from gateway.settings import Settings
+from ops.noida import binary as noida_binary
+from ops.noida import noida_db
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -107,55 +103,13 @@ def osmem() -> Iterator[str]:
         server.process.stdout.close()
 
 
-def _wait_http(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up in {timeout_s} s")
-
-
 @contextlib.contextmanager
 def start_noida() -> Iterator[str]:
     """A fresh, empty noida-db (``--only elasticsearch``) on a free port; its URL."""
-    # Also next to this interpreter: the venv's bin/ need not be on PATH.
-    venv_bin = str(Path(sys.executable).parent)
-    binary = shutil.which("noida-db") or shutil.which("noida-db", path=venv_bin)
-    if binary is None:
+    if noida_binary() is None:
         pytest.fail("noida-db is not installed (pip install noida-db)")
-    data_dir = tempfile.mkdtemp(prefix="noida-")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "start",
-            "--only",
-            "elasticsearch",
-            "--data-dir",
-            data_dir,
-            "--elasticsearch-port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        # The launcher runs the server as a child: a group of its own lets both be stopped.
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(url + "/", 30)
+    with noida_db() as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
