@@ -9,28 +9,32 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from gateway import batch_shape, handlers
-from gateway.access import access_middleware, observe
-from gateway.batcher import Batcher, warm_up_shapes
-from gateway.cache import create_cache
 from gateway.errors import GatewayError
-from gateway.experiment_web import setup_experiments
-from gateway.guard import guard_middleware
-from gateway.mappings import IndexFields
+from gateway.experiments.web import setup_experiments
 from gateway.metrics import Metrics
-from gateway.middlewares import error_middleware
 from gateway.model.base import Closable, CrossEncoder
 from gateway.model.embedder import Embedder, OnnxEmbedder
 from gateway.model.embedder_export import load_embedder
 from gateway.model.loader import load_encoder
-from gateway.profiles import DEFAULT, Profiles
-from gateway.query_vectors import QueryVectors
+from gateway.rerank import batch_shape
+from gateway.rerank.batcher import Batcher, warm_up_shapes
+from gateway.rerank.cache import create_cache
+from gateway.rerank.profiles import DEFAULT, Profiles
+from gateway.rerank.reranker import Passage, Reranker
 from gateway.rerank_api import setup_rerank_api
-from gateway.reranker import Passage, Reranker
 from gateway.retrievers.flow import RetrieverFlow
-from gateway.search import SearchFlow
+from gateway.search.mappings import IndexFields
+from gateway.search.pipeline import SearchFlow
 from gateway.settings import ModelSettings, Settings
-from gateway.state import (
+from gateway.tracing import Tracing
+from gateway.upstream.client import Upstream
+from gateway.vectors.query import QueryVectors
+from gateway.vectors.write import WriteVectors
+from gateway.web import handlers
+from gateway.web.access_log import access_middleware, observe
+from gateway.web.guard import guard_middleware
+from gateway.web.middlewares import error_middleware
+from gateway.web.state import (
     FLOW,
     HEALTH,
     QUERY_VECTORS,
@@ -39,9 +43,6 @@ from gateway.state import (
     WRITE_VECTORS,
     Health,
 )
-from gateway.tracing import Tracing
-from gateway.upstream import Upstream
-from gateway.write_vectors import WriteVectors
 
 log = logging.getLogger(__name__)
 

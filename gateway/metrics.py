@@ -28,8 +28,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway.batcher import Batcher
-from gateway.cache import ScoreCache
+from gateway.rerank.batcher import Batcher
+from gateway.rerank.cache import ScoreCache
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _MODEL_LABELS = ["model", "backend"]

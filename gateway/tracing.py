@@ -48,7 +48,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 if TYPE_CHECKING:
-    from gateway.state import RequestRecord
+    from gateway.web.state import RequestRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ACTIVE: ContextVar[Tracing | None] = ContextVar("gateway_tracing", default=None)
@@ -106,7 +106,7 @@ class Tracing:
 
     def middleware(self) -> Middleware:
         """One SERVER span per request (not for the gateway's own ``/_gateway`` endpoints)."""
-        from gateway.state import RECORD, RESERVED_PREFIX  # state imports the pipeline
+        from gateway.web.state import RECORD, RESERVED_PREFIX  # state imports the pipeline
 
         @web.middleware
         async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -36,10 +36,10 @@ from aiohttp import web
 from osmem_server import OsmemServer
 
 from gateway.app import create_app, wait_ready
-from gateway.cache import CacheStats
-from gateway.protocol import GatewayRunner
+from gateway.rerank.cache import CacheStats
 from gateway.settings import Settings
-from gateway.state import FLOW
+from gateway.web.protocol import GatewayRunner
+from gateway.web.state import FLOW
 from ops.evaluate import bulk_index, read_jsonl, read_qrels
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"

@@ -9,7 +9,7 @@ each, their ratio and the largest difference between the two vectors of a text.
         [--backfill-url http://127.0.0.1:9200]
 
 With ``--backfill-url`` it also seeds the texts into a new index of that cluster and
-times ``gateway.backfill`` over it (documents/s, and its ratio to embedding alone).
+times ``gateway.vectors.backfill`` over it (documents/s, and its ratio to embedding alone).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from gateway.backfill import Options, backfill
 from gateway.model.embedder import PAIR_OUTPUT, OnnxEmbedder, as_model_settings
 from gateway.model.embedder_export import export
 from gateway.model.onnx import open_session, run_session
 from gateway.settings import EmbedderSettings, SpeedSettings, UpstreamSettings
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
+from gateway.vectors.backfill import Options, backfill
 
 REPO = Path(__file__).resolve().parents[1]
 

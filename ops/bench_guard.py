@@ -17,7 +17,7 @@ import json
 import timeit
 from collections.abc import Callable
 
-from gateway.index_refs import body_names, load_object, msearch_names
+from gateway.web.index_refs import body_names, load_object, msearch_names
 
 SEARCH = json.dumps(
     {

@@ -39,8 +39,8 @@ from pydantic import ValidationError
 
 from gateway.__main__ import EXIT_CONFIG, describe_config_error, setup_logging
 from gateway.app import create_app, wait_ready
-from gateway.protocol import GatewayRunner
 from gateway.settings import ModelSettings, Settings
+from gateway.web.protocol import GatewayRunner
 
 REPO = Path(__file__).resolve().parents[1]
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"

@@ -31,15 +31,15 @@ from typing import Any
 import ir_measures
 from ir_measures import nDCG
 
-from gateway.batcher import Batcher
-from gateway.cache import create_cache
-from gateway.chunking import ChunkSpec, Strategy
-from gateway.documents import DocumentSpec
-from gateway.fusion import FusionSpec, ScoreUse
 from gateway.model.onnx import OnnxCrossEncoder
-from gateway.profiles import Profile
-from gateway.relevance import score_window
-from gateway.reranker import Reranker
+from gateway.rerank.batcher import Batcher
+from gateway.rerank.cache import create_cache
+from gateway.rerank.chunking import ChunkSpec, Strategy
+from gateway.rerank.documents import DocumentSpec
+from gateway.rerank.fusion import FusionSpec, ScoreUse
+from gateway.rerank.profiles import Profile
+from gateway.rerank.relevance import score_window
+from gateway.rerank.reranker import Reranker
 from gateway.settings import BatcherSettings, CacheSettings, ModelSettings
 from ops.evaluate import read_jsonl, read_qrels
 from ops.model_speed import BM25

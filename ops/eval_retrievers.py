@@ -8,7 +8,7 @@ the gateway's retriever tree on noida-db (Elasticsearch 8.15 API with kNN).
 
 Per dataset (``--datasets``, BEIR layout under ``--data``): starts a fresh noida-db
 (``--only elasticsearch``), bulk-loads the corpus (``title``, ``text``), fills the
-``dense_vector`` field ``embedding`` with ``python -m gateway.backfill`` (the
+``dense_vector`` field ``embedding`` with ``python -m gateway.vectors.backfill`` (the
 embedder cut from the pair model), starts the gateway in this process with the real
 model and embedder, then sends each judged query (``queries.jsonl`` order, the first
 ``--*-queries``) once per configuration:
@@ -47,8 +47,8 @@ import aiohttp
 import ir_measures
 from ir_measures import R, nDCG
 
-from gateway.evaluation import bulk_index, read_jsonl, read_qrels
 from gateway.model.embedder_export import export
+from gateway.offline.evaluation import bulk_index, read_jsonl, read_qrels
 from ops.bench_pool import front
 from ops.noida import noida_db
 
@@ -225,7 +225,7 @@ def table(results: dict[str, dict[str, dict[str, float]]], datasets: list[str]) 
 
 
 def backfill(url: str, index: str, model: Path, cache_dir: str) -> None:
-    """``python -m gateway.backfill`` fills ``embedding`` from title + text."""
+    """``python -m gateway.vectors.backfill`` fills ``embedding`` from title + text."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env |= {
         "GATEWAY_UPSTREAM__URLS": url,
@@ -234,7 +234,7 @@ def backfill(url: str, index: str, model: Path, cache_dir: str) -> None:
         "GATEWAY_EMBEDDER__CACHE_DIR": cache_dir,
         "GATEWAY_EMBEDDER__FIELD": FIELD,
     }
-    cmd = [sys.executable, "-m", "gateway.backfill", index, "--restart", "--state"]
+    cmd = [sys.executable, "-m", "gateway.vectors.backfill", index, "--restart", "--state"]
     done = subprocess.run([*cmd, str(Path(cache_dir) / f"{index}.state")], env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"backfill of {index} exited {done.returncode}")

@@ -1,4 +1,4 @@
-"""Offline evaluation through the gateway: ``rerank-gateway eval`` (``gateway.evaluation``).
+"""Offline evaluation through the gateway: ``rerank-gateway eval`` (``gateway.offline.evaluation``).
 
     python -m ops.evaluate --data ../shared/data/scifact --gateway http://127.0.0.1:9201 \\
         [--index-into http://127.0.0.1:9200] [--variant rerank --variant w20:window=20] \\
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway.cli import main as cli_main
-from gateway.evaluation import (
+from gateway.offline.evaluation import (
     as_run,
     bulk_index,
     evaluate,

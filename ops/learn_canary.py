@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from osmem_server import OsmemServer
 
-from gateway.experiment_web import EXPERIMENTS, report_of
+from gateway.experiments.web import EXPERIMENTS, report_of
 from gateway.learning.canary import Canary, StopRule
 from gateway.learning.registry import Registry
 from gateway.settings import Settings

@@ -49,8 +49,7 @@ from aiohttp import web
 from osmem_server import OsmemServer
 
 from gateway.app import create_app, wait_ready
-from gateway.experiment_web import EXPERIMENTS
-from gateway.fusion import FusionSpec, fuse
+from gateway.experiments.web import EXPERIMENTS
 from gateway.learning import features
 from gateway.learning.clicks import (
     examination_curve,
@@ -64,9 +63,10 @@ from gateway.learning.ranker import Ranker, train_lightgbm, train_linear
 from gateway.learning.registry import Registry
 from gateway.learning.significance import paired_test, per_query_ndcg
 from gateway.learning.train import dataset, fused_order, learned_order, order_by, window_of
-from gateway.protocol import GatewayRunner
+from gateway.rerank.fusion import FusionSpec, fuse
 from gateway.settings import Settings
-from gateway.state import FLOW
+from gateway.web.protocol import GatewayRunner
+from gateway.web.state import FLOW
 from ops.evaluate import bulk_index, read_jsonl, read_qrels
 
 DATA = Path("/work/shared/data/scifact")

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway.cli import main as cli_main
-from gateway.seeding import Cluster, read_corpus, seed
+from gateway.offline.seeding import Cluster, read_corpus, seed
 
 __all__ = ["Cluster", "main", "read_corpus", "seed"]
 

@@ -25,8 +25,8 @@ from osmem_server import OsmemServer
 from gateway.app import create_app, wait_ready
 from gateway.model.base import CrossEncoder
 from gateway.model.embedder import Embedder
-from gateway.protocol import GatewayRunner
 from gateway.settings import Settings
+from gateway.web.protocol import GatewayRunner
 from ops.noida import binary as noida_binary
 from ops.noida import noida_db
 

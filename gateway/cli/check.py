@@ -46,7 +46,7 @@ def _shown(value: Any) -> str:
 
 def describe_settings(settings: Settings) -> Iterator[str]:
     """``VARIABLE=value`` for every setting; secrets masked, credentials cut from URLs."""
-    from gateway.access import redact_url  # the web layer: only imported when it runs
+    from gateway.web.access_log import redact_url  # the web layer: only imported when it runs
 
     for section, values in settings:
         assert isinstance(values, BaseModel)
@@ -87,8 +87,8 @@ class Report:
 async def check_cluster(settings: Settings, report: Report) -> None:
     from multidict import CIMultiDict
 
-    from gateway.access import redact_url
-    from gateway.upstream import Upstream
+    from gateway.upstream.client import Upstream
+    from gateway.web.access_log import redact_url
 
     upstream = Upstream(settings.upstream)
     await upstream.start()
@@ -150,8 +150,8 @@ async def check_redis(settings: Settings, report: Report) -> None:
     """PING each Redis the gateway would use, with the gateway's own client options."""
     from redis.exceptions import RedisError
 
-    from gateway.access import redact_url
     from gateway.redis import redis_client
+    from gateway.web.access_log import redact_url
 
     urls = {settings.cache.redis_url, settings.experiment.events_redis_url} - {None}
     for url in urls:

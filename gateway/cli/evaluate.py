@@ -2,7 +2,7 @@
 
 Every judged query of a BEIR-layout dataset (corpus, queries, qrels) goes through
 the gateway as ``baseline`` (``X-Rerank: off``) and as each rerank variant; see
-``gateway.evaluation``. Needs ``ir-measures``: ``pip install 'rerank-gateway[eval]'``.
+``gateway.offline.evaluation``. Needs ``ir-measures``: ``pip install 'rerank-gateway[eval]'``.
 
 ::
 
@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from gateway.evaluation import main_async
+        from gateway.offline.evaluation import main_async
     except ImportError as exc:
         print(f"eval: {exc.name} is missing: pip install 'rerank-gateway[eval]'", file=sys.stderr)
         return 1

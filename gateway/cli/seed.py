@@ -19,7 +19,7 @@ import urllib.error
 from pathlib import Path
 from typing import TextIO
 
-from gateway.seeding import Cluster, SeedError, corpus_file, count_lines, seed
+from gateway.offline.seeding import Cluster, SeedError, corpus_file, count_lines, seed
 
 BAR_WIDTH = 30
 STEPS = 10  # lines written when the output is not a terminal

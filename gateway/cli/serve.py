@@ -49,10 +49,10 @@ def listen(server: ServerSettings) -> socket.socket:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.access import redact_url
     from gateway.app import create_app
     from gateway.model.loader import load_encoder
-    from gateway.protocol import serve
+    from gateway.web.access_log import redact_url
+    from gateway.web.protocol import serve
 
     settings = settings_from_args(args)
     setup_logging(settings.log)

@@ -8,7 +8,7 @@
               ``max_error_share`` of them late or failed, else roll back
     live      ``interleave``: team-draft of the first-stage order and the candidate
               (the experiments wing's interleaving control is the upstream order), the
-              binomial test of wins against losses (``gateway.report``);
+              binomial test of wins against losses (``gateway.experiments.report``);
               ``ab``: the serving profile and the candidate's at ``share``, the two-sided
               two-proportion z-test on CTR@k
               promote when the candidate wins at ``alpha`` after ``min_decisive``

@@ -2,7 +2,7 @@
 
 A :class:`Session` is one impression (a search with its query text, the documents
 shown, when and in which experiment mode) with the 1-based positions clicked in it
-(clicks name their hit by ``position`` or by ``id``, as in ``gateway.report``).
+(clicks name their hit by ``position`` or by ``id``, as in ``gateway.experiments.report``).
 
 Click models (Chuklin, Markov & de Rijke, *Click Models for Web Search*, 2015):
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.documents import field_values
-from gateway.fusion import normalized, ranks
+from gateway.rerank.documents import field_values
+from gateway.rerank.fusion import normalized, ranks
 
 BASE = ("ce", "ce_max", "ce_mean", "ce_norm", "ce_rank", "fs", "fs_norm", "fs_rank")
 Matrix = npt.NDArray[np.float64]

@@ -43,8 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.events import RedisBackend, stream_key
-from gateway.fusion import FusionSpec, fuse
+from gateway.experiments.events import RedisBackend, stream_key
 from gateway.learning import features
 from gateway.learning.clicks import (
     Session,
@@ -60,9 +59,10 @@ from gateway.learning.ranker import Kind, Ranker, train_lightgbm, train_linear
 from gateway.learning.registry import Registry
 from gateway.learning.significance import Paired, paired_test, per_query_ndcg
 from gateway.learning.ubi import read_ndjson, sessions_from_ubi
-from gateway.profiles import Profile
-from gateway.relevance import score_window
-from gateway.reranker import Reranker
+from gateway.rerank.fusion import FusionSpec, fuse
+from gateway.rerank.profiles import Profile
+from gateway.rerank.relevance import score_window
+from gateway.rerank.reranker import Reranker
 from gateway.settings import CacheSettings
 
 Window = dict[str, Any]  # docs, rows, ce, fs (the scored hits of one window)

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from gateway.rerank_api import cohere, tei
 from gateway.rerank_api.core import CONFIG, ApiConfig, Wire, serve
-from gateway.state import RERANK_PATHS
+from gateway.web.state import RERANK_PATHS
 
 
 def setup_rerank_api(app: web.Application, api_key: SecretStr | None) -> None:

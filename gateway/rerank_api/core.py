@@ -33,14 +33,14 @@ from typing import Any, Literal, Protocol
 from aiohttp import web
 from pydantic import SecretStr
 
-from gateway import chunking
 from gateway.errors import ClientRequestError, ModelError
 from gateway.model.base import TextSplitter
-from gateway.profiles import DEFAULT, Profile
-from gateway.reranker import Passage, Reranker
-from gateway.search import TIMEOUT_HEADER, SearchFlow
-from gateway.state import FLOW, METRICS, RECORD
-from gateway.upstream import GATEWAY_KEY_HEADER
+from gateway.rerank import chunking
+from gateway.rerank.profiles import DEFAULT, Profile
+from gateway.rerank.reranker import Passage, Reranker
+from gateway.search.pipeline import TIMEOUT_HEADER, SearchFlow
+from gateway.upstream.client import GATEWAY_KEY_HEADER
+from gateway.web.state import FLOW, METRICS, RECORD
 
 MAX_DOCUMENTS = 1000  # per request, Cohere's recommended maximum; the batcher queue bounds the rest
 _INDEX = "_rerank_api"  # the cache-key "index" of API passages (searches use real index names)

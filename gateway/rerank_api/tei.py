@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.rerank.reranker import sigmoid
 from gateway.rerank_api import core
 from gateway.rerank_api.core import ApiError, Job, Kind
-from gateway.reranker import sigmoid
 
 _ERRORS: dict[Kind, tuple[int, str]] = {
     "invalid": (422, "Validation"),

@@ -19,17 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gateway import relevance
-from gateway.budget import PairBudget
 from gateway.errors import ClientRequestError
-from gateway.fusion import FusionSpec
-from gateway.profiles import DEFAULT, Profile, Profiles
-from gateway.reranker import Reranker
+from gateway.rerank import relevance
+from gateway.rerank.fusion import FusionSpec
+from gateway.rerank.profiles import DEFAULT, Profile, Profiles
+from gateway.rerank.reranker import Reranker
 from gateway.retrievers import parse, run, shape
 from gateway.retrievers.embed import QueryEmbedder
 from gateway.retrievers.parse import Knn, Rerank, Standard, Tree
+from gateway.search.budget import PairBudget
 from gateway.settings import RetrieverSettings
-from gateway.upstream import Reply, Upstream
+from gateway.upstream.client import Reply, Upstream
 
 ES_DEFAULT_INFERENCE = ".rerank-v1-elasticsearch"  # ES's default inference_id: the profile's
 

@@ -26,12 +26,12 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gateway import es_body
 from gateway.errors import ClientRequestError
 from gateway.retrievers import fuse, parse
 from gateway.retrievers.embed import QueryEmbedder
 from gateway.retrievers.parse import Child, Fusion, Knn, Node, Rerank, Standard
-from gateway.upstream import Reply, Upstream
+from gateway.search import body as es_body
+from gateway.upstream.client import Reply, Upstream
 
 # What a reranker node gets back: per hit score (None: unscored), text, dropped; status.
 Scored = tuple[list[float | None], list[bool], list[bool], str, str | None]

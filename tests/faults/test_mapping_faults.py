@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
-from gateway.mappings import IndexFields
 from gateway.model.fake import FakeEncoder
+from gateway.search.mappings import IndexFields
 from gateway.settings import RerankSettings, UpstreamSettings
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
 from tests.conftest import GatewayFactory
 from tests.faults.scripted import FAKE_ORDER, QUERY
 from tests.scripted import settings_with
@@ -97,7 +97,7 @@ async def test_mapping_is_cached_for_its_ttl_then_read_again(
     scripted.script("/news/_mapping", mapping("news", story="text"))
     clock.now += 61
     assert await fields.choose("news", CONFIGURED, CIMultiDict()) == ("story",)
-    told = [r.getMessage() for r in caplog.records if r.name == "gateway.mappings"]
+    told = [r.getMessage() for r in caplog.records if r.name == "gateway.search.mappings"]
     assert [m.split(": ")[-1] for m in told] == [
         "scoring its text fields headline, body (set RERANK__FIELDS to choose)",
         "scoring its text fields story (set RERANK__FIELDS to choose)",
@@ -108,7 +108,7 @@ async def test_mapping_is_cached_for_its_ttl_then_read_again(
 async def test_failed_read_is_retried_soon_not_after_the_ttl(
     scripted: ScriptedUpstream, upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="gateway.mappings")
+    caplog.set_level(logging.WARNING, logger="gateway.search.mappings")
     clock = Clock()
     fields = IndexFields(upstream, RerankSettings(mapping_ttl_s=300), clock=clock)
     scripted.script("/news/_mapping", Canned(status=503, body=b"{}"))

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import es_body
-from gateway.query_text import find_text
+from gateway.search import body as es_body
+from gateway.search.query_text import find_text
 
 KEYS = st.sampled_from(
     ["query", "bool", "must", "should", "match", "multi_match", "query_string", "knn",

@@ -177,7 +177,7 @@ async def test_connect_timeout_fails_over(
     gateway: GatewayFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="gateway.failover")
+    caplog.set_level(logging.DEBUG, logger="gateway.upstream.failover")
     url = await failover_start(gateway, [unconnectable.url, scripted.url], dead_backoff_s=60)
     for _ in range(3):
         await assert_recovered(url)
@@ -200,7 +200,7 @@ async def test_dns_failure_fails_over(
 async def test_dead_url_is_tried_again_after_its_backoff(
     scripted: ScriptedUpstream, gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.failover")
+    caplog.set_level(logging.INFO, logger="gateway.upstream.failover")
     primary = ScriptedUpstream(scripted.docs)  # not started: refuses connections
     # The back-off is 0.2 s however often the primary failed meanwhile (the cap).
     backoff = {"dead_backoff_s": 0.2, "dead_backoff_max_s": 0.2}

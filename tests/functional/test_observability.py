@@ -13,9 +13,9 @@ from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.__main__ import _JsonFormatter
-from gateway.access import redact_url
 from gateway.metrics import Metrics
 from gateway.model.fake import FakeEncoder
+from gateway.web.access_log import redact_url
 from tests.conftest import GatewayFactory, make_settings
 from tests.scripted import DOCS, settings_with
 from tests.upstream import ScriptedUpstream
@@ -80,7 +80,7 @@ async def test_access_line_has_timings_and_never_credentials(
     await call("POST", f"{url}/docs/_search?q=x", SEARCH, **auth)
     await call("GET", f"{url}/docs/_doc/d1", **auth)
 
-    lines = [r for r in caplog.records if r.name == "gateway.access"]
+    lines = [r for r in caplog.records if r.name == "gateway.web.access_log"]
     assert len(lines) == 2
     search, passthrough = (r.__dict__["fields"] for r in lines)
     assert search["route"] == "search"
@@ -93,7 +93,7 @@ async def test_access_line_has_timings_and_never_credentials(
 
     as_json = json.loads(_JsonFormatter().format(lines[0]))
     assert as_json["request_id"] == search["request_id"]
-    assert as_json["logger"] == "gateway.access"
+    assert as_json["logger"] == "gateway.web.access_log"
 
     everything = caplog.text + "".join(_JsonFormatter().format(r) for r in caplog.records)
     for secret in (secret_pw, secret_token, "Authorization", "ZWxhc3RpYz"):  # base64 "elastic"

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.model.fake import FakeEncoder
-from gateway.reranker import sigmoid
+from gateway.rerank.reranker import sigmoid
 from gateway.settings import Settings
 from tests.conftest import GatewayFactory, free_port
 from tests.functional.conftest import QUERY, SEARCH, Scripted, call

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app, wait_ready
-from gateway.cache import RedisCache, cache_key
 from gateway.model.fake import FakeEncoder
-from gateway.protocol import GatewayRunner
+from gateway.rerank.cache import RedisCache, cache_key
 from gateway.settings import CacheSettings, Settings
+from gateway.web.protocol import GatewayRunner
 from tests.conftest import free_port
 from tests.scripted import DOCS, settings_with
 from tests.upstream import Gate, ScriptedUpstream

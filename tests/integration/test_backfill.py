@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.backfill import (
+from gateway.model.embedder import OnnxEmbedder
+from gateway.model.embedder_export import load_embedder
+from gateway.settings import EmbedderSettings, UpstreamSettings
+from gateway.upstream.client import Upstream
+from gateway.vectors.backfill import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_STOPPED,
@@ -25,10 +29,6 @@ from gateway.backfill import (
     backfill,
     load_state,
 )
-from gateway.model.embedder import OnnxEmbedder
-from gateway.model.embedder_export import load_embedder
-from gateway.settings import EmbedderSettings, UpstreamSettings
-from gateway.upstream import Upstream
 from tests.conftest import http, load_docs, seed_index
 
 pytestmark = pytest.mark.integration
@@ -138,7 +138,7 @@ async def test_a_resume_after_the_point_in_time_expired_starts_over_on_what_is_l
     assert_filled_once(cluster, index, embedder)
 
 
-COMMAND = [sys.executable, "-m", "gateway.backfill"]
+COMMAND = [sys.executable, "-m", "gateway.vectors.backfill"]
 
 
 def command_env(cluster: str, model_dir: Path, embedder_cache: str) -> dict[str, str]:

@@ -26,13 +26,13 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from gateway.app import create_app, wait_ready
-from gateway.cache import RedisCache, cache_key
 from gateway.model.base import CrossEncoder, Encoded, Pair, Scores
 from gateway.model.fake import FakeEncoder
 from gateway.model.onnx import OnnxCrossEncoder
-from gateway.reranker import Reranker
+from gateway.rerank.cache import RedisCache, cache_key
+from gateway.rerank.reranker import Reranker
 from gateway.settings import CacheSettings, ModelSettings
-from gateway.state import FLOW
+from gateway.web.state import FLOW
 from tests.conftest import free_port, http, load_docs, make_settings, seed_index
 from tests.pki import make_certs
 from tests.redis_servers import RedisProcess

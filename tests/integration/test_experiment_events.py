@@ -11,7 +11,13 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
-from gateway.events import EventLog, MemoryBackend, RedisBackend, create_event_log, page_keys
+from gateway.experiments.events import (
+    EventLog,
+    MemoryBackend,
+    RedisBackend,
+    create_event_log,
+    page_keys,
+)
 from gateway.settings import CacheSettings
 from tests.redis_servers import RedisProcess
 

@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.cli import main as cli_main
-from gateway.events import stream_key
-from gateway.experiments import bucket, team_draft
+from gateway.experiments.arms import bucket, team_draft
+from gateway.experiments.events import stream_key
 from gateway.model.fake import FakeEncoder
 from tests.conftest import GatewayFactory, free_port, make_settings
 from tests.redis_servers import RedisProcess

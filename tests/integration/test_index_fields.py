@@ -80,7 +80,7 @@ def warnings_about(index: str, caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in records
-        if r.name == "gateway.mappings" and f"[{index}]" in r.getMessage()
+        if r.name == "gateway.search.mappings" and f"[{index}]" in r.getMessage()
     ]
 
 

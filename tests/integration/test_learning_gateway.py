@@ -8,7 +8,7 @@ import json
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.events import stream_key
+from gateway.experiments.events import stream_key
 from gateway.learning.clicks import judgments_from_clicks, sessions_from_events
 from gateway.learning.train import read_stream
 from tests.conftest import GatewayFactory

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from elasticsearch import Elasticsearch
 
-from gateway.backfill import Options, backfill
 from gateway.model.embedder import OnnxEmbedder
 from gateway.model.embedder_export import load_embedder
 from gateway.model.fake import FakeEncoder
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import EmbedderSettings, UpstreamSettings
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
+from gateway.vectors.backfill import Options, backfill
 from tests.conftest import GatewayFactory, http, load_docs, make_settings, seed_index
 from tests.integration.oracle import ids, load_model, model_order
 from tests.integration.test_search_noida import call

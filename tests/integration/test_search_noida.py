@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import UpstreamSettings
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
 from tests.conftest import GatewayFactory, free_port, load_docs, make_settings, seed_index
 from tests.integration.oracle import ids, load_model, model_order
 

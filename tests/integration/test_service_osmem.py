@@ -40,7 +40,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 async def test_ready_search_with_request_id_and_metrics(
     osmem: str, model_dir: Path, gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.access")
+    caplog.set_level(logging.INFO, logger="gateway.web.access_log")
     url = await gateway(settings(osmem, model_dir))
     status, body = await get(f"{url}/_gateway/health/ready")
     assert status == 200
@@ -60,7 +60,7 @@ async def test_ready_search_with_request_id_and_metrics(
     assert resp.meta.headers["X-Rerank"] == "full"
     assert resp.meta.headers["X-Request-Id"] == "trace-42"
 
-    line = next(r for r in caplog.records if r.name == "gateway.access")
+    line = next(r for r in caplog.records if r.name == "gateway.web.access_log")
     fields = line.__dict__["fields"]
     assert fields["request_id"] == "trace-42"
     assert fields["rerank"] == "full"

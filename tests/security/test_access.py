@@ -13,7 +13,7 @@ from yarl import URL
 
 from gateway.app import create_app, wait_ready
 from gateway.model.fake import FakeEncoder
-from gateway.state import HEALTH
+from gateway.web.state import HEALTH
 from tests.conftest import GatewayFactory, free_port
 from tests.faults.scripted import QUERY
 from tests.scripted import settings_with

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from gateway import batch_shape
-from gateway.batcher import Batcher
 from gateway.model.base import Encoded, Scores
 from gateway.model.fake import FakeEncoder
+from gateway.rerank import batch_shape
+from gateway.rerank.batcher import Batcher
 from gateway.settings import BatcherSettings, ModelSettings
 
 MODEL = ModelSettings(max_length=64)

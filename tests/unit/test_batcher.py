@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.batcher import ENCODE_SLICE_PAIRS, Batcher, warm_up_shapes
 from gateway.errors import ModelError, Overloaded
 from gateway.model.base import Encoded, FeedRunner, Pair, Scores
 from gateway.model.fake import FakeEncoder
+from gateway.rerank.batcher import ENCODE_SLICE_PAIRS, Batcher, warm_up_shapes
 from gateway.settings import BatcherSettings, ModelSettings
 
 

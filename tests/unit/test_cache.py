@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from gateway.cache import (
+from gateway.errors import CacheError
+from gateway.rerank.cache import (
     KEY_PREFIX,
     MemoryCache,
     RedisCache,
@@ -19,7 +20,6 @@ from gateway.cache import (
     decode_score,
     encode_score,
 )
-from gateway.errors import CacheError
 from gateway.settings import CacheSettings
 
 PARTS = ("fp", "query", "index", "doc", "text")

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.batcher import Batcher
-from gateway.cache import MemoryCache
-from gateway.chunking import ChunkSpec, Piece, pieces, pool
 from gateway.errors import ModelError
 from gateway.model.base import CrossEncoder
 from gateway.model.fake import FakeEncoder
 from gateway.model.onnx import OnnxCrossEncoder
-from gateway.profiles import Profiles
-from gateway.relevance import score_window
-from gateway.reranker import Reranker
+from gateway.rerank.batcher import Batcher
+from gateway.rerank.cache import MemoryCache
+from gateway.rerank.chunking import ChunkSpec, Piece, pieces, pool
+from gateway.rerank.profiles import Profiles
+from gateway.rerank.relevance import score_window
+from gateway.rerank.reranker import Reranker
 from gateway.settings import BatcherSettings, ModelSettings, RelevanceSettings, RerankSettings
 
 FILLER = (

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway import cursor
+from gateway.search import cursor
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from gateway.batcher import warm_up_shapes
+from gateway.rerank.batcher import warm_up_shapes
 from gateway.settings import BatcherSettings, ModelSettings, ServerSettings, iter_variables
 
 REPO = Path(__file__).resolve().parents[2]

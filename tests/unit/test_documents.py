@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.documents import DocumentSpec, field_values, render, segments, template_fields
+from gateway.rerank.documents import DocumentSpec, field_values, render, segments, template_fields
 
 HIT: dict[str, Any] = {
     "_id": "1",

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from gateway import documents, es_body
-from gateway.documents import DocumentSpec
 from gateway.errors import ClientRequestError
-from gateway.es_body import FIRST_STAGE_FIELD, FIRST_STAGE_RANK_FIELD, Plan
+from gateway.rerank import documents
+from gateway.rerank.documents import DocumentSpec
+from gateway.search import body as es_body
+from gateway.search.body import FIRST_STAGE_FIELD, FIRST_STAGE_RANK_FIELD, Plan
 
 FIELDS = ("title", "text")
 QUERY = {"match": {"text": "berlin"}}

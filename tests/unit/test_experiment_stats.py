@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gateway import experiment_stats as st
+from gateway.experiments import stats as st
 
 
 def test_wilson_interval_matches_newcombe() -> None:

@@ -1,4 +1,4 @@
-"""Assignment, team-draft interleaving and shadow measures (pure parts of gateway.experiments)."""
+"""Assignment, team-draft interleaving and shadow measures (pure parts of experiments.arms)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 from yarl import URL
 
 from gateway.errors import ClientRequestError
-from gateway.events import EventLog, MemoryBackend
-from gateway.experiments import (
+from gateway.experiments.arms import (
     CONTROL_TEAM,
     TREATMENT_TEAM,
     Experiments,
@@ -20,6 +19,7 @@ from gateway.experiments import (
     pick,
     team_draft,
 )
+from gateway.experiments.events import EventLog, MemoryBackend
 from gateway.settings import ExperimentSettings, Variant
 
 # Chi-square critical values at p = 0.001 (df = 1, 2): a correct split fails this 1 time in 1000,

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gateway.failover import UrlPool
+from gateway.upstream.failover import UrlPool
 
 A, B, C = "http://a:9200", "http://b:9200", "http://c:9200"
 
@@ -68,7 +68,7 @@ def test_all_dead_are_still_tried_soonest_first() -> None:
 
 
 def test_logs_once_per_outage_without_credentials(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="gateway.failover")
+    caplog.set_level(logging.DEBUG, logger="gateway.upstream.failover")
     secret = "http://user:hunter2@a:9200"
     urls = pool(Clock(), secret, B)
     for _ in range(3):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.filter_path import FilterPath, from_params, glob
+from gateway.search.filter_path import FilterPath, from_params, glob
 
 DOC: dict[str, Any] = {
     "took": 3,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gateway.fusion import FusionSpec, fuse, normalized, ranks
+from gateway.rerank.fusion import FusionSpec, fuse, normalized, ranks
 
 
 def test_normalized_minmax_and_zscore() -> None:

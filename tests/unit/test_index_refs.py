@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.index_refs import Unreadable, body_names, bulk_names, load_object, msearch_names
 from gateway.indices import name_allowed
+from gateway.web.index_refs import Unreadable, body_names, bulk_names, load_object, msearch_names
 
 
 @pytest.mark.parametrize(

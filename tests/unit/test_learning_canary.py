@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from gateway.cli import main
+from gateway.experiments.report import build_report
 from gateway.learning.canary import Canary, StopRule, two_proportion_p, verdict
 from gateway.learning.ranker import train_linear
 from gateway.learning.registry import Registry, RegistryError
-from gateway.report import build_report
 
 
 def registry_with_two(tmp_path: Path) -> Registry:

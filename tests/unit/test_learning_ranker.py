@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from ir_measures import nDCG
 
-from gateway.batcher import Batcher
-from gateway.cache import MemoryCache
-from gateway.fusion import FusionSpec
 from gateway.learning import features
 from gateway.learning.ranker import Ranker, train_lightgbm, train_linear
 from gateway.learning.registry import Registry, RegistryError
 from gateway.learning.significance import ndcg, paired_test
 from gateway.model.fake import FakeEncoder
-from gateway.profiles import Profiles
-from gateway.relevance import score_window
-from gateway.reranker import Reranker
+from gateway.rerank.batcher import Batcher
+from gateway.rerank.cache import MemoryCache
+from gateway.rerank.fusion import FusionSpec
+from gateway.rerank.profiles import Profiles
+from gateway.rerank.relevance import score_window
+from gateway.rerank.reranker import Reranker
 from gateway.settings import BatcherSettings, RelevanceSettings, RerankSettings
 
 FIELDS = ("title",)

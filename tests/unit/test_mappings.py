@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.mappings import IndexMapping, choose, describe, parse
+from gateway.search.mappings import IndexMapping, choose, describe, parse
 
 CONFIGURED = ("title", "text")
 

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.errors import ClientRequestError
-from gateway.profiles import Profiles
+from gateway.rerank.profiles import Profiles
 from gateway.settings import RelevanceSettings, RerankSettings, Settings
 
 RELEVANCE = {

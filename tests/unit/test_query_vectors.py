@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from gateway.errors import ModelError
-from gateway.query_text import find_text
-from gateway.query_vectors import QueryVectors, builders
+from gateway.search.query_text import find_text
 from gateway.settings import EmbedderSettings
+from gateway.vectors.query import QueryVectors, builders
 
 JSON = {"Content-Type": "application/json"}
 

@@ -11,10 +11,10 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
 
-from gateway.cache import RedisCache
 from gateway.errors import EventStoreError
-from gateway.events import RedisBackend, create_event_log
+from gateway.experiments.events import RedisBackend, create_event_log
 from gateway.redis import Breaker, RedisBoundary, RedisCounts, redis_client
+from gateway.rerank.cache import RedisCache
 from gateway.settings import CacheSettings
 
 

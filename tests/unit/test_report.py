@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from gateway import experiment_stats as st
-from gateway.report import binomial_two_sided_p, build_report, percentile
+from gateway.experiments import stats as st
+from gateway.experiments.report import binomial_two_sided_p, build_report, percentile
 
 
 def imp(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gateway.report import build_report
-from gateway.report_page import render_page
+from gateway.experiments.page import render_page
+from gateway.experiments.report import build_report
 
 
 def arm(

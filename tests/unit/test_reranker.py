@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.batcher import Batcher
-from gateway.cache import MemoryCache
 from gateway.errors import CacheError
 from gateway.model.base import Encoded, Scores
 from gateway.model.fake import FakeEncoder
-from gateway.reranker import Passage, Reranker, sigmoid
+from gateway.rerank.batcher import Batcher
+from gateway.rerank.cache import MemoryCache
+from gateway.rerank.reranker import Passage, Reranker, sigmoid
 from gateway.settings import BatcherSettings
 
 QUERY = "berlin wall"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import EmbedderSettings
-from gateway.write_vectors import WriteVectors
+from gateway.vectors.write import WriteVectors
 from tests.unit.test_query_vectors import JSON, FakeEmbedder
 
 NDJSON = {"Content-Type": "application/x-ndjson"}

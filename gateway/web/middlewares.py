@@ -15,10 +15,10 @@ from gateway.errors import (
     UpstreamUnavailable,
     es_error_body,
 )
-from gateway.es_body import dump_pretty, wants_pretty
-from gateway.protocol import bad_request
-from gateway.state import HEALTH
-from gateway.upstream import ES_PRODUCT
+from gateway.search.body import dump_pretty, wants_pretty
+from gateway.upstream.client import ES_PRODUCT
+from gateway.web.protocol import bad_request
+from gateway.web.state import HEALTH
 
 log = logging.getLogger(__name__)
 

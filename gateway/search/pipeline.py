@@ -28,22 +28,24 @@ from urllib.parse import unquote_plus
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway import cursor as cursors
-from gateway import es_body, relevance, tracing
-from gateway.budget import TOO_MANY_PAIRS, PairBudget
+from gateway import tracing
 from gateway.errors import ClientRequestError, GatewayError
-from gateway.experiments import Arm
-from gateway.filter_path import FilterPath, from_params
+from gateway.experiments.arms import Arm
 from gateway.indices import path_allowed
-from gateway.mappings import IndexFields
-from gateway.profiles import DEFAULT, Profile, Profiles
-from gateway.reranker import Reranker
+from gateway.rerank import relevance
+from gateway.rerank.profiles import DEFAULT, Profile, Profiles
+from gateway.rerank.reranker import Reranker
 from gateway.retrievers import hybrid
 from gateway.retrievers.embed import QueryEmbedder
 from gateway.retrievers.flow import RetrieverFlow
 from gateway.retrievers.parse import Tree
+from gateway.search import body as es_body
+from gateway.search import cursor as cursors
+from gateway.search.budget import TOO_MANY_PAIRS, PairBudget
+from gateway.search.filter_path import FilterPath, from_params
+from gateway.search.mappings import IndexFields
 from gateway.settings import RelevanceSettings, RerankSettings, RetrieverSettings, SpeedSettings
-from gateway.upstream import Reply, Upstream
+from gateway.upstream.client import Reply, Upstream
 
 log = logging.getLogger(__name__)
 RERANK_HEADER = "X-Rerank"  # full | partial | skipped, on every _search / _msearch answer

@@ -10,12 +10,12 @@ from aiohttp import web
 
 from gateway import tracing
 from gateway.errors import UpstreamError
-from gateway.experiment_web import EXPERIMENTS
+from gateway.experiments.web import EXPERIMENTS
 from gateway.metrics import CONTENT_TYPE
-from gateway.search import REASON_HEADER, RERANK_HEADER, SearchFlow, SearchResult
-from gateway.state import FLOW, HEALTH, METRICS, QUERY_VECTORS, RECORD, UPSTREAM, WRITE_VECTORS
+from gateway.search.pipeline import REASON_HEADER, RERANK_HEADER, SearchFlow, SearchResult
 from gateway.tracing import STAGES
-from gateway.upstream import ES_PRODUCT, strip_hop_by_hop
+from gateway.upstream.client import ES_PRODUCT, strip_hop_by_hop
+from gateway.web.state import FLOW, HEALTH, METRICS, QUERY_VECTORS, RECORD, UPSTREAM, WRITE_VECTORS
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from multidict import CIMultiDict
 
 from gateway.errors import GatewayError
 from gateway.settings import RerankSettings
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.metrics import Metrics
-from gateway.query_vectors import QueryVectors
-from gateway.search import SearchFlow
-from gateway.upstream import Upstream
-from gateway.write_vectors import WriteVectors
+from gateway.search.pipeline import SearchFlow
+from gateway.upstream.client import Upstream
+from gateway.vectors.query import QueryVectors
+from gateway.vectors.write import WriteVectors
 
 
 @dataclass(slots=True)

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import cursor as cursors
 from gateway.errors import ClientRequestError
-from gateway.filter_path import glob
-from gateway.query_text import find_text
+from gateway.search import cursor as cursors
+from gateway.search.filter_path import glob
+from gateway.search.query_text import find_text
 
 FIRST_STAGE_FIELD = "_first_stage_score"
 FIRST_STAGE_RANK_FIELD = "_first_stage_rank"

@@ -39,7 +39,7 @@ from aiohttp.http_exceptions import (
 from aiohttp.web_request import BaseRequest
 
 from gateway.errors import es_error_body
-from gateway.upstream import ES_PRODUCT
+from gateway.upstream.client import ES_PRODUCT
 
 log = logging.getLogger(__name__)
 

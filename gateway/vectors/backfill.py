@@ -1,7 +1,7 @@
 """Fill a vector field of an existing index: read every document that lacks it, embed
 its text, write the vector back with ``_bulk`` partial updates.
 
-    python -m gateway.backfill INDEX [--field F] [--batch-size N] [--state FILE]
+    python -m gateway.vectors.backfill INDEX [--field F] [--batch-size N] [--state FILE]
                                [--max-batches N] [--restart] [--keep-alive 10m]
                                [--no-point-in-time]
 
@@ -39,7 +39,14 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from gateway.__main__ import describe_config_error, setup_logging
-from gateway.backfill_cluster import (
+from gateway.errors import ModelError, UpstreamError
+from gateway.model.embedder import Embedder
+from gateway.model.embedder_export import load_embedder
+from gateway.offline.progress import Progress
+from gateway.rerank.documents import DocumentSpec, render
+from gateway.settings import EmbedderSettings, Settings
+from gateway.upstream.client import Upstream
+from gateway.vectors.cluster import (
     EXIT_CLUSTER,
     EXIT_CONFIG,
     EXIT_FAILED_DOCS,
@@ -55,13 +62,6 @@ from gateway.backfill_cluster import (
     ensure_mapping,
     outcomes,
 )
-from gateway.documents import DocumentSpec, render
-from gateway.errors import ModelError, UpstreamError
-from gateway.model.embedder import Embedder
-from gateway.model.embedder_export import load_embedder
-from gateway.progress import Progress
-from gateway.settings import EmbedderSettings, Settings
-from gateway.upstream import Upstream
 
 __all__ = [
     "EXIT_CLUSTER",
@@ -220,7 +220,7 @@ async def run(settings: Settings, options: Options, progress_to: TextIO | None) 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m gateway.backfill",
+        prog="python -m gateway.vectors.backfill",
         description="Fill a vector field of an index with the embedder (EMBEDDER__*).",
     )
     p.add_argument("index", help="index, alias or pattern to fill")

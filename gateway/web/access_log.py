@@ -5,7 +5,7 @@ Every request gets an id: the client's own ``X-Opaque-Id`` when it sent one
 upstream as ``X-Opaque-Id`` (so it shows in the cluster's slow log and tasks
 API) and back to the client as ``X-Request-Id``.
 
-One log line per request on the ``gateway.access`` logger, its fields also in
+One log line per request on the ``gateway.web.access_log`` logger, its fields also in
 ``record.fields`` (the JSON formatter writes them as keys). Only method, path,
 status, ids, timings and the rerank outcome are logged: never headers, query
 strings or bodies, so credentials cannot end up in the log.
@@ -24,12 +24,12 @@ from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway import handlers
 from gateway.metrics import Metrics
-from gateway.state import METRICS, RECORD, RERANK_PATHS, RESERVED_PREFIX, RequestRecord
 from gateway.tracing import STAGES
+from gateway.web import handlers
+from gateway.web.state import METRICS, RECORD, RERANK_PATHS, RESERVED_PREFIX, RequestRecord
 
-log = logging.getLogger("gateway.access")
+log = logging.getLogger("gateway.web.access_log")
 
 OPAQUE_ID = "X-Opaque-Id"
 REQUEST_ID_HEADER = "X-Request-Id"

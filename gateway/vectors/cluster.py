@@ -4,7 +4,7 @@ Pages come from a point in time (Elasticsearch ``POST /{index}/_pit`` sorted by
 ``_shard_doc`` [elastic/elasticsearch#66093]; OpenSearch ``POST
 /{index}/_search/point_in_time`` sorted by ``_id``), or without one from
 ``search_after`` on ``_id``; only documents without the field are asked for
-(``must_not exists``). ``gateway.backfill`` drives them.
+(``must_not exists``). ``gateway.vectors.backfill`` drives them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from multidict import CIMultiDict
 
 from gateway.errors import GatewayError
-from gateway.upstream import Upstream
+from gateway.upstream.client import Upstream
 
 log = logging.getLogger(__name__)
 

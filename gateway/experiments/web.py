@@ -4,9 +4,9 @@
 
     POST /_gateway/events                 clicks: {"search_id", "id" | "position", "index"?}
                                           (or a JSON array of them); 202 {"accepted": n}
-    GET  /_gateway/experiments/report     figures as JSON (see gateway.report)
+    GET  /_gateway/experiments/report     figures as JSON (see gateway.experiments.report)
     GET  /_gateway/experiments            the same as an HTML page, figures rendered here
-                                          (gateway.report_page); a local script adds charts
+                                          (gateway.experiments.page); a local script adds charts
     GET  /_gateway/experiments/report.js  that script
 """
 
@@ -20,12 +20,12 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import ClientRequestError, EventStoreError, es_error_body
-from gateway.events import EventLog, create_event_log
-from gateway.experiments import Experiments
-from gateway.report import build_report
-from gateway.report_page import render_page
+from gateway.experiments.arms import Experiments
+from gateway.experiments.events import EventLog, create_event_log
+from gateway.experiments.page import render_page
+from gateway.experiments.report import build_report
 from gateway.settings import Settings
-from gateway.state import RESERVED_PREFIX
+from gateway.web.state import RESERVED_PREFIX
 
 EXPERIMENTS = web.AppKey("experiments", Experiments)
 MAX_EVENTS_PER_POST = 1000

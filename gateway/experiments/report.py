@@ -10,7 +10,7 @@ Definitions (per variant; a *search* is one impression):
 
 A/B (``ab``, given the ``control``): per other arm, the difference against the
 control of CTR@k, MRR and abandonment with 95% intervals and p-values (see
-``gateway.experiment_stats``), the searches per arm the observed CTR@k difference
+``gateway.experiments.stats``), the searches per arm the observed CTR@k difference
 needs (80% power), a low-sample flag when either arm has fewer, and a verdict on
 CTR@k, the primary metric: ``better`` / ``worse`` when p < 0.05, else ``not yet known``.
 
@@ -35,8 +35,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import experiment_stats as st
-from gateway.experiments import CONTROL_TEAM, TREATMENT_TEAM
+from gateway.experiments import stats as st
+from gateway.experiments.arms import CONTROL_TEAM, TREATMENT_TEAM
 
 BETTER, WORSE, UNKNOWN = "better", "worse", "not yet known"
 

@@ -31,11 +31,11 @@ from aiohttp.typedefs import Middleware
 from pydantic import SecretStr
 
 from gateway.errors import ClientRequestError, NotAllowed, NotAuthenticated, NotFound
-from gateway.index_refs import Unreadable, body_names, bulk_names, load_object, msearch_names
 from gateway.indices import name_allowed
 from gateway.settings import AccessSettings
-from gateway.state import RERANK_PATHS, RESERVED_PREFIX
-from gateway.upstream import GATEWAY_KEY_HEADER as KEY_HEADER
+from gateway.upstream.client import GATEWAY_KEY_HEADER as KEY_HEADER
+from gateway.web.index_refs import Unreadable, body_names, bulk_names, load_object, msearch_names
+from gateway.web.state import RERANK_PATHS, RESERVED_PREFIX
 
 _OPEN = f"{RESERVED_PREFIX}/health/"
 _UNREADABLE_MEDIA = ("yaml", "cbor", "smile")  # formats the cluster reads and the guard does not

@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gateway import chunking, documents, fusion
-from gateway.budget import TOO_MANY_PAIRS, PairBudget
 from gateway.learning import ranker
-from gateway.profiles import Profile
-from gateway.reranker import Passage, Reranker, Status
+from gateway.rerank import chunking, documents, fusion
+from gateway.rerank.profiles import Profile
+from gateway.rerank.reranker import Passage, Reranker, Status
+from gateway.search.budget import TOO_MANY_PAIRS, PairBudget
 
 
 @dataclass(slots=True)

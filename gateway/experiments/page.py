@@ -1,6 +1,6 @@
 """The experiment report as HTML, rendered here: every figure is in the served page (curl or a
 browser without scripts shows it); ``static/report.js`` only adds charts. Only the sections of
-the active mode are shown. Pure: the report dict (``gateway.report``) in, a page out."""
+the active mode are shown. Pure: the report dict (``gateway.experiments.report``) in, a page out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from importlib.resources import files
 from string import Template
 from typing import Any
 
-from gateway.report import BETTER, WORSE
+from gateway.experiments.report import BETTER, WORSE
 
 _STATIC = files("gateway") / "static"
 _METRICS = (

@@ -21,8 +21,8 @@ import logging
 import math
 from collections.abc import Sequence
 
-from gateway.batcher import Batcher
 from gateway.model.base import FeedRunner
+from gateway.rerank.batcher import Batcher
 from gateway.settings import ModelSettings
 
 log = logging.getLogger(__name__)

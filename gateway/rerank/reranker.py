@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway import tracing
-from gateway.batcher import Batcher
-from gateway.cache import ScoreCache, cache_key
 from gateway.errors import CacheError, DeadlineExceeded, ModelError, RerankError
+from gateway.rerank.batcher import Batcher
+from gateway.rerank.cache import ScoreCache, cache_key
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from typing import Any, TypeVar
 from multidict import MultiDict
 from yarl import URL
 
-from gateway import es_body
 from gateway.errors import ClientRequestError
-from gateway.events import EventLog
+from gateway.experiments.events import EventLog
+from gateway.search import body as es_body
 from gateway.settings import ExperimentSettings, Variant
 
 log = logging.getLogger(__name__)

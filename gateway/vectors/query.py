@@ -20,10 +20,10 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gateway import es_body
 from gateway.errors import GatewayError
 from gateway.model.embedder import Embedder
-from gateway.query_text import explicit_text, find_text
+from gateway.search import body as es_body
+from gateway.search.query_text import explicit_text, find_text
 from gateway.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)

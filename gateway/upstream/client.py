@@ -28,8 +28,8 @@ from yarl import URL
 
 from gateway import tracing
 from gateway.errors import ClientRequestError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gateway.failover import UrlPool
 from gateway.settings import UpstreamSettings, split_userinfo
+from gateway.upstream.failover import UrlPool
 
 log = logging.getLogger(__name__)
 

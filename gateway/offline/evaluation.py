@@ -36,7 +36,7 @@ import aiohttp
 import ir_measures
 from ir_measures import MRR, R, nDCG
 
-from gateway.seeding import Cluster, seed
+from gateway.offline.seeding import Cluster, seed
 
 MEASURES = [nDCG @ 10, R @ 100, MRR @ 10]
 Run = dict[str, dict[str, float]]  # query id → doc id → score

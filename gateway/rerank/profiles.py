@@ -12,14 +12,14 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, replace
 
-from gateway.chunking import ChunkSpec
-from gateway.documents import DocumentSpec
 from gateway.errors import ClientRequestError
-from gateway.fusion import FusionSpec
 from gateway.indices import name_allowed
 from gateway.learning import features
 from gateway.learning.ranker import Ranker
 from gateway.learning.registry import Registry
+from gateway.rerank.chunking import ChunkSpec
+from gateway.rerank.documents import DocumentSpec
+from gateway.rerank.fusion import FusionSpec
 from gateway.settings import HybridOptions, RelevanceOptions, RelevanceSettings, RerankSettings
 
 DEFAULT = "default"

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from gateway import es_body
-from gateway.documents import DocumentSpec, render
 from gateway.errors import GatewayError
 from gateway.indices import name_allowed
 from gateway.model.embedder import Embedder
+from gateway.rerank.documents import DocumentSpec, render
+from gateway.search import body as es_body
 from gateway.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Offline jobs over BEIR-layout datasets: seed an index, evaluate through the gateway, progress."""

@@ -1,0 +1,1 @@
+"""Scoring a window: profiles, document text, chunking, reranker, its cache and batcher, fusion."""
