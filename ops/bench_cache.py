@@ -2,8 +2,8 @@
 
 ::
 
-    .venv/bin/python -m ops.bench_cache                    # 40 SciFact test queries, window 100
-    .venv/bin/python -m ops.bench_cache --queries 100 --window 50 --redis-url redis://host:6379/15
+    .venv/bin/python -m ops.bench_cache --data DATA/scifact --model-dir M  # 40 queries, window 100
+    .venv/bin/python -m ops.bench_cache --data D --queries 100 --window 50 --redis-url redis://host:6379/15
 
 One run, one search server: starts osmem-server, indexes the SciFact corpus
 (read at run time from ``--data``), starts a private ``redis-server`` (no
@@ -20,68 +20,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
-import shutil
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import aiohttp
 import numpy as np
-from aiohttp import web
-from osmem_server import OsmemServer
 
-from gateway.app import create_app, wait_ready
 from gateway.rerank.cache import CacheStats
 from gateway.settings import Settings
-from gateway.web.protocol import GatewayRunner
 from gateway.web.state import FLOW
-from ops.evaluate import bulk_index, read_jsonl, read_qrels
+from ops.harness import beir
+from ops.harness.options import data_option, model_dir_option
+from ops.harness.servers import osmem, redis_server, running, seeded
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
-MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "all-minilm-l6-v2-pair"
 INDEX = "scifact"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def private_redis() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("bench_cache: redis-server not found (or pass --redis-url)")
-    port = _free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def test_queries(data: Path, limit: int) -> list[str]:
-    wanted = read_qrels(data / "qrels" / "test.tsv")
-    texts = {str(q["_id"]): str(q["text"]) for q in read_jsonl(data / "queries.jsonl")}
-    return [texts[qid] for qid in wanted if qid in texts][:limit]
 
 
 async def phase(
@@ -128,18 +82,11 @@ async def bench(args: argparse.Namespace, upstream: str, redis_url: str) -> None
             "cache": {"redis_url": redis_url, "timeout_s": args.cache_timeout_s},
         }
     )
-    app = create_app(settings)
-    runner = GatewayRunner(app)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        await wait_ready(app, timeout_s=300)
+    async with running(settings) as (app, url):
         reranker = app[FLOW].reranker
         assert reranker is not None
         stats = reranker.cache.stats
-        queries = test_queries(args.data, args.queries)
-        url = f"http://127.0.0.1:{port}"
+        queries = list(beir.judged(args.data, limit=args.queries).values())
         async with aiohttp.ClientSession() as session:
             await phase(session, upstream, queries[:3], None)  # connections, caches of the OS
             rows: list[tuple[str, list[float], CacheStats | None]] = []
@@ -158,8 +105,6 @@ async def bench(args: argparse.Namespace, upstream: str, redis_url: str) -> None
                 await reranker.drain()  # the cold phase's write-backs have landed
                 delta = CacheStats(**{k: getattr(stats, k) - v for k, v in before.items()})
                 rows.append((name, ms, delta if mode == "on" else None))
-    finally:
-        await runner.cleanup()
 
     print(
         f"\n{len(queries)} SciFact test queries, one at a time, window {args.window}, "
@@ -193,8 +138,8 @@ async def bench(args: argparse.Namespace, upstream: str, redis_url: str) -> None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA, help="BEIR SciFact directory")
-    parser.add_argument("--model-dir", type=Path, default=MODEL)
+    data_option(parser)
+    model_dir_option(parser)
     parser.add_argument("--queries", type=int, default=40, help="test queries to send")
     parser.add_argument("--window", type=int, default=100, help="hits reranked per search")
     parser.add_argument("--redis-url", help="use this Redis instead of a private one")
@@ -207,19 +152,11 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    server = OsmemServer.start()
-    try:
-        count = bulk_index(server.url, INDEX, args.data / "corpus.jsonl")
-        print(f"indexed {count} documents into osmem-server at {server.url}")
-        if args.redis_url:
-            asyncio.run(bench(args, server.url, args.redis_url))
-        else:
-            with private_redis() as redis_url:
-                asyncio.run(bench(args, server.url, redis_url))
-    finally:
-        server.close()
-        if server.process.stdout is not None:
-            server.process.stdout.close()
+    with osmem() as upstream, contextlib.ExitStack() as stack:
+        count = seeded(upstream, INDEX, args.data / "corpus.jsonl")
+        print(f"indexed {count} documents into osmem-server at {upstream}")
+        redis_url = args.redis_url or stack.enter_context(redis_server())
+        asyncio.run(bench(args, upstream, redis_url))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ the same threads; the baseline asks the uncut pair model for its ``query_embeddi
 output (what an embedder would do without ``embedder_export``). Prints texts/s of
 each, their ratio and the largest difference between the two vectors of a text.
 
-    .venv/bin/python -m ops.bench_embedder [--model-dir DIR] [--texts 256] [--batch 32]
+    .venv/bin/python -m ops.bench_embedder --model-dir DIR [--texts 256] [--batch 32]
         [--backfill-url http://127.0.0.1:9200]
 
 With ``--backfill-url`` it also seeds the texts into a new index of that cluster and
-times ``gateway.vectors.backfill`` over it (documents/s, and its ratio to embedding alone).
+times the backfill (``rerank-gateway backfill``'s loop) over it (documents/s, and its ratio
+to embedding alone).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.model.onnx import open_session, run_session
 from gateway.settings import EmbedderSettings, SpeedSettings, UpstreamSettings
 from gateway.upstream.client import Upstream
 from gateway.vectors.backfill import Options, backfill
+from ops.harness.options import model_dir_option
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,11 +46,7 @@ def corpus(n: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model-dir",
-        type=Path,
-        default=REPO.parent / "shared" / "models" / "all-minilm-l6-v2-pair",
-    )
+    model_dir_option(parser)
     parser.add_argument("--texts", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "embedders"))

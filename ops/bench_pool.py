@@ -2,8 +2,8 @@
 
 ::
 
-    .venv/bin/python -m ops.bench_pool                  # 20 SciFact test queries, window 100
-    .venv/bin/python -m ops.bench_pool --queries 40 --threads 2
+    .venv/bin/python -m ops.bench_pool --data DATA/scifact --model-dir M  # 20 queries, window 100
+    .venv/bin/python -m ops.bench_pool --data DATA/scifact --queries 40 --threads 2
 
 Starts osmem-server with the SciFact corpus (``--data``), two backend gateway
 processes (``python -m gateway``, the ONNX model with ``--threads`` intra-op
@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
-import signal
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,66 +32,39 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from aiohttp import web
-from osmem_server import OsmemServer
 
-from gateway.app import create_app, wait_ready
 from gateway.settings import Settings
-from ops.bench_cache import DATA, INDEX, MODEL, _free_port, test_queries
-from ops.evaluate import bulk_index
+from ops.harness import beir
+from ops.harness.options import data_option, model_dir_option
+from ops.harness.ports import free_port, wait_http
+from ops.harness.servers import gateway_env, gateway_process, osmem, running, seeded
+
+INDEX = "scifact"
 
 
 @contextmanager
 def backend_processes(upstream: str, model: Path, threads: int, n: int) -> Iterator[list[str]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
-    try:
-        for _ in range(n):
-            port = _free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-            env |= {
-                "GATEWAY_UPSTREAM__URLS": upstream,
-                "GATEWAY_MODEL__PATH": str(model),
-                "GATEWAY_MODEL__INTRA_OP_THREADS": str(threads),
-                "GATEWAY_SERVER__PORT": str(port),
-                "GATEWAY_CACHE__MEMORY_ENTRIES": "0",
-                "GATEWAY_LOG__LEVEL": "WARNING",
-            }
-            cmd = [sys.executable, "-m", "gateway"]
-            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
+    """``n`` gateway processes with the model and no score cache; their URLs."""
+    logs = Path(tempfile.mkdtemp(prefix="bench-pool-"))
+    with contextlib.ExitStack() as stack:
+        urls: list[str] = []
+        for i in range(n):
+            port = free_port()
+            env = gateway_env(
+                {
+                    "GATEWAY_UPSTREAM__URLS": upstream,
+                    "GATEWAY_MODEL__PATH": str(model),
+                    "GATEWAY_MODEL__INTRA_OP_THREADS": str(threads),
+                    "GATEWAY_SERVER__PORT": str(port),
+                    "GATEWAY_CACHE__MEMORY_ENTRIES": "0",
+                    "GATEWAY_LOG__LEVEL": "WARNING",
+                }
+            )
+            stack.enter_context(gateway_process(env, logs / f"backend-{i}.log"))
             urls.append(f"http://127.0.0.1:{port}")
         for url in urls:
             wait_http(f"{url}/_gateway/health/ready", 120)
         yield urls
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(30)
-
-
-def wait_http(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench_pool: {url} not ready in {timeout_s} s")
-        time.sleep(0.2)
-
-
-async def front(settings: dict[str, Any]) -> tuple[web.AppRunner, str]:
-    app = create_app(Settings.model_validate(settings))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    await wait_ready(app, timeout_s=300)
-    return runner, f"http://127.0.0.1:{port}"
 
 
 async def searches(session: aiohttp.ClientSession, url: str, queries: list[str]) -> list[float]:
@@ -121,18 +93,15 @@ async def bench(args: argparse.Namespace, upstream: str, backends: list[str]) ->
         "pool x1": {**pool, "pool_urls": [f"{backends[0]}/v1/rerank"]},
         "pool x2": {**pool, "pool_urls": [f"{b}/v1/rerank" for b in backends]},
     }
-    queries = test_queries(args.data, args.queries)
+    queries = list(beir.judged(args.data, limit=args.queries).values())
     means: dict[str, float] = {}
     print(f"{len(queries)} searches, window {args.window}, {args.threads} thread(s) per model")
     print(f"{'front':<12} {'p50 ms':>9} {'mean ms':>9}")
     async with aiohttp.ClientSession() as session:
         for name, model in configs.items():
-            runner, url = await front({**base, "model": model})
-            try:
+            async with running(Settings.model_validate({**base, "model": model})) as (_, url):
                 await searches(session, url, queries[:3])  # connections, lazy initialisation
                 ms = await searches(session, url, queries)
-            finally:
-                await runner.cleanup()
             means[name] = float(np.mean(ms))
             print(f"{name:<12} {np.percentile(ms, 50):9.1f} {means[name]:9.1f}")
     print(f"pool x2 / pool x1: {means['pool x2'] / means['pool x1']:.2f}")
@@ -142,19 +111,16 @@ async def bench(args: argparse.Namespace, upstream: str, backends: list[str]) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--model-dir", type=Path, default=MODEL)
+    data_option(parser)
+    model_dir_option(parser)
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per model")
     args = parser.parse_args(argv)
-    server = OsmemServer.start()
-    try:
-        bulk_index(server.url, INDEX, args.data / "corpus.jsonl")
-        with backend_processes(server.url, args.model_dir, args.threads, 2) as backends:
-            asyncio.run(bench(args, server.url, backends))
-    finally:
-        server.close()
+    with osmem() as upstream:
+        seeded(upstream, INDEX, args.data / "corpus.jsonl")
+        with backend_processes(upstream, args.model_dir, args.threads, 2) as backends:
+            asyncio.run(bench(args, upstream, backends))
     return 0
 
 

@@ -1,18 +1,18 @@
 """The newcomer demo: judged SciFact queries straight from the cluster and through the gateway.
 
-    python -m ops.demo                     # run once and shut down
-    python -m ops.demo --serve             # keep serving; curl the printed URL
-    python -m ops.demo --queries 50        # more judged queries (--show: how many side by side)
+    python -m ops.demo --data DATA/scifact           # run once and shut down
+    python -m ops.demo --data DATA/scifact --serve   # keep serving; curl the printed URL
+    python -m ops.demo --data D --queries 50         # more judged queries (--show: side by side)
 
+``bash ops/demo.sh`` runs it with the checkout's ``../shared`` data and model when present.
 Starts an in-memory osmem-server (OpenSearch API, no Docker) and seeds it with a
-subset of the SciFact corpus (``../shared/data/scifact``, read in place): every
-document judged for the chosen test queries plus ``--distractors`` others. Starts
-the gateway in-process in front of it with the model from ``GATEWAY_MODEL__PATH``
-(default: ``../shared/models/all-minilm-l6-v2-pair`` when present, else the Hub
-model of ``GATEWAY_MODEL__HUB_ID``), sends each query to both, and prints the
+subset of the SciFact corpus (``--data``, read in place): every document judged
+for the chosen test queries plus ``--distractors`` others. Starts the gateway
+in-process in front of it with the model from ``GATEWAY_MODEL__PATH`` (else the
+Hub model of ``GATEWAY_MODEL__HUB_ID``), sends each query to both, and prints the
 rankings side by side with the judged-relevant hits marked (``qrels/test.tsv``),
-nDCG@10 per query and over all of them, and the latency of each side. Without the
-SciFact data it shows one query over ``ops/demo_corpus.jsonl``, unjudged.
+nDCG@10 per query and over all of them, and the latency of each side. Without
+``--data`` it shows one query over ``ops/demo_corpus.jsonl``, unjudged.
 """
 
 from __future__ import annotations
@@ -24,28 +24,21 @@ import json
 import math
 import os
 import re
-import socket
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
-from osmem_server import OsmemServer
 from pydantic import ValidationError
 
 from gateway.__main__ import EXIT_CONFIG, describe_config_error, setup_logging
-from gateway.app import create_app, wait_ready
+from gateway.offline.seeding import read_corpus
 from gateway.settings import ModelSettings, Settings
-from gateway.web.protocol import GatewayRunner
+from ops.harness.servers import osmem, running
 
-REPO = Path(__file__).resolve().parents[1]
-SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 SAMPLE = Path(__file__).with_name("demo_corpus.jsonl")
-LOCAL_MODEL = REPO.parent / "shared" / "models" / "all-minilm-l6-v2-pair"
 INDEX = "demo"
 QUERY = "does drinking coffee lower the risk of type 2 diabetes"
 BULK_DOCS = 1000
@@ -70,13 +63,6 @@ class Side:
     rerank: str = "-"
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
-
-
 def judged_queries(data: Path, n: int) -> list[Query]:
     """The first ``n`` queries of the test qrels (file order), with their judgments."""
     judged: dict[str, dict[str, int]] = {}
@@ -86,7 +72,7 @@ def judged_queries(data: Path, n: int) -> list[Query]:
             qid, doc, grade = line.split()
             if int(grade) > 0 and (qid in judged or len(judged) < n):
                 judged.setdefault(qid, {})[doc] = int(grade)
-    texts = {str(q["_id"]): str(q["text"]) for q in read_jsonl(data / "queries.jsonl")}
+    texts = {str(q["_id"]): str(q["text"]) for q in read_corpus(data / "queries.jsonl", None)}
     return [Query(qid, texts[qid], rels) for qid, rels in judged.items()]
 
 
@@ -94,7 +80,7 @@ def corpus_subset(path: Path, keep: set[str], distractors: int) -> list[dict[str
     """Every document in ``keep`` and the first ``distractors`` others, in file order."""
     out: list[dict[str, Any]] = []
     others = 0
-    for doc in read_jsonl(path):
+    for doc in read_corpus(path, None):
         doc_id = str(doc["_id"])
         if doc_id not in keep:
             if others >= distractors:
@@ -239,39 +225,31 @@ def closing(gateway_port: int) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def load(args: argparse.Namespace) -> tuple[list[Query], list[dict[str, Any]], str]:
     """The queries, the documents to seed and where they came from."""
-    if (SCIFACT / "qrels" / "test.tsv").is_file():
-        queries = judged_queries(SCIFACT, args.queries)
+    data = args.data
+    if data is not None and (data / "qrels" / "test.tsv").is_file():
+        queries = judged_queries(data, args.queries)
         judged = {doc for q in queries for doc in q.relevant}
-        docs = corpus_subset(SCIFACT / "corpus.jsonl", judged, args.distractors)
+        docs = corpus_subset(data / "corpus.jsonl", judged, args.distractors)
         origin = (
             f"{len(judged)} judged for {len(queries)} SciFact test queries + "
-            f"{len(docs) - len(judged)} others, from {SCIFACT / 'corpus.jsonl'}"
+            f"{len(docs) - len(judged)} others, from {data / 'corpus.jsonl'}"
         )
         return queries, docs, origin
     docs = corpus_subset(SAMPLE, set(), sys.maxsize)
-    return [Query("-", args.query)], docs, f"unjudged, from {SAMPLE} (no SciFact data here)"
+    return [Query("-", args.query)], docs, f"unjudged, from {SAMPLE} (no SciFact data given)"
 
 
 async def demo(args: argparse.Namespace, base: Settings) -> None:
     queries, docs, origin = load(args)
-    server = OsmemServer.start()
-    try:
+    with osmem() as upstream:
         async with aiohttp.ClientSession() as session:
-            await seed(session, server.url, docs)
-            print(f"osmem-server at {server.url}: {len(docs)} documents ({origin})")
+            await seed(session, upstream, docs)
+            print(f"osmem-server at {upstream}: {len(docs)} documents ({origin})")
             settings = base.model_copy(
                 update={
-                    "upstream": base.upstream.model_copy(update={"urls": [server.url]}),
-                    "server": base.server.model_copy(update={"port": args.port or free_port()}),
+                    "upstream": base.upstream.model_copy(update={"urls": [upstream]}),
                     # A generous deadline: the demo is about the order, on any CPU.
                     "rerank": base.rerank.model_copy(
                         update={"window": args.window, "timeout_s": max(base.rerank.timeout_s, 60)}
@@ -281,18 +259,13 @@ async def demo(args: argparse.Namespace, base: Settings) -> None:
                 }
             )
             print(f"model: {model_label(settings.model)}")
-            app = create_app(settings)
-            runner = GatewayRunner(app, access_log=None)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, settings.server.host, settings.server.port)
-                await site.start()
-                await wait_ready(app)
-                gateway = f"http://{settings.server.host}:{settings.server.port}"
+            host = settings.server.host
+            serving = running(settings, host=host, port=args.port, quiet=True, timeout_s=120)
+            async with serving as (_, gateway):
                 await search(session, gateway, "warm-up", DEPTH)  # first run of the model
                 results = []
                 for query in queries:
-                    before = await search(session, server.url, query.text, DEPTH)
+                    before = await search(session, upstream, query.text, DEPTH)
                     after = await search(session, gateway, query.text, DEPTH)
                     results.append((query, before, after))
                 for query, before, after in results[: args.show]:
@@ -306,12 +279,6 @@ async def demo(args: argparse.Namespace, base: Settings) -> None:
                     print(f"\ngateway serving at {gateway} (Ctrl-C stops), e.g.:")
                     print(f"  curl -s '{gateway}/{INDEX}/_search?q=coffee+diabetes&size=3'")
                     await asyncio.Event().wait()
-            finally:
-                await runner.cleanup()
-    finally:
-        server.close()
-        if server.process.stdout is not None:  # the launcher leaves its pipe open
-            server.process.stdout.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,13 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=20, help="judged test queries asked")
     parser.add_argument("--show", type=int, default=3, help="queries shown side by side")
     parser.add_argument("--distractors", type=int, default=2000, help="unjudged documents")
+    parser.add_argument("--data", type=Path, help="BEIR SciFact directory (judged queries)")
     parser.add_argument("--query", default=QUERY, help="the query without SciFact data")
     parser.add_argument("--window", type=int, default=20, help="hits the gateway reranks")
     parser.add_argument("--port", type=int, default=0, help="gateway port (0: a free one)")
     parser.add_argument("--serve", action="store_true", help="keep serving after the demo")
     args = parser.parse_args(argv)
-    if "GATEWAY_MODEL__PATH" not in os.environ and LOCAL_MODEL.is_dir():
-        os.environ["GATEWAY_MODEL__PATH"] = str(LOCAL_MODEL)
     os.environ.setdefault("GATEWAY_LOG__LEVEL", "WARNING")  # no access log between the tables
     try:
         base = Settings()  # the demo's own entry point: GATEWAY_* variables apply

@@ -4,12 +4,19 @@
 #   bash ops/demo.sh                 # run once, print both rankings and the figures, shut down
 #   bash ops/demo.sh --serve         # keep the gateway up and print a curl line
 #   bash ops/demo.sh --queries 50    # extra arguments go to python -m ops.demo
+# The checkout's data and model, when present: ../shared/data/scifact (judged queries) and
+# ../shared/models/all-minilm-l6-v2-pair (unless GATEWAY_MODEL__PATH names a model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+data=../shared/data/scifact
+model=../shared/models/all-minilm-l6-v2-pair
+if [ -z "${GATEWAY_MODEL__PATH:-}" ] && [ -d "$model" ]; then
+  export GATEWAY_MODEL__PATH="$model"
+fi
 # Without a local model the gateway downloads one from the Hugging Face Hub (the `hub` extra).
 extras=demo
-if [ -z "${GATEWAY_MODEL__PATH:-}" ] && [ ! -d ../shared/models/all-minilm-l6-v2-pair ]; then
+if [ -z "${GATEWAY_MODEL__PATH:-}" ]; then
   extras=demo,hub
 fi
 # Installed once: a second run finds the stamp of this pyproject.toml and these extras, and
@@ -29,4 +36,6 @@ else
 fi
 
 echo "ops/demo.sh: starting osmem-server, seeding it, loading the model and starting the gateway"
-exec .venv/bin/python -m ops.demo "$@"
+args=()
+if [ -d "$data" ]; then args=(--data "$data"); fi
+exec .venv/bin/python -m ops.demo "${args[@]}" "$@"

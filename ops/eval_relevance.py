@@ -4,7 +4,7 @@ Reranks first-stage candidates through the gateway's own scoring path
 (``relevance.score_window``: documents → chunking → Reranker → Batcher → ONNX
 model → pooling → fusion), without a search server:
 
-- ``scifact``: BM25 top-``window`` over title + abstract (``ops.model_speed.BM25``,
+- ``scifact``: BM25 top-``window`` over title + abstract (``ops.harness.bm25``,
   k1=0.9, b=0.4), test queries;
 - ``trec-dl-2019-passage``: rerank-only, the shipped BM25 run ``runs/bm25-top100.trec``.
 
@@ -13,7 +13,8 @@ Configurations: ``truncate`` and ``chunk`` (max pooling) x ``replace``, ``linear
 Model scores are computed once per strategy (the in-process score cache serves
 the other score uses). Run (int8 model, 2 cores: a few minutes)::
 
-    .venv/bin/python -m ops.eval_relevance --datasets scifact,trec-dl-2019-passage \\
+    .venv/bin/python -m ops.eval_relevance --data DATA --model-dir MODEL \\
+        --datasets scifact,trec-dl-2019-passage \\
         --queries 100 --max-length 256 --chunk-tokens 96 --chunk-overlap 16
 """
 
@@ -28,9 +29,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import ir_measures
-from ir_measures import nDCG
-
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.rerank.batcher import Batcher
 from gateway.rerank.cache import create_cache
@@ -41,11 +39,11 @@ from gateway.rerank.profiles import Profile
 from gateway.rerank.relevance import score_window
 from gateway.rerank.reranker import Reranker
 from gateway.settings import BatcherSettings, CacheSettings, ModelSettings
-from ops.evaluate import read_jsonl, read_qrels
-from ops.model_speed import BM25
+from ops.harness import beir
+from ops.harness.bm25 import BM25
+from ops.harness.metrics import ndcg10
+from ops.harness.options import model_dir_option, path_option
 
-DATA = Path("/work/shared/data")
-MODEL = Path("/work/shared/models/all-minilm-l6-v2-pair")
 SCORE_USES: tuple[ScoreUse, ...] = ("replace", "linear", "rrf")
 STRATEGIES: tuple[Strategy, ...] = ("truncate", "chunk")
 
@@ -63,11 +61,11 @@ def _hit(doc_id: str, score: float, doc: Mapping[str, Any]) -> dict[str, Any]:
     return {"_index": "eval", "_id": doc_id, "_score": score, "_source": source}
 
 
-def load(name: str, n_queries: int, window: int, seed: int) -> Dataset:
-    root = DATA / name
-    corpus = {str(d["_id"]): d for d in read_jsonl(root / "corpus.jsonl")}
-    queries = {str(q["_id"]): str(q["text"]) for q in read_jsonl(root / "queries.jsonl")}
-    qrels = read_qrels(root / "qrels" / "test.tsv")
+def load(data: Path, name: str, n_queries: int, window: int, seed: int) -> Dataset:
+    root = data / name
+    corpus = {str(d["_id"]): d for d in beir.corpus(root)}
+    queries = beir.queries(root)
+    qrels = beir.qrels(root)
     qids = sorted(q for q in qrels if q in queries)
     if 0 < n_queries < len(qids):
         qids = sorted(random.Random(seed).sample(qids, n_queries))
@@ -88,10 +86,6 @@ def load(name: str, n_queries: int, window: int, seed: int) -> Dataset:
                 _hit(ids[i], s, corpus[ids[i]]) for i, s in bm25.top(queries[qid], window)
             ]
     return Dataset(name, {q: queries[q] for q in qids}, {q: qrels[q] for q in qids}, candidates)
-
-
-def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> float:
-    return float(ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10])
 
 
 async def evaluate(
@@ -179,7 +173,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     try:
         for name in args.datasets.split(","):
-            data = load(name, args.queries, args.window, args.seed)
+            data = load(args.data, name, args.queries, args.window, args.seed)
             before = batcher.stats.truncated_pairs, batcher.stats.pairs
             results = await evaluate(data, reranker, profiles)
             truncated = batcher.stats.truncated_pairs - before[0]
@@ -200,7 +194,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=0, help="random subset (0: all)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--window", type=int, default=100)
-    parser.add_argument("--model-dir", type=Path, default=MODEL)
+    path_option(parser, "--data", "directory holding the BEIR datasets named by --datasets")
+    model_dir_option(parser)
     parser.add_argument("--model-file", default="model_int8.onnx")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--device", default="cpu", help="MODEL__DEVICE: cpu, cuda, openvino")

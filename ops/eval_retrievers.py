@@ -3,12 +3,12 @@ the gateway's retriever tree on noida-db (Elasticsearch 8.15 API with kNN).
 
 ::
 
-    .venv/bin/python -m ops.eval_retrievers --scifact-queries 100 --window 50 \\
-        --save /work/notes/w18-eval-results.json
+    .venv/bin/python -m ops.eval_retrievers --data DATA --model-dir MODEL \\
+        --scifact-queries 100 --window 50 --save results.json
 
 Per dataset (``--datasets``, BEIR layout under ``--data``): starts a fresh noida-db
 (``--only elasticsearch``), bulk-loads the corpus (``title``, ``text``), fills the
-``dense_vector`` field ``embedding`` with ``python -m gateway.vectors.backfill`` (the
+``dense_vector`` field ``embedding`` with ``rerank-gateway backfill`` (the
 embedder cut from the pair model), starts the gateway in this process with the real
 model and embedder, then sends each judged query (``queries.jsonl`` order, the first
 ``--*-queries``) once per configuration:
@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -44,22 +43,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import ir_measures
 from ir_measures import R, nDCG
 
 from gateway.model.embedder_export import export
-from gateway.offline.evaluation import bulk_index, read_jsonl, read_qrels
-from ops.bench_pool import front
-from ops.noida import noida_db
+from gateway.settings import Settings
+from ops.harness import beir
+from ops.harness.metrics import aggregate, as_run
+from ops.harness.options import model_dir_option, path_option
+from ops.harness.servers import gateway_env, noida_db, running, seeded
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-DATA = SHARED / "data"
-MODEL = SHARED / "models" / "all-minilm-l6-v2-pair"
 FIELD = "embedding"
 FIRST_STAGES = ("bm25", "knn", "rrf", "linear")
 Ranking = dict[str, list[str]]  # query id → doc ids, best first
 
-# Published BM25 (../shared/data/README.md): nDCG@10, R@100, source.
+# Published BM25 (the data's README.md): nDCG@10, R@100, source.
 REFERENCE: dict[str, tuple[float, float, str]] = {
     "scifact": (0.6789, 0.9253, "Anserini flat; BEIR (ES multi_field) nDCG@10 0.665"),
     "trec-dl-2019-passage": (0.5058, 0.4910, "Anserini, full MS MARCO collection"),
@@ -81,11 +78,8 @@ class Dataset:
 
 def load(root: Path, limit: int) -> Dataset:
     """The first ``limit`` judged queries (0: all) in ``queries.jsonl`` order."""
-    qrels = read_qrels(root / "qrels" / "test.tsv")
-    queries = {str(q["_id"]): str(q["text"]) for q in read_jsonl(root / "queries.jsonl")}
-    queries = {q: t for q, t in queries.items() if q in qrels}
-    if limit:
-        queries = dict(list(queries.items())[:limit])
+    qrels = beir.qrels(root)
+    queries = beir.judged(root, limit=limit)
     return Dataset(root.name, root, queries, {q: qrels[q] for q in queries})
 
 
@@ -180,9 +174,8 @@ def with_tail(reranked: Ranking, first: Ranking, depth: int) -> Ranking:
 
 
 def measure(data: Dataset, ranking: Ranking) -> dict[str, float]:
-    run = {q: {d: float(len(ids) - i) for i, d in enumerate(ids)} for q, ids in ranking.items()}
     recall = recall_measure(data.name)
-    agg = ir_measures.calc_aggregate([nDCG @ 10, recall], data.qrels, run)
+    agg = aggregate([nDCG @ 10, recall], data.qrels, as_run(ranking))
     return {"nDCG@10": float(agg[nDCG @ 10]), "R@100": float(agg[recall])}
 
 
@@ -225,16 +218,17 @@ def table(results: dict[str, dict[str, dict[str, float]]], datasets: list[str]) 
 
 
 def backfill(url: str, index: str, model: Path, cache_dir: str) -> None:
-    """``python -m gateway.vectors.backfill`` fills ``embedding`` from title + text."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env |= {
-        "GATEWAY_UPSTREAM__URLS": url,
-        "GATEWAY_UPSTREAM__TIMEOUT_S": "600",
-        "GATEWAY_EMBEDDER__PATH": str(model),
-        "GATEWAY_EMBEDDER__CACHE_DIR": cache_dir,
-        "GATEWAY_EMBEDDER__FIELD": FIELD,
-    }
-    cmd = [sys.executable, "-m", "gateway.vectors.backfill", index, "--restart", "--state"]
+    """``rerank-gateway backfill`` fills ``embedding`` from title + text."""
+    env = gateway_env(
+        {
+            "GATEWAY_UPSTREAM__URLS": url,
+            "GATEWAY_UPSTREAM__TIMEOUT_S": "600",
+            "GATEWAY_EMBEDDER__PATH": str(model),
+            "GATEWAY_EMBEDDER__CACHE_DIR": cache_dir,
+            "GATEWAY_EMBEDDER__FIELD": FIELD,
+        }
+    )
+    cmd = [sys.executable, "-m", "gateway", "backfill", index, "--restart", "--state"]
     done = subprocess.run([*cmd, str(Path(cache_dir) / f"{index}.state")], env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"backfill of {index} exited {done.returncode}")
@@ -270,13 +264,13 @@ async def serve(
     """noida-db with the corpus indexed and embedded, and a gateway in front of it."""
     url = stack.enter_context(noida_db(60))
     t0 = time.perf_counter()
-    n = bulk_index(url, data.name, data.root / "corpus.jsonl")
+    n = seeded(url, data.name, data.root / "corpus.jsonl")
     vectors = any(not c.startswith("bm25") for c in chosen(args))  # BM25 alone needs none
     if vectors:
         await asyncio.to_thread(backfill, url, data.name, args.model_dir, cache_dir)
     print(f"{data.name}: {n} docs indexed (vectors: {vectors}) in {time.perf_counter() - t0:.0f} s")
-    runner, gateway = await front(gateway_settings(url, args.model_dir, cache_dir))
-    stack.push_async_callback(runner.cleanup)
+    settings = Settings.model_validate(gateway_settings(url, args.model_dir, cache_dir))
+    _, gateway = await stack.enter_async_context(running(settings))
     if vectors:
         await wait_embedder(gateway, data.name)
     return Served(data, gateway, url)
@@ -363,14 +357,14 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    path_option(parser, "--data", "directory holding the BEIR datasets named by --datasets")
     parser.add_argument("--datasets", default="trec-dl-2019-passage,scifact")
     parser.add_argument("--scifact-queries", type=int, default=100, help="first N (0: all)")
     parser.add_argument("--dl19-queries", type=int, default=0, help="first N (0: all 43)")
     parser.add_argument("--depth", type=int, default=100, help="first-stage hits")
     parser.add_argument("--window", type=int, default=50, help="rerank window (0: no rerank)")
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--model-dir", type=Path, default=MODEL)
+    model_dir_option(parser)
     parser.add_argument(
         "--configs", default="", help='comma-separated, e.g. "bm25,bm25 + rerank" (default all)'
     )

@@ -12,9 +12,9 @@ one at a time, while a probe asks ``/_gateway/health/live`` every 50 ms. Prints 
 line: RSS before and after (VmRSS, MiB), the peak (VmHWM), the slowest health
 answer, and every answer's ``X-Rerank`` / reason::
 
-    .venv/bin/python -m ops.hostile                 # ~30 s on 2 cores
-    .venv/bin/python -m ops.hostile --rounds 5 --subs 20000
-    .venv/bin/python -m ops.hostile --corpus ../shared/data/scifact/corpus.jsonl --docs 2000
+    .venv/bin/python -m ops.hostile --model-dir MODEL    # ~30 s on 2 cores
+    .venv/bin/python -m ops.hostile --rounds 5 --subs 20000   # model from GATEWAY_MODEL__PATH
+    .venv/bin/python -m ops.hostile --corpus DATA/scifact/corpus.jsonl --docs 2000
 
 ``tests/integration/test_hostile_inputs.py`` runs the same mix and asserts the bounds.
 """
@@ -26,7 +26,6 @@ import asyncio
 import http.client
 import io
 import json
-import os
 import sys
 import tempfile
 import threading
@@ -38,10 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from osmem_server import OsmemServer
 
-from ops.load import DEFAULT_MODEL, INDEX, SAMPLE, free_port, gateway_process, rss_kib, wait_ready
-from ops.seed import Cluster, seed
+from ops.harness.options import model_dir_option
+from ops.harness.ports import free_port
+from ops.harness.servers import gateway_env as harness_env
+from ops.harness.servers import gateway_process, osmem, rss_kib, seeded, wait_ready
+from ops.load import INDEX, SAMPLE
 
 JSON, NDJSON = "application/json", "application/x-ndjson"
 Request = tuple[str, str, bytes, str]
@@ -146,8 +147,8 @@ async def drive(
 
 
 def gateway_env(port: int, upstream: str, model_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
+    """The gateway's default settings but its port, cluster and model, and warnings only."""
+    return harness_env(
         {
             "GATEWAY_SERVER__PORT": str(port),
             "GATEWAY_UPSTREAM__URLS": upstream,
@@ -155,19 +156,13 @@ def gateway_env(port: int, upstream: str, model_dir: Path) -> dict[str, str]:
             "GATEWAY_LOG__LEVEL": "WARNING",
         }
     )
-    return env
 
 
 @contextmanager
 def seeded_osmem(corpus: Path = SAMPLE, docs: int | None = None) -> Iterator[str]:
-    server = OsmemServer.start()
-    try:
-        seed(Cluster(server.url, None, None), corpus, INDEX, limit=docs)
-        yield server.url
-    finally:
-        server.close()
-        if server.process.stdout is not None:  # the launcher leaves its pipe open
-            server.process.stdout.close()
+    with osmem() as url:
+        seeded(url, INDEX, corpus, limit=docs)
+        yield url
 
 
 async def run(args: argparse.Namespace) -> Figures:
@@ -186,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--subs", type=int, default=10_000)
-    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL)
+    model_dir_option(parser)
     parser.add_argument("--corpus", type=Path, default=SAMPLE, help="JSONL documents to seed")
     parser.add_argument("--docs", type=int, default=None, help="documents seeded at most")
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""Speed, batch variance and ranking agreement of the gateway's CPU model paths, in one run.
+"""Speed, batch variance and ranking agreement of the gateway's CPU model paths, in one run:
+what a user needs to pick ``MODEL__QUANTIZATION`` for the configured model.
 
 Every path runs through the gateway's own ``OnnxCrossEncoder`` (encode, feed, run) on
 SciFact *test* pairs (BM25 candidates), cut into length-sorted batches of ``--batch``
@@ -13,7 +14,12 @@ min Kendall tau per query against fp32 scored alone, top-1 agreement.
 The static int8 model is generated (once) into ``--cache-dir`` from ``model.onnx``,
 calibrated on SciFact *train* pairs (``python -m gateway.model.quantize``)::
 
-    .venv/bin/python -m ops.invariance_speed --pairs 96 --repeats 3 --batch 4,16
+    export GATEWAY_MODEL__PATH=MODEL GATEWAY_MODEL__CACHE_DIR=CACHE   # or the flags
+    .venv/bin/python -m ops.invariance_speed --data DATA/scifact --pairs 96 --repeats 3 \\
+        --batch 4,16
+
+The research option matrix it replaced (OpenVINO, PyTorch, fp16, unfused int8) and its
+figures are in ``docs/speed.md``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from gateway.model.base import Encoded
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.model.quantize import generate
 from gateway.settings import ModelSettings
-from ops.model_speed import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, agreement, build_pairs
+from ops.harness.bm25 import build_pairs
+from ops.harness.metrics import agreement
+from ops.harness.options import data_option, model_dir_option, path_option
 
 # name -> ModelSettings fields (besides path, cache_dir, threads)
 PATHS: dict[str, dict[str, Any]] = {
@@ -80,9 +88,11 @@ def _cpu_model() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
-    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/rerank-gateway-cache"))
+    model_dir_option(ap)
+    data_option(ap)
+    path_option(
+        ap, "--cache-dir", "where the static int8 model goes", env="GATEWAY_MODEL__CACHE_DIR"
+    )
     ap.add_argument("--pairs", type=int, default=96, help="test pairs (16 per query)")
     ap.add_argument("--batch", default="4,16", help="pairs per run, comma separated")
     ap.add_argument("--repeats", type=int, default=3)
@@ -90,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration-pairs", type=int, default=128)
     args = ap.parse_args(argv)
 
-    generate(args.model_dir, args.cache_dir, args.data_dir, n_pairs=args.calibration_pairs)
-    ps = build_pairs(args.data_dir, "test", args.pairs, 16)
+    generate(args.model_dir, args.cache_dir, args.data, n_pairs=args.calibration_pairs)
+    ps = build_pairs(args.data, "test", args.pairs, 16)
     sizes = [int(b) for b in args.batch.split(",")]
     runs: list[Run] = []
     encoders: dict[str, OnnxCrossEncoder] = {}

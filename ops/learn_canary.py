@@ -13,7 +13,7 @@ relevance comes from the SciFact *test* qrels (position-biased clicks as in ``le
 The gateway is restarted with each stage's experiment settings (``canary.experiment_settings``);
 cross-encoder scores are kept across restarts in Redis (``--redis-url``)::
 
-    .venv/bin/python -m ops.learn_canary --registry /tmp/learn-sim/registry --queries 150
+    .venv/bin/python -m ops.learn_canary --data DATA/scifact --registry DIR/registry --queries 150
 """
 
 from __future__ import annotations
@@ -26,14 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from osmem_server import OsmemServer
 
 from gateway.experiments.web import EXPERIMENTS, report_of
 from gateway.learning.canary import Canary, StopRule
 from gateway.learning.registry import Registry
 from gateway.settings import Settings
-from ops.evaluate import bulk_index, read_jsonl, read_qrels
-from ops.learn_sim import DATA, FIELDS, INDEX, MODEL, clicks_on, running, search_body
+from ops.harness import beir
+from ops.harness.options import data_option, model_dir_option
+from ops.harness.servers import osmem, running, seeded
+from ops.harness.users import FIELDS, clicks_on, search_body
+
+INDEX = "scifact"
 
 NAME = "scifact-ltr"
 
@@ -100,8 +103,8 @@ async def stage(
 async def main_async(args: argparse.Namespace) -> None:
     registry = Registry(args.registry)
     revision = args.revision or registry.revisions(NAME)[-1]
-    queries = {str(q["_id"]): str(q["text"]) for q in read_jsonl(args.data / "queries.jsonl")}
-    qrels = read_qrels(args.data / "qrels" / "test.tsv")
+    queries = beir.queries(args.data)
+    qrels = beir.qrels(args.data, "test")
     rng = random.Random(args.seed)
     ids = sorted(rng.sample(sorted(q for q in qrels if q in queries), args.queries))
     asked = {q: queries[q] for q in ids}
@@ -116,9 +119,8 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     canary.start(revision, rule)
     print(f"canary of {NAME}@{revision}: rule {rule}")
-    server = OsmemServer.start()
-    try:
-        bulk_index(server.url, INDEX, args.data / "corpus.jsonl")
+    with osmem() as upstream:
+        seeded(upstream, INDEX, args.data / "corpus.jsonl")
         while True:
             section = canary.experiment_settings("serving", "candidate")
             if not section:
@@ -126,7 +128,7 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"stage {section['mode']}: experiment {section['name']}")
             outcome = await stage(
                 args,
-                server.url,
+                upstream,
                 experiment=section,
                 revision=revision,
                 queries=asked,
@@ -137,10 +139,6 @@ async def main_async(args: argparse.Namespace) -> None:
             if outcome == "continue":
                 print("  rounds exhausted without a verdict", file=sys.stderr)
                 break
-    finally:
-        server.close()
-        if server.process.stdout is not None:
-            server.process.stdout.close()
     state = canary.state() or {}
     print(f"final stage: {state.get('stage')}; serving revision: {registry.serving(NAME)}")
     for line in registry.journal(NAME):
@@ -151,8 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--registry", type=Path, required=True)
     parser.add_argument("--revision")
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--model-dir", type=Path, default=MODEL)
+    data_option(parser)
+    model_dir_option(parser)
     parser.add_argument("--model-file", default="model_int8.onnx")
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--queries", type=int, default=150, help="test queries the users ask")

@@ -22,7 +22,8 @@
 
 Run (2 shared cores, int8 model at 128 tokens: ~15 minutes, mostly cross-encoder)::
 
-    .venv/bin/python -m ops.learn_sim --train-queries 200 --test-queries 300 --window 20
+    .venv/bin/python -m ops.learn_sim --data DATA/scifact --out DIR \\
+        --train-queries 200 --test-queries 300 --window 20
 
 Features are kept in ``--out`` (``features.json``), so ``--reuse`` retrains and
 re-evaluates without scoring again.
@@ -32,13 +33,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,9 +45,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 from aiohttp import web
-from osmem_server import OsmemServer
 
-from gateway.app import create_app, wait_ready
 from gateway.experiments.web import EXPERIMENTS
 from gateway.learning import features
 from gateway.learning.clicks import (
@@ -65,65 +62,17 @@ from gateway.learning.significance import paired_test, per_query_ndcg
 from gateway.learning.train import dataset, fused_order, learned_order, order_by, window_of
 from gateway.rerank.fusion import FusionSpec, fuse
 from gateway.settings import Settings
-from gateway.web.protocol import GatewayRunner
 from gateway.web.state import FLOW
-from ops.evaluate import bulk_index, read_jsonl, read_qrels
+from ops.harness import beir
+from ops.harness.options import data_option, model_dir_option, path_option
+from ops.harness.servers import osmem, running, seeded
+from ops.harness.users import FIELDS, clicks_on, search_body
 
-DATA = Path("/work/shared/data/scifact")
-MODEL = Path("/work/shared/models/all-minilm-l6-v2-pair")
 INDEX = "scifact"
-FIELDS = ("title", "text")
 WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 Window = dict[str, Any]  # docs, rows, ce, fs
 Qrels = dict[str, dict[str, float]]
 Ranking = Callable[[Window], list[str]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def search_body(text: str, size: int) -> dict[str, Any]:
-    return {"size": size, "query": {"multi_match": {"query": text, "fields": list(FIELDS)}}}
-
-
-def clicks_on(
-    hits: list[dict[str, Any]],
-    judged: dict[str, int],
-    search_id: str,
-    rng: random.Random,
-    *,
-    eta: float = 1.0,
-    p_rel: float = 0.9,
-    p_nonrel: float = 0.1,
-) -> list[dict[str, Any]]:
-    """A simulated user's clicks on a page: rank r examined with 1 / r**eta, then a click
-    with ``p_rel`` on a relevant hit (``judged`` > 0), ``p_nonrel`` on another."""
-    out = []
-    for rank, hit in enumerate(hits, start=1):
-        relevant = judged.get(hit["_id"], 0) > 0
-        examined = rng.random() < 1.0 / rank**eta
-        if examined and rng.random() < (p_rel if relevant else p_nonrel):
-            out.append({"search_id": search_id, "position": rank})
-    return out
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[web.Application, str]]:
-    """A gateway on a free loopback port, model loaded: (its app, its URL)."""
-    app = create_app(settings)
-    runner = GatewayRunner(app)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        await wait_ready(app, timeout_s=300)
-        yield app, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def traffic(
@@ -176,22 +125,21 @@ async def windows(
 
 async def collect(args: argparse.Namespace) -> dict[str, Any]:
     """Steps 1 and 3: traffic through the gateway, the event log, the feature windows."""
-    queries = {str(q["_id"]): str(q["text"]) for q in read_jsonl(args.data / "queries.jsonl")}
-    train_qrels = read_qrels(args.data / "qrels" / "train.tsv")
-    test_qrels = read_qrels(args.data / "qrels" / "test.tsv")
+    queries = beir.queries(args.data)
+    train_qrels = beir.qrels(args.data, "train")
+    test_qrels = beir.qrels(args.data, "test")
     rng = random.Random(args.seed)
     train_ids = sorted(
         rng.sample(sorted(q for q in train_qrels if q in queries), args.train_queries)
     )
     test_all = sorted(q for q in test_qrels if q in queries)
     test_ids = sorted(rng.sample(test_all, min(args.test_queries, len(test_all))))
-    server = OsmemServer.start()
-    try:
-        count = bulk_index(server.url, INDEX, args.data / "corpus.jsonl")
+    with osmem() as upstream:
+        count = seeded(upstream, INDEX, args.data / "corpus.jsonl")
         print(f"indexed {count} documents into osmem-server", file=sys.stderr)
         settings = Settings.model_validate(
             {
-                "upstream": {"urls": [server.url]},
+                "upstream": {"urls": [upstream]},
                 "model": {
                     "path": str(args.model_dir),
                     "file": args.model_file,
@@ -224,15 +172,11 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
                 await events.flush()
                 log = await events.read()
                 train_w = await windows(
-                    app, session, server.url, {q: queries[q] for q in train_ids}, args.window
+                    app, session, upstream, {q: queries[q] for q in train_ids}, args.window
                 )
                 test_w = await windows(
-                    app, session, server.url, {q: queries[q] for q in test_ids}, args.window
+                    app, session, upstream, {q: queries[q] for q in test_ids}, args.window
                 )
-    finally:
-        server.close()
-        if server.process.stdout is not None:
-            server.process.stdout.close()
     return {
         "queries": {q: queries[q] for q in [*train_ids, *test_ids]},
         "train": train_w,
@@ -388,8 +332,8 @@ def speed(test: dict[str, Window], *models: Ranker) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--model-dir", type=Path, default=MODEL)
+    data_option(parser)
+    model_dir_option(parser)
     parser.add_argument("--model-file", default="model_int8.onnx")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--train-queries", type=int, default=200)
@@ -415,7 +359,7 @@ def main() -> None:
     parser.add_argument("--leaves", type=int, default=15, help="LightGBM num_leaves")
     parser.add_argument("--min-leaf", type=int, default=20, help="LightGBM min_data_in_leaf")
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/learn-sim"))
+    path_option(parser, "--out", "directory for features.json")
     parser.add_argument("--reuse", action="store_true", help="reuse --out/features.json")
     parser.add_argument("--registry", type=Path, help="register the LightGBM model here")
     args = parser.parse_args()

@@ -13,11 +13,14 @@ malformed answer was seen.
 
 ::
 
+    export GATEWAY_MODEL__PATH=MODEL                              # or --model-dir MODEL
     .venv/bin/python -m ops.load                                  # 2,000 requests, <= 60 s
-    .venv/bin/python -m ops.load --requests 500 --concurrency 8
+    .venv/bin/python -m ops.load --data DATA/scifact --requests 500 --concurrency 8
     .venv/bin/python -m ops.load --soak-s 180 --requests 0        # soak, Redis restarted midway
 
-``--requests 0`` means no request limit (the duration bounds the run). With
+Documents and queries: the corpus of ``--data`` (a BEIR directory), else the 20
+test documents (``tests/data/docs.jsonl``). ``--requests 0`` means no request
+limit (the duration bounds the run). With
 ``--soak-s`` the run lasts that long and the Redis server is stopped at the
 middle and started again ``--redis-down-s`` later.
 """
@@ -27,49 +30,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from osmem_server import OsmemServer
 
-from ops.seed import Cluster, read_corpus, seed
+from gateway.offline.seeding import read_corpus
+from ops.harness import beir
+from ops.harness.options import model_dir_option
+from ops.harness.ports import free_port
+from ops.harness.servers import (
+    RedisServer,
+    gateway_env,
+    gateway_process,
+    osmem,
+    rss_kib,
+    seeded,
+    wait_ready,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO.parent / "shared" / "models" / "all-minilm-l6-v2-pair"
-SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 SAMPLE = REPO / "tests" / "data" / "docs.jsonl"
 INDEX = "docs"
 BAD_BODIES = [b'{"query": {"match": ', b'{"size": -1}', b'{"query": {"nope": {}}}']
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def rss_kib(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak) of a process, in KiB."""
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0])
-    return out
 
 
 @dataclass
@@ -108,9 +97,6 @@ class Report:
             f"  transport errors: {dict(self.transport_errors)}",
             *[f"  malformed: {m}" for m in self.malformed[:10]],
         ]
-
-
-NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
 
 
 class Workload:
@@ -233,96 +219,11 @@ async def drive(
     return report
 
 
-class RedisServer:
-    """A private redis-server on a free port, restartable."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("load: redis-server is not installed")
-        self.binary = binary
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, *("--port", str(self.port), "--bind", "127.0.0.1"), *NO_PERSISTENCE],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_port(self.port, 10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            end(self.process)
-            self.process = None
-
-
-def _wait_port(port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"load: nothing listens on 127.0.0.1:{port} after {timeout_s} s")
-
-
 def _corpus(args: argparse.Namespace) -> tuple[Path, list[str]]:
-    if (SCIFACT / "corpus.jsonl").is_file() and not args.small:
-        queries_file = SCIFACT / "queries.jsonl"
-        queries = [json.loads(line)["text"] for line in queries_file.open() if line.strip()]
-        return SCIFACT / "corpus.jsonl", queries[:200]
+    if args.data is not None and not args.small:
+        return args.data / "corpus.jsonl", list(beir.queries(args.data).values())[:200]
     docs = list(read_corpus(SAMPLE, None))
     return SAMPLE, [d["title"] for d in docs]
-
-
-@contextmanager
-def gateway_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m gateway``, its log in a file (a pipe nobody reads would block it)."""
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway"], env=env, cwd=REPO, stdout=sink, stderr=sink
-        )
-        try:
-            yield process
-        finally:
-            end(process)
-
-
-def end(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL if it is still there after ``timeout_s``."""
-    process.terminate()
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def log_tail(log: Path, lines: int = 20) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
-async def wait_ready(
-    url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float
-) -> None:
-    async with aiohttp.ClientSession() as session:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SystemExit(
-                    f"load: the gateway exited with status {process.returncode}:\n{log_tail(log)}"
-                )
-            try:
-                async with session.get(url + "/_gateway/health/ready") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise SystemExit("load: the gateway did not become ready")
 
 
 async def _sample_rss(pid: int, every_s: float, out: list[tuple[float, int]]) -> None:
@@ -335,72 +236,74 @@ async def _sample_rss(pid: int, every_s: float, out: list[tuple[float, int]]) ->
 
 async def run(args: argparse.Namespace) -> Report:
     corpus, queries = _corpus(args)
-    server = OsmemServer.start()
     redis = RedisServer()
     redis.start()
     try:
-        count = seed(Cluster(server.url, None, None), corpus, INDEX, limit=args.docs)
-        ids = [str(d["_id"]) for d in read_corpus(corpus, min(args.docs, 500))]
-        print(f"osmem-server {server.url}: {count} documents from {corpus}")
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        env.update(
-            {
-                "GATEWAY_SERVER__PORT": str(port),
-                "GATEWAY_UPSTREAM__URLS": server.url,
-                "GATEWAY_MODEL__PATH": str(args.model_dir),
-                "GATEWAY_RERANK__WINDOW": str(args.window),
-                "GATEWAY_RERANK__TIMEOUT_S": str(args.rerank_timeout_s),
-                "GATEWAY_CACHE__REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
-                "GATEWAY_LOG__LEVEL": "WARNING",
-            }
-        )
-        log = Path(tempfile.mkdtemp(prefix="load-")) / "gateway.log"
-        with gateway_process(env, log) as process:
-            await wait_ready(url, process, log, 120)
-            before = rss_kib(process.pid)
-            workload = Workload(queries, ids)
-            duration = args.soak_s or args.duration_s
-            load = asyncio.create_task(
-                drive(
-                    url,
-                    workload,
-                    requests=args.requests,
-                    duration_s=duration,
-                    concurrency=args.concurrency,
-                )
-            )
-            series: list[tuple[float, int]] = []
-            samples = asyncio.create_task(_sample_rss(process.pid, args.rss_every_s, series))
-            if args.soak_s:
-                await asyncio.sleep(duration / 2)
-                print(f"t={duration / 2:.0f}s: stopping redis for {args.redis_down_s} s")
-                await asyncio.to_thread(redis.stop)
-                await asyncio.sleep(args.redis_down_s)
-                await asyncio.to_thread(redis.start)
-                print("redis started again (empty)")
-            report = await load
-            samples.cancel()
-            after = rss_kib(process.pid)
-        warnings = [line for line in log.read_text().splitlines() if " WARNING " in line]
-        print(f"gateway {url}: window {args.window}, concurrency {args.concurrency}")
-        print(f"gateway log {log}: {len(warnings)} warning lines")
-        for line in report.lines():
-            print(line)
-        if args.rss_every_s:
-            line = "  ".join(f"{t:.0f}s:{kib // 1024}" for t, kib in series)
-            print(f"gateway RSS MiB every {args.rss_every_s:.0f} s: {line}")
-        print(
-            f"gateway RSS KiB: before {before['VmRSS']}  after {after['VmRSS']}"
-            f"  (delta {after['VmRSS'] - before['VmRSS']:+d}; peak {after['VmHWM']})"
-        )
-        return report
+        with osmem() as upstream:
+            return await _run(args, upstream, redis, corpus, queries)
     finally:
         redis.stop()
-        server.close()
-        if server.process.stdout is not None:  # the launcher leaves its pipe open
-            server.process.stdout.close()
+
+
+async def _run(
+    args: argparse.Namespace, upstream: str, redis: RedisServer, corpus: Path, queries: list[str]
+) -> Report:
+    count = seeded(upstream, INDEX, corpus, limit=args.docs)
+    ids = [str(d["_id"]) for d in read_corpus(corpus, min(args.docs, 500))]
+    print(f"osmem-server {upstream}: {count} documents from {corpus}")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = gateway_env(
+        {
+            "GATEWAY_SERVER__PORT": str(port),
+            "GATEWAY_UPSTREAM__URLS": upstream,
+            "GATEWAY_MODEL__PATH": str(args.model_dir),
+            "GATEWAY_RERANK__WINDOW": str(args.window),
+            "GATEWAY_RERANK__TIMEOUT_S": str(args.rerank_timeout_s),
+            "GATEWAY_CACHE__REDIS_URL": redis.url,
+            "GATEWAY_LOG__LEVEL": "WARNING",
+        }
+    )
+    log = Path(tempfile.mkdtemp(prefix="load-")) / "gateway.log"
+    with gateway_process(env, log) as process:
+        await wait_ready(url, process, log, 120)
+        before = rss_kib(process.pid)
+        workload = Workload(queries, ids)
+        duration = args.soak_s or args.duration_s
+        load = asyncio.create_task(
+            drive(
+                url,
+                workload,
+                requests=args.requests,
+                duration_s=duration,
+                concurrency=args.concurrency,
+            )
+        )
+        series: list[tuple[float, int]] = []
+        samples = asyncio.create_task(_sample_rss(process.pid, args.rss_every_s, series))
+        if args.soak_s:
+            await asyncio.sleep(duration / 2)
+            print(f"t={duration / 2:.0f}s: stopping redis for {args.redis_down_s} s")
+            await asyncio.to_thread(redis.stop)
+            await asyncio.sleep(args.redis_down_s)
+            await asyncio.to_thread(redis.start)
+            print("redis started again (empty)")
+        report = await load
+        samples.cancel()
+        after = rss_kib(process.pid)
+    warnings = [line for line in log.read_text().splitlines() if " WARNING " in line]
+    print(f"gateway {url}: window {args.window}, concurrency {args.concurrency}")
+    print(f"gateway log {log}: {len(warnings)} warning lines")
+    for line in report.lines():
+        print(line)
+    if args.rss_every_s:
+        line = "  ".join(f"{t:.0f}s:{kib // 1024}" for t, kib in series)
+        print(f"gateway RSS MiB every {args.rss_every_s:.0f} s: {line}")
+    print(
+        f"gateway RSS KiB: before {before['VmRSS']}  after {after['VmRSS']}"
+        f"  (delta {after['VmRSS'] - before['VmRSS']:+d}; peak {after['VmHWM']})"
+    )
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerank-timeout-s", type=float, default=5.0)
     parser.add_argument("--docs", type=int, default=2000, help="documents seeded at most")
     parser.add_argument("--small", action="store_true", help="the 20-document test corpus")
-    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--data", type=Path, help="BEIR directory to seed (default: 20 documents)")
+    model_dir_option(parser)
     parser.add_argument("--soak-s", type=float, default=0.0, help="soak this long instead")
     parser.add_argument("--redis-down-s", type=float, default=3.0)
     parser.add_argument("--rss-every-s", type=float, default=0.0, help="print RSS over time")

@@ -27,8 +27,7 @@ from gateway.model.base import CrossEncoder
 from gateway.model.embedder import Embedder
 from gateway.settings import Settings
 from gateway.web.protocol import GatewayRunner
-from ops.noida import binary as noida_binary
-from ops.noida import noida_db
+from ops.harness.servers import noida_binary, noida_db
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"

@@ -2,7 +2,7 @@
 
 argparse (the standard library) rather than click or typer: the image and a bare
 ``pip install`` get the commands with no extra dependency, the subcommands reuse
-the argument parsers the ``python -m ops.X`` scripts always had, and nothing here
+the argument parsers their ``python -m`` modules had, and nothing here
 needs more than flags and positional arguments. Without a command, ``serve`` runs
 (so ``rerank-gateway`` and ``python -m gateway`` keep starting the gateway).
 """
@@ -14,10 +14,20 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import canary, check, evaluate, export_model, report, seed, serve, train
+from gateway.cli import (
+    backfill,
+    canary,
+    check,
+    evaluate,
+    export_model,
+    report,
+    seed,
+    serve,
+    train,
+)
 from gateway.cli.config import ConfigError
 
-COMMANDS = (serve, check, seed, evaluate, report, export_model, train, canary)
+COMMANDS = (serve, check, seed, evaluate, report, export_model, train, canary, backfill)
 PROG = "rerank-gateway"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 NAME = "eval"
@@ -36,7 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check-offline", action="store_true", help="also score the candidates with the model"
     )
-    parser.add_argument("--model-dir", default="../shared/models/all-minilm-l6-v2-pair")
+    parser.add_argument(
+        "--model-dir",
+        default=os.environ.get("GATEWAY_MODEL__PATH"),
+        help="model directory for --check-offline (default: $GATEWAY_MODEL__PATH)",
+    )
     parser.add_argument(
         "--model-file",
         default=None,
@@ -45,6 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.check_offline and not args.model_dir:
+        print("eval: --check-offline needs --model-dir (or GATEWAY_MODEL__PATH)", file=sys.stderr)
+        return 2
     try:
         from gateway.offline.evaluation import main_async
     except ImportError as exc:

@@ -7,8 +7,8 @@ ONNX layout (``model.onnx``, ``tokenizer.json``, int8 / fp16 variants).
 ``--model`` needs the ``export`` extra (torch, transformers, onnx); ``--from-onnx`` only
 ``onnx``. The gateway itself needs neither: a Hub repository with an ONNX export is used
 as it is (``serve --model HUB_ID``). The batch-invariant static int8 file comes from
-``python -m gateway.model.quantize``; ``ops/export_model.py`` (a checkout) adds agreement
-checks against fp32.
+``python -m gateway.model.quantize``; ``python -m ops.invariance_speed`` (a checkout)
+measures each CPU variant's speed and agreement with fp32.
 """
 
 from __future__ import annotations

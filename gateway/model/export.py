@@ -13,7 +13,7 @@
 ``rerank-gateway export-model`` runs :func:`main`; ``--model`` (a Hub id or a local Hugging
 Face directory) needs the ``export`` extra (torch, transformers, onnx), ``--from-onnx``
 (variants of an existing ``model.onnx``) only ``onnx``. The static int8 model is generated
-by ``python -m gateway.model.quantize``; ``ops/export_model.py`` adds agreement checks.
+by ``python -m gateway.model.quantize``; ``ops.invariance_speed`` measures agreement.
 """
 
 from __future__ import annotations

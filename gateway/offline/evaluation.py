@@ -2,9 +2,9 @@
 
 Needs ``ir-measures`` (``pip install 'rerank-gateway[eval]'``).
 
-    rerank-gateway eval --data ../shared/data/scifact --gateway http://127.0.0.1:9201 \\
+    rerank-gateway eval --data data/scifact --gateway http://127.0.0.1:9201 \\
         [--index-into http://127.0.0.1:9200] [--variant rerank --variant w20:window=20] \\
-        [--check-offline --model-dir ../shared/models/all-minilm-l6-v2-pair]
+        [--check-offline --model-dir models/minilm]
 
 Every query is sent through the gateway once per variant: ``baseline`` with
 ``X-Rerank: off`` (the cluster's BM25 order), each rerank variant with

@@ -1,9 +1,11 @@
 """Fill a vector field of an existing index: read every document that lacks it, embed
 its text, write the vector back with ``_bulk`` partial updates.
 
-    python -m gateway.vectors.backfill INDEX [--field F] [--batch-size N] [--state FILE]
-                               [--max-batches N] [--restart] [--keep-alive 10m]
-                               [--no-point-in-time]
+    rerank-gateway backfill INDEX [--field F] [--batch-size N] [--state FILE]
+                            [--max-batches N] [--restart] [--keep-alive 10m]
+                            [--no-point-in-time]
+
+(the command is ``gateway.cli.backfill``; ``python -m gateway.vectors.backfill`` runs it too).
 
 Reads the documents through a point in time (Elasticsearch ``POST /{index}/_pit``
 sorted by ``_shard_doc``; OpenSearch ``POST /{index}/_search/point_in_time`` sorted by
@@ -36,9 +38,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from pydantic import ValidationError
-
-from gateway.__main__ import describe_config_error, setup_logging
 from gateway.errors import ModelError, UpstreamError
 from gateway.model.embedder import Embedder
 from gateway.model.embedder_export import load_embedder
@@ -75,7 +74,6 @@ __all__ = [
     "State",
     "backfill",
     "load_state",
-    "main",
     "run",
 ]
 
@@ -218,44 +216,7 @@ async def run(settings: Settings, options: Options, progress_to: TextIO | None) 
     return report.exit_code
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m gateway.vectors.backfill",
-        description="Fill a vector field of an index with the embedder (EMBEDDER__*).",
-    )
-    p.add_argument("index", help="index, alias or pattern to fill")
-    p.add_argument("--field", help="vector field (default EMBEDDER__FIELD)")
-    p.add_argument("--text-fields", help="comma-separated source fields (EMBEDDER__TEXT_FIELDS)")
-    p.add_argument("--batch-size", type=int, default=200, help="documents per page and _bulk")
-    p.add_argument("--state", type=Path, help="state file (default INDEX.FIELD.backfill.json)")
-    p.add_argument("--max-batches", type=int, help="stop after this many batches (resumable)")
-    p.add_argument("--keep-alive", default="10m", help="point-in-time keep-alive")
-    p.add_argument("--restart", action="store_true", help="ignore the state file")
-    p.add_argument(
-        "--no-point-in-time", action="store_true", help="search_after on _id, no point in time"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"backfill: {describe_config_error(exc)}", file=sys.stderr)
-        return EXIT_CONFIG
-    setup_logging(settings.log)
-    if settings.embedder.path is None:
-        print("backfill: set GATEWAY_EMBEDDER__PATH to the embedding model", file=sys.stderr)
-        return EXIT_CONFIG
-    options = options_from(args, settings.embedder)
-    try:
-        return asyncio.run(run(settings, options, None if args.no_progress else sys.stderr))
-    except KeyboardInterrupt:
-        print("backfill: interrupted; run again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from gateway.cli import main as cli_main  # the command, with this module's library
+
+    sys.exit(cli_main(["backfill", *sys.argv[1:]]))

@@ -12,7 +12,7 @@ import socket
 
 import redis
 
-from ops.load import RedisServer
+from ops.harness.servers import RedisServer
 
 # Upstream (BM25-like) order: d0 first. The fake model prefers documents sharing query words.
 DOCS = [

@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_demo_marks_relevant_hits_and_reports_ndcg(model_dir: Path) -> None:
     env = {**os.environ, "GATEWAY_MODEL__PATH": str(model_dir)}
-    args = ["--queries", "3", "--show", "3", "--distractors", "300"]
+    scifact = REPO.parent / "shared" / "data" / "scifact"
+    args = ["--data", str(scifact), "--queries", "3", "--show", "3", "--distractors", "300"]
     done = subprocess.run(
         [sys.executable, "-m", "ops.demo", *args],
         cwd=REPO,

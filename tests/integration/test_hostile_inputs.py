@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ops.harness.ports import free_port
+from ops.harness.servers import gateway_process, log_tail, wait_ready
 from ops.hostile import drive, gateway_env
-from ops.load import free_port, gateway_process, log_tail, wait_ready
 
 RSS_GROWTH_MIB = 150
 HEALTH_MS = 100

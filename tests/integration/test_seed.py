@@ -1,4 +1,4 @@
-"""``rerank-gateway seed`` (and its ops/seed.py wrapper) loads a BEIR-layout corpus into the
+"""``rerank-gateway seed`` loads a BEIR-layout corpus into the
 real osmem-server."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli import main as cli_main
 from gateway.cli.seed import BAR_WIDTH, STEPS, ProgressBar
-from ops import seed
 from tests.commands import run_cli
 from tests.conftest import DATA, http
 
@@ -24,7 +24,7 @@ async def test_seed_loads_a_beir_directory(osmem: str, tmp_path: Path) -> None:
     total = len((dataset / "corpus.jsonl").read_text().splitlines())
 
     argv = [str(dataset), "--url", osmem, "--chunk", "7", "--recreate"]
-    assert await asyncio.to_thread(seed.main, argv) == 0
+    assert await asyncio.to_thread(cli_main, ["seed", *argv]) == 0
     count = await asyncio.to_thread(http, "GET", f"{osmem}/mini-set/_count")
     assert count["count"] == total
 
@@ -39,7 +39,7 @@ async def test_seed_loads_a_beir_directory(osmem: str, tmp_path: Path) -> None:
         "5",
         "--recreate",
     ]
-    assert await asyncio.to_thread(seed.main, argv) == 0
+    assert await asyncio.to_thread(cli_main, ["seed", *argv]) == 0
     count = await asyncio.to_thread(http, "GET", f"{osmem}/mini-set/_count")
     assert count["count"] == 5
     doc = await asyncio.to_thread(http, "GET", f"{osmem}/mini-set/_doc/berlin-pop")
@@ -48,7 +48,7 @@ async def test_seed_loads_a_beir_directory(osmem: str, tmp_path: Path) -> None:
 
 
 def test_seed_reports_a_missing_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert seed.main([str(tmp_path), "--url", "http://127.0.0.1:1"]) == 1
+    assert cli_main(["seed", str(tmp_path), "--url", "http://127.0.0.1:1"]) == 1
     assert capsys.readouterr().err == (
         f"seed: no corpus at {tmp_path / 'corpus.jsonl'} (expected a BEIR corpus.jsonl)\n"
     )

@@ -10,7 +10,10 @@ import pytest
 from ir_measures import nDCG
 
 from gateway.settings import ModelSettings
-from ops.demo import SCIFACT, corpus_subset, judged_queries, model_label, ndcg_at
+from ops.demo import corpus_subset, judged_queries, model_label, ndcg_at
+from tests.conftest import REPO
+
+SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 
 
 @pytest.mark.parametrize(

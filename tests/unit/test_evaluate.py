@@ -1,4 +1,4 @@
-"""The pure parts of ops/evaluate.py: qrels, variants, runs and metrics on a tiny judged set."""
+"""The pure parts of gateway.offline.evaluation: qrels, variants, runs, metrics on a tiny set."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.evaluate import as_run, evaluate, parse_variant, read_qrels, table
+from gateway.offline.evaluation import as_run, evaluate, parse_variant, read_qrels, table
 
 
 def test_read_qrels_skips_the_header(tmp_path: Path) -> None:
