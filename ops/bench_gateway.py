@@ -57,19 +57,10 @@ import aiohttp
 from gateway.model.base import Encoded, Pair
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import ModelSettings, Settings, SpeedSettings
-from ops.harness import beir
+from ops.harness import beir, servers
 from ops.harness.metrics import pct
 from ops.harness.options import data_option, model_dir_option
 from ops.harness.ports import free_port
-from ops.harness.servers import (
-    cpu_seconds,
-    gateway_env,
-    gateway_process,
-    osmem,
-    rss_kib,
-    seeded,
-    wait_ready,
-)
 
 INDEX = "scifact"
 PEER_CANDIDATES = 100
@@ -277,7 +268,7 @@ async def passthrough_rows(
     await drive(direct, bodies[:20], 1, {})  # warm connections and caches
     await drive(gateway, bodies[:20], 1, off)
     pairs: list[tuple[float, float]] = []
-    cpu_before = cpu_seconds(pid)  # the gateway idles while a search goes direct
+    cpu_before = servers.cpu_seconds(pid)  # the gateway idles while a search goes direct
     async with aiohttp.ClientSession() as to_direct, aiohttp.ClientSession() as to_gateway:
         legs = [(to_direct, direct, {}), (to_gateway, gateway, off)]
         for i, body in enumerate(bodies):
@@ -288,7 +279,7 @@ async def passthrough_rows(
                     await r.read()
                 times[url] = 1000 * (time.perf_counter() - started)
             pairs.append((times[direct], times[gateway]))
-    cpu_s = cpu_seconds(pid) - cpu_before
+    cpu_s = servers.cpu_seconds(pid) - cpu_before
     diffs = [g - d for d, g in pairs]
     for name, values in (("direct", [d for d, _ in pairs]), ("gateway", [g for _, g in pairs])):
         figures = {"p50 ms": f"{pct(values, 0.5):.2f}", "p99 ms": f"{pct(values, 0.99):.2f}"}
@@ -327,8 +318,8 @@ def load_line() -> str:
 async def run(args: argparse.Namespace) -> None:
     print(f"# bench_gateway: {load_line()}", flush=True)
     queries = list(beir.judged(args.data).values())
-    with osmem() as upstream:
-        count = seeded(upstream, INDEX, args.data / "corpus.jsonl")
+    with servers.osmem() as upstream:
+        count = servers.seeded(upstream, INDEX, args.data / "corpus.jsonl")
         print(f"# osmem-server {upstream}: {count} SciFact documents, {len(queries)} test queries")
         model, speed = gateway_model_settings(args.model_dir)
         pairs = await candidates(upstream, queries[: args.ceiling_queries], PEER_CANDIDATES)
@@ -342,7 +333,7 @@ async def run(args: argparse.Namespace) -> None:
                 print_row(row)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = gateway_env(
+        env = servers.gateway_env(
             {
                 "GATEWAY_MODEL__PATH": str(args.model_dir),
                 "GATEWAY_SERVER__PORT": str(port),
@@ -356,15 +347,15 @@ async def run(args: argparse.Namespace) -> None:
             _PASSED_ON,
         )
         log = Path(tempfile.mkdtemp(prefix="bench-gateway-")) / "gateway.log"
-        with gateway_process(env, log) as process:
-            await wait_ready(url, process, log, 300)
-            after_start = rss_kib(process.pid)["VmRSS"]
+        with servers.gateway_process(env, log) as process:
+            await servers.wait_ready(url, process, log, 300)
+            after_start = servers.rss_kib(process.pid)["VmRSS"]
             rows += await gateway_rows(url, queries, args, ceiling_rate)
             # Again, with the gateway idle: the box is shared, its load drifts.
             rows.append(ceiling(encoder, pairs, args.batch, "after 3"))
             print_row(rows[-1])
             rows += await passthrough_rows(upstream, url, queries, args, process.pid)
-            peak = rss_kib(process.pid)
+            peak = servers.rss_kib(process.pid)
         rows.append(
             Row(
                 "5 memory",
