@@ -57,7 +57,7 @@ from osmem_server import OsmemServer
 
 from gateway.model.base import Encoded, Pair
 from gateway.model.onnx import OnnxCrossEncoder
-from gateway.settings import ModelSettings, Settings, SpeedSettings
+from gateway.settings import OnnxModel, Settings, SpeedSettings
 from ops.load import free_port, gateway_process, rss_kib, wait_ready
 from ops.seed import Cluster, seed
 
@@ -119,10 +119,12 @@ async def candidates(url: str, queries: Iterable[str], k: int) -> list[Pair]:
 # -------------------------------------------------------------- (1) the ceiling
 
 
-def gateway_model_settings(model_dir: Path) -> tuple[ModelSettings, SpeedSettings]:
+def gateway_model_settings(model_dir: Path) -> tuple[OnnxModel, SpeedSettings]:
     """MODEL__* / SPEED__* as the gateway subprocess reads them from this environment."""
     settings = Settings()
     model = settings.model
+    if not isinstance(model, OnnxModel):
+        raise SystemExit("the ceiling is measured on a local model (MODEL__BACKEND=onnx)")
     if model.path is None:
         model = model.model_copy(update={"path": model_dir})
     return model, settings.speed

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from gateway.__main__ import EXIT_CONFIG, describe_config_error, setup_logging
 from gateway.app import create_app, wait_ready
-from gateway.settings import ModelSettings, Settings
+from gateway.settings import ModelBackend, OnnxModel, Settings
 from gateway.web.protocol import GatewayRunner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,8 +112,10 @@ def ndcg_at(ranked: list[str], relevant: dict[str, int], depth: int = DEPTH) -> 
     return dcg / best if best > 0 else 0.0
 
 
-def model_label(model: ModelSettings) -> str:
+def model_label(model: ModelBackend) -> str:
     """What the model is, said plainly: a cross-encoder, or a stand-in behind that interface."""
+    if not isinstance(model, OnnxModel):
+        return f"a remote cross-encoder (MODEL__BACKEND={model.backend})"
     if model.path is None:
         return f"{model.hub_id} from the Hugging Face Hub (loaded as a cross-encoder)"
     architectures: list[str] = []
