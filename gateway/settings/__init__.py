@@ -87,6 +87,7 @@ __all__ = [
     "UpstreamSettings",
     "Variant",
     "env_name",
+    "iter_sections",
     "iter_variables",
     "section_fields",
     "split_userinfo",
@@ -131,29 +132,53 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
     return [annotation]
 
 
-def section_fields(annotation: Any) -> dict[str, FieldInfo]:
-    """The fields of a section; for a union (MODEL__*), the fields of its common base first,
-    then each member's own."""
+def _base(annotation: Any) -> type[BaseModel]:
+    """The section's model; for a union (MODEL__*), the base all its members share."""
     models = _models(annotation)
     base = next(c for c in models[0].__mro__ if all(issubclass(m, c) for m in models))
-    fields: dict[str, FieldInfo] = dict(getattr(base, "model_fields", {}))
-    for model in models:
+    assert issubclass(base, BaseModel)
+    return base
+
+
+def section_fields(annotation: Any) -> dict[str, FieldInfo]:
+    """The fields of a section; for a union, its base's first, then each member's own."""
+    fields: dict[str, FieldInfo] = dict(_base(annotation).model_fields)
+    for model in _models(annotation):
         for name, field in model.model_fields.items():
             fields.setdefault(name, field)
     return fields
 
 
-def iter_variables() -> list[tuple[str, str, str]]:
-    """(variable, default, description) for every setting, for the table of variables."""
-    rows: list[tuple[str, str, str]] = []
-    for section, info in Settings.model_fields.items():
-        for name, field in section_fields(info.annotation).items():
-            default = None if field.is_required() else field.get_default(call_default_factory=True)
-            if isinstance(default, list):
-                shown = ",".join(str(x) for x in default)
-            elif default is None:
-                shown = "(unset)"
-            else:
-                shown = str(default)
-            rows.append((env_name(section, name), shown, field.description or ""))
+Row = tuple[str, str, str]  # variable, default as shown, description
+
+
+def iter_sections() -> list[tuple[str, str, list[Row]]]:
+    """(section, what it is for, its rows) for every section, for the table of variables."""
+    return [
+        (section, _summary(info.annotation), _rows(section, info.annotation))
+        for section, info in Settings.model_fields.items()
+    ]
+
+
+def iter_variables() -> list[Row]:
+    """(variable, default, description) for every setting."""
+    return [row for _, _, rows in iter_sections() for row in rows]
+
+
+def _summary(annotation: Any) -> str:
+    """The first line of the section's docstring."""
+    return (_base(annotation).__doc__ or "").strip().splitlines()[0]
+
+
+def _rows(section: str, annotation: Any) -> list[Row]:
+    rows: list[Row] = []
+    for name, field in section_fields(annotation).items():
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        if isinstance(default, list):
+            shown = ",".join(str(x) for x in default)
+        elif default is None:
+            shown = "(unset)"
+        else:
+            shown = str(default)
+        rows.append((env_name(section, name), shown, field.description or ""))
     return rows

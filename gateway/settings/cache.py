@@ -10,6 +10,8 @@ from gateway.settings.base import RedisUrl, Section
 
 
 class CacheSettings(Section):
+    """The score cache: Redis (TLS, ACL, Cluster) or an in-process LRU."""
+
     redis_url: RedisUrl = Field(
         None,
         description="Redis URL (`redis://`, `rediss://` for TLS); unset: in-process LRU cache.",

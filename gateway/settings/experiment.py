@@ -46,6 +46,8 @@ def _variants(value: Any) -> Any:
 
 
 class ExperimentSettings(Section):
+    """Online experiments: mode, arms, assignment key, events (docs/experiments.md)."""
+
     mode: Literal["off", "ab", "interleave", "shadow"] = Field(
         "off",
         description=(

@@ -26,9 +26,12 @@ BACKEND_ERROR = "model_backend"  # the error type of a MODEL__BACKEND no backend
 
 
 class ModelSettings(Section):
-    """What every backend reads; the base of ``OnnxModel``, ``TeiModel`` and ``PoolModel``."""
+    """The cross-encoder: fields per MODEL__BACKEND (`onnx`, `tei`, `pool`), others ignored.
 
-    backend: Literal["onnx", "tei", "pool"] = Field(
+    What every backend reads; the base of ``OnnxModel``, ``TeiModel`` and ``PoolModel``.
+    """
+
+    backend: Backend = Field(
         "onnx",
         description=(
             "`onnx` runs the model in the gateway; `tei` sends pairs to a Hugging Face"
@@ -52,7 +55,9 @@ class ModelSettings(Section):
     )
 
     def __new__(cls, *args: Any, **data: Any) -> ModelSettings:
-        if cls is ModelSettings:  # the base stands for the union: build the named backend
+        # The base stands for the union: it builds the backend the values name (whose own
+        # ``__init__`` Python then runs on the same values).
+        if cls is ModelSettings:
             return MODEL_BACKEND.validate_python(data)
         return super().__new__(cls)
 
@@ -139,7 +144,7 @@ class OnnxModel(ModelSettings):
 class TeiModel(ModelSettings):
     """``tei``: pairs go to a text-embeddings-inference server's ``/rerank``."""
 
-    backend: Literal["tei"]
+    backend: Literal["tei"] = "tei"
     tei_url: HttpUrl = Field(
         description="Base URL of the text-embeddings-inference server (backend `tei`)."
     )
@@ -162,7 +167,7 @@ class TeiModel(ModelSettings):
 class PoolModel(ModelSettings):
     """``pool``: pairs are split over several remote scorers serving one model."""
 
-    backend: Literal["pool"]
+    backend: Literal["pool"] = "pool"
     pool_urls: HttpUrls = Field(
         default_factory=list,
         description=(

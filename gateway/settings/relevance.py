@@ -168,7 +168,7 @@ class ProfileSettings(_Candidates, _Scoring):
 
 
 class RerankSettings(_Candidates):
-    """Which searches are reranked at all, and the default profile's candidates."""
+    """Which searches are reranked, and the default profile's candidates and deadline."""
 
     enabled: bool = Field(True, description="Master switch; off makes every search passthrough.")
     indices: CommaList = Field(
@@ -202,8 +202,11 @@ class RerankSettings(_Candidates):
 
 
 class RelevanceSettings(_Scoring):
-    """The default profile's scoring (the fields of ``_Scoring``), the named profiles, the
-    extra models they may name, and the trained rankers."""
+    """Relevance profiles: the default one's scoring, named ones, their models and rankers.
+
+    The fields of ``_Scoring`` are the default profile's; RELEVANCE__PROFILES are
+    ``ProfileSettings`` over it (docs/relevance.md).
+    """
 
     profiles: dict[str, ProfileSettings] = Field(
         default_factory=dict,

@@ -63,6 +63,8 @@ class EmbedderSettings(Section):
 
 
 class RetrieverSettings(Section):
+    """Who runs a search's `retriever` tree, and how many leaves it may have."""
+
     run: Literal["gateway", "cluster"] = Field(
         "gateway",
         description=(

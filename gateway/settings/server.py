@@ -22,6 +22,8 @@ def _installed(module: str) -> bool:
 
 
 class ServerSettings(Section):
+    """Where the gateway listens, the largest body it takes, how it starts and stops."""
+
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(9201, ge=0, le=65535, description="Port the gateway listens on.")
     max_body_bytes: int = Field(
@@ -43,6 +45,8 @@ class ServerSettings(Section):
 
 
 class LogSettings(Section):
+    """Log level and format, and OpenTelemetry traces."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_lines: bool = Field(False, description="One JSON object per log line.")
     tracing: bool = Field(

@@ -10,6 +10,8 @@ from gateway.settings.base import Section
 
 
 class BatcherSettings(Section):
+    """How the pairs of concurrent searches are batched for the model."""
+
     max_batch_tokens: int = Field(
         4096,
         gt=0,
@@ -36,7 +38,7 @@ class BatcherSettings(Section):
 
 
 class SpeedSettings(Section):
-    """How models run: deadlines a search may ask for, warm-up, onnxruntime session details."""
+    """How models run: the deadline a search may ask for, warm-up, onnxruntime's session."""
 
     max_timeout_s: float = Field(
         30.0,

@@ -23,6 +23,8 @@ def split_userinfo(url: str) -> tuple[str, str | None]:
 
 
 class UpstreamSettings(Section):
+    """The search cluster: its URLs (failover in order), the gateway's credential, TLS, timeouts."""
+
     urls: HttpUrls = Field(
         default_factory=lambda: ["http://127.0.0.1:9200"],
         description=(
