@@ -84,8 +84,6 @@ class TeiCrossEncoder(RemoteText):
     settings: TeiModel
 
     def __init__(self, settings: TeiModel) -> None:
-        if settings.tei_url is None:
-            raise ModelError("MODEL__TEI_URL is not set")
         self.settings = settings
         self.url = settings.tei_url
         self._headers = {"Content-Type": "application/json"}

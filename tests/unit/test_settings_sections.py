@@ -173,3 +173,10 @@ def test_a_profile_over_its_base_is_validated_together() -> None:
     named = ProfileSettings.model_validate({"chunk_tokens": 16})
     with pytest.raises(ValidationError, match="chunk_overlap must be smaller"):
         named.over(ProfileSettings())  # the base's overlap (32) no longer fits
+
+
+def test_the_whole_model_section_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_MODEL", '{"backend": "tei", "tei_url": "http://tei:80"}')
+    model = load_settings().model
+    assert isinstance(model, TeiModel)
+    assert model.tei_url == "http://tei:80"
