@@ -56,7 +56,7 @@ import aiohttp
 
 from gateway.model.base import Encoded, Pair
 from gateway.model.onnx import OnnxCrossEncoder
-from gateway.settings import ModelSettings, Settings, SpeedSettings
+from gateway.settings import OnnxModel, Settings, SpeedSettings
 from ops.harness import beir, servers
 from ops.harness.metrics import pct
 from ops.harness.options import data_option, model_dir_option
@@ -92,10 +92,12 @@ async def candidates(url: str, queries: Iterable[str], k: int) -> list[Pair]:
 # -------------------------------------------------------------- (1) the ceiling
 
 
-def gateway_model_settings(model_dir: Path) -> tuple[ModelSettings, SpeedSettings]:
+def gateway_model_settings(model_dir: Path) -> tuple[OnnxModel, SpeedSettings]:
     """MODEL__* / SPEED__* as the gateway subprocess reads them from this environment."""
     settings = Settings()
     model = settings.model
+    if not isinstance(model, OnnxModel):
+        raise SystemExit("the ceiling is measured on a local model (MODEL__BACKEND=onnx)")
     if model.path is None:
         model = model.model_copy(update={"path": model_dir})
     return model, settings.speed

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from gateway.__main__ import EXIT_CONFIG, describe_config_error, setup_logging
 from gateway.offline.seeding import read_corpus
-from gateway.settings import ModelSettings, Settings
+from gateway.settings import ModelBackend, OnnxModel, Settings
 from ops.harness.servers import osmem, running
 
 SAMPLE = Path(__file__).with_name("demo_corpus.jsonl")
@@ -98,8 +98,10 @@ def ndcg_at(ranked: list[str], relevant: dict[str, int], depth: int = DEPTH) -> 
     return dcg / best if best > 0 else 0.0
 
 
-def model_label(model: ModelSettings) -> str:
+def model_label(model: ModelBackend) -> str:
     """What the model is, said plainly: a cross-encoder, or a stand-in behind that interface."""
+    if not isinstance(model, OnnxModel):
+        return f"a remote cross-encoder (MODEL__BACKEND={model.backend})"
     if model.path is None:
         return f"{model.hub_id} from the Hugging Face Hub (loaded as a cross-encoder)"
     architectures: list[str] = []

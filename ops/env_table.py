@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gateway.settings import iter_variables
+from gateway.settings import ENV_DELIMITER, ENV_PREFIX, iter_sections
 
 TABLE_FILE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 BEGIN = "<!-- env-table:begin -->"
@@ -17,10 +17,15 @@ END = "<!-- env-table:end -->"
 
 
 def table() -> str:
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, default, description in iter_variables():
-        lines.append(f"| `{name}` | `{default}` | {description.replace('|', '/')} |")
-    return "\n".join(lines)
+    """One table per section, under a heading that says what the section is for."""
+    lines: list[str] = []
+    for section, summary, rows in iter_sections():
+        prefix = f"{ENV_PREFIX}{section.upper()}{ENV_DELIMITER}"
+        lines += ["", f"### `{prefix}*`", "", summary, ""]
+        lines += ["| variable | default | meaning |", "|---|---|---|"]
+        for name, default, description in rows:
+            lines.append(f"| `{name}` | `{default}` | {description.replace('|', '/')} |")
+    return "\n".join(lines).strip()
 
 
 def readme_table(text: str) -> str:

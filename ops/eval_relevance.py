@@ -38,7 +38,7 @@ from gateway.rerank.fusion import FusionSpec, ScoreUse
 from gateway.rerank.profiles import Profile
 from gateway.rerank.relevance import score_window
 from gateway.rerank.reranker import Reranker
-from gateway.settings import BatcherSettings, CacheSettings, ModelSettings
+from gateway.settings import BatcherSettings, CacheSettings, OnnxModel
 from ops.harness import beir
 from ops.harness.bm25 import BM25
 from ops.harness.metrics import ndcg10
@@ -149,7 +149,7 @@ def profiles_for(args: argparse.Namespace) -> list[Profile]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    settings = ModelSettings.model_validate(
+    settings = OnnxModel.model_validate(
         {
             "path": args.model_dir,
             "file": args.model_file,

@@ -37,12 +37,12 @@ import numpy as np
 from gateway.model.base import Encoded
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.model.quantize import generate
-from gateway.settings import ModelSettings
+from gateway.settings import OnnxModel
 from ops.harness.bm25 import build_pairs
 from ops.harness.metrics import agreement
 from ops.harness.options import data_option, model_dir_option, path_option
 
-# name -> ModelSettings fields (besides path, cache_dir, threads)
+# name -> OnnxModel fields (besides path, cache_dir, threads)
 PATHS: dict[str, dict[str, Any]] = {
     "fp32": {"quantization": "none"},
     "int8-dynamic (today)": {"quantization": "dynamic", "allow_batch_dependent": True},
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, fields in PATHS.items():
         encoders[name] = OnnxCrossEncoder(
             args.model_dir,
-            ModelSettings.model_validate(
+            OnnxModel.model_validate(
                 {
                     "path": args.model_dir,
                     "cache_dir": args.cache_dir,

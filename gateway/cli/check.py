@@ -20,7 +20,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_core import to_jsonable_python
 
 from gateway.cli.config import add_settings_flags, settings_from_args
-from gateway.cli.serve import model_name
+from gateway.cli.serve import model_name, runs_on
 from gateway.errors import GatewayError
 from gateway.indices import name_allowed
 from gateway.settings import Settings, env_name
@@ -141,7 +141,7 @@ def check_model(settings: Settings, report: Report) -> None:
     loaded = getattr(encoder, "model_file", None)
     name = f"{name} [{Path(loaded).name}]" if loaded is not None else name
     report.ok(
-        f"model {name} ({settings.model.device}) loaded and scored a pair in {took:.1f} s"
+        f"model {name} ({runs_on(settings.model)}) loaded and scored a pair in {took:.1f} s"
         f" (score {float(score):.3f}, fingerprint {encoder.fingerprint})"
     )
 

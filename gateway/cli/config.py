@@ -17,13 +17,21 @@ import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import NoDecode, SettingsError
 
-from gateway.settings import ENV_DELIMITER, ENV_PREFIX, Settings, env_name
+from gateway.settings import (
+    BACKEND_ERROR,
+    BACKENDS,
+    ENV_DELIMITER,
+    ENV_PREFIX,
+    Settings,
+    env_name,
+    section_fields,
+)
 
 EXIT_CONFIG = 2
 TEST_PREFIX = ENV_PREFIX + "TEST_"
@@ -46,14 +54,14 @@ def _known() -> dict[str, FieldInfo]:
     out: dict[str, FieldInfo] = {}
     for section, info in Settings.model_fields.items():
         out[(ENV_PREFIX + section).upper()] = info
-        sub = info.annotation
-        assert isinstance(sub, type) and issubclass(sub, BaseModel)
-        for name, field in sub.model_fields.items():
+        for name, field in section_fields(info.annotation).items():
             out[env_name(section, name)] = field
     return out
 
 
 def _is_complex(annotation: Any) -> bool:
+    if get_origin(annotation) is Annotated:
+        return _is_complex(get_args(annotation)[0])
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return True
     origin = get_origin(annotation)
@@ -97,11 +105,22 @@ def check_environment(environ: Mapping[str, str]) -> list[str]:
     return lines
 
 
+def _variable_path(loc: tuple[int | str, ...], kind: str) -> list[str]:
+    """The names in an error's location that make its variable: no list positions, no backend
+    tag (``model.tei.tei_url`` is MODEL__TEI_URL), and ``backend`` for a backend none has."""
+    names = [str(part) for part in loc if not isinstance(part, int)]
+    if len(names) > 1 and names[0] == "model" and names[1] in BACKENDS:
+        del names[1]
+    if kind == BACKEND_ERROR and len(names) == 1:
+        names.append("backend")
+    return names
+
+
 def describe_config_error(exc: ValidationError, flags: Mapping[str, str] | None = None) -> str:
     """One line per bad variable, named as the operator sets it (and the flag that set it)."""
     lines = []
     for err in exc.errors():
-        loc = [str(part) for part in err["loc"] if not isinstance(part, int)]
+        loc = _variable_path(err["loc"], err["type"])
         name = ENV_PREFIX + ENV_DELIMITER.join(loc[:2]).upper() if loc else ENV_PREFIX + "*"
         message = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
         message = message.removeprefix("Value error, ")

@@ -16,7 +16,7 @@ from gateway import __version__
 from gateway.cli.config import ConfigError, add_settings_flags, settings_from_args
 from gateway.cli.logs import setup_logging
 from gateway.errors import GatewayError
-from gateway.settings import ModelSettings, ServerSettings
+from gateway.settings import ModelBackend, OnnxModel, ServerSettings, TeiModel
 
 log = logging.getLogger("gateway")
 
@@ -26,10 +26,17 @@ HELP = "run the gateway (the default command)"
 configure = add_settings_flags
 
 
-def model_name(model: ModelSettings) -> str:
-    if model.backend == "tei":
+def model_name(model: ModelBackend) -> str:
+    if isinstance(model, TeiModel):
         return f"tei:{model.tei_url}"
-    return str(model.path) if model.path is not None else f"hub:{model.hub_id}"
+    if isinstance(model, OnnxModel):
+        return str(model.path) if model.path is not None else f"hub:{model.hub_id}"
+    return f"pool:{','.join(model.pool_urls)}"
+
+
+def runs_on(model: ModelBackend) -> str:
+    """Where the model runs: MODEL__DEVICE for a local one, else the backend."""
+    return model.device if isinstance(model, OnnxModel) else model.backend
 
 
 def listen(server: ServerSettings) -> socket.socket:
@@ -72,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         sock.getsockname()[1],
         ", ".join(redact_url(u) for u in settings.upstream.urls),
         model,
-        settings.model.device,
+        runs_on(settings.model),
     )
     serve(
         create_app(settings, encoder=encoder),

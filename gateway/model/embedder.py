@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 from gateway.errors import ModelError
 from gateway.model.hub import locate_onnx
 from gateway.model.onnx import open_session, run_session
-from gateway.settings import EmbedderSettings, ModelSettings, SpeedSettings
+from gateway.settings import EmbedderSettings, OnnxModel, SpeedSettings
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,9 @@ class OnnxEmbedder:
         return unit
 
 
-def as_model_settings(directory: Path, settings: EmbedderSettings) -> ModelSettings:
+def as_model_settings(directory: Path, settings: EmbedderSettings) -> OnnxModel:
     """The embedder's settings in the shape the shared session code reads."""
-    return ModelSettings.model_validate(
+    return OnnxModel.model_validate(
         {
             "path": directory,
             "file": settings.file,

@@ -8,14 +8,14 @@ from gateway.model.hub import download
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.model.pool import PoolCrossEncoder
 from gateway.model.tei import TeiCrossEncoder
-from gateway.settings import ModelSettings, SpeedSettings
+from gateway.settings import ModelBackend, PoolModel, SpeedSettings, TeiModel
 
 
-def load_encoder(settings: ModelSettings, speed: SpeedSettings | None = None) -> CrossEncoder:
+def load_encoder(settings: ModelBackend, speed: SpeedSettings | None = None) -> CrossEncoder:
     """Blocking (file reads, session build): call from a worker thread."""
-    if settings.backend == "tei":
+    if isinstance(settings, TeiModel):
         return TeiCrossEncoder(settings)
-    if settings.backend == "pool":
+    if isinstance(settings, PoolModel):
         return PoolCrossEncoder(settings)
     directory = (
         settings.path if settings.path is not None else download(settings.hub_id, settings.file)

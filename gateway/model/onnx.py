@@ -21,7 +21,7 @@ from gateway.errors import ModelError
 from gateway.model.base import Encoded, Pair, Scores
 from gateway.model.pairs import PairTokenizer
 from gateway.model.variants import ModelFile, resolve
-from gateway.settings import ModelSettings, SpeedSettings
+from gateway.settings import OnnxModel, SpeedSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _fingerprint(model: ModelFile, tokenizer_file: Path, max_length: int, path: 
     return digest.hexdigest()[:32]
 
 
-def execution_path(model: ModelFile, settings: ModelSettings, speed: SpeedSettings) -> str:
+def execution_path(model: ModelFile, settings: OnnxModel, speed: SpeedSettings) -> str:
     """How scores are computed, e.g. ``device=cpu;precision=model;quantization=static;...``."""
     precision = speed.openvino_precision if settings.device == "openvino" else "model"
     runs = "per-pair" if model.per_pair and not settings.allow_batch_dependent else "batched"
@@ -88,7 +88,7 @@ def provider_options_for(device: str, speed: SpeedSettings) -> dict[str, str]:
     return {**defaults, **speed.provider_options}
 
 
-def session_options(settings: ModelSettings, speed: SpeedSettings) -> ort.SessionOptions:
+def session_options(settings: OnnxModel, speed: SpeedSettings) -> ort.SessionOptions:
     """Threads from MODEL__*, graph optimization from SPEED__*; one run at a time per session
     (the batcher's model thread), so operators run sequentially inside it."""
     options = ort.SessionOptions()
@@ -100,7 +100,7 @@ def session_options(settings: ModelSettings, speed: SpeedSettings) -> ort.Sessio
 
 
 def open_session(
-    model_file: Path, settings: ModelSettings, speed: SpeedSettings, section: str = "MODEL"
+    model_file: Path, settings: OnnxModel, speed: SpeedSettings, section: str = "MODEL"
 ) -> ort.InferenceSession:
     """An inference session on the configured device (the reranker's and the embedder's)."""
     providers = providers_for(settings.device)
@@ -145,7 +145,7 @@ class OnnxCrossEncoder:
     """
 
     def __init__(
-        self, directory: Path, settings: ModelSettings, speed: SpeedSettings | None = None
+        self, directory: Path, settings: OnnxModel, speed: SpeedSettings | None = None
     ) -> None:
         self.settings = settings
         speed = speed or SpeedSettings.model_validate({})

@@ -48,7 +48,7 @@ import numpy as np
 from gateway.errors import ModelError
 from gateway.model.base import Encoded, Scores
 from gateway.model.tei import RemoteText, TextPair
-from gateway.settings import ModelSettings
+from gateway.settings import PoolModel
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,9 @@ def answer_logits(protocol: str, answer: Any, n: int) -> list[float]:
 
 
 class PoolCrossEncoder(RemoteText):
-    def __init__(self, settings: ModelSettings) -> None:
+    settings: PoolModel
+
+    def __init__(self, settings: PoolModel) -> None:
         if not settings.pool_urls:
             raise ModelError("MODEL__POOL_URLS is empty")
         self.settings = settings

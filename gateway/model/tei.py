@@ -29,7 +29,7 @@ import numpy as np
 
 from gateway.errors import ModelError
 from gateway.model.base import Encoded, Pair, Scores
-from gateway.settings import ModelSettings
+from gateway.settings import ModelSettings, TeiModel
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,9 @@ class RemoteText:
 
 
 class TeiCrossEncoder(RemoteText):
-    def __init__(self, settings: ModelSettings) -> None:
-        if settings.tei_url is None:
-            raise ModelError("MODEL__TEI_URL is not set")
+    settings: TeiModel
+
+    def __init__(self, settings: TeiModel) -> None:
         self.settings = settings
         self.url = settings.tei_url
         self._headers = {"Content-Type": "application/json"}

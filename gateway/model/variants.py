@@ -27,7 +27,7 @@ from typing import Literal
 
 from gateway.errors import ModelError
 from gateway.model.hub import locate_onnx
-from gateway.settings import ModelSettings
+from gateway.settings import OnnxModel
 
 DYNAMIC_FILE = "model_int8.onnx"
 STATIC_FILE = "model_int8_static.onnx"
@@ -76,7 +76,7 @@ def static_model_path(cache_dir: Path, source: ModelFile) -> Path:
     return cache_dir / f"{source.sha256[:16]}-{STATIC_RECIPE}" / STATIC_FILE
 
 
-def resolve(directory: Path, settings: ModelSettings) -> ModelFile:
+def resolve(directory: Path, settings: OnnxModel) -> ModelFile:
     """The file ``settings`` asks for, inspected; fails clearly when it is missing."""
     if settings.quantization == "dynamic":
         return inspect(locate_onnx(directory, DYNAMIC_FILE))
@@ -99,7 +99,7 @@ def resolve(directory: Path, settings: ModelSettings) -> ModelFile:
     return _auto_dynamic(directory, settings, source)
 
 
-def _auto_dynamic(directory: Path, settings: ModelSettings, source: ModelFile) -> ModelFile:
+def _auto_dynamic(directory: Path, settings: OnnxModel, source: ModelFile) -> ModelFile:
     """``auto`` without a static model: the dynamic int8 file (per pair) on the CPU."""
     dynamic = directory / DYNAMIC_FILE
     if settings.device != "cpu" or "file" in settings.model_fields_set or not dynamic.is_file():

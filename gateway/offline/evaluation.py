@@ -123,10 +123,10 @@ def offline_scores(
     """The model's own ranking of each query's hits; without ``file``, the model file the
     gateway itself picks by default (MODEL__QUANTIZATION=auto)."""
     from gateway.model.onnx import OnnxCrossEncoder
-    from gateway.settings import ModelSettings
+    from gateway.settings import OnnxModel
 
     conf: dict[str, object] = {"path": model_dir} | ({"file": file} if file else {})
-    encoder = OnnxCrossEncoder(model_dir, ModelSettings.model_validate(conf))
+    encoder = OnnxCrossEncoder(model_dir, OnnxModel.model_validate(conf))
     out: Ranked = {}
     for qid, hits in ranked.items():
         texts = [

@@ -42,7 +42,7 @@ import numpy as np
 from gateway import tracing
 from gateway.errors import ModelError, Overloaded
 from gateway.model.base import CrossEncoder, Encoded, FeedRunner, Pair, QueryClipper, Scores
-from gateway.settings import BatcherSettings, ModelSettings
+from gateway.settings import BatcherSettings, ModelSettings, OnnxModel
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ def warm_up_shapes(
     """``(pairs, tokens)`` batches run at start-up beyond the first tiny one: the largest
     batch the settings allow at full length (``shapes``, the default on cuda), or none
     (``one``; and always for a remote model, which only takes real text)."""
-    if model.backend != "onnx" or mode == "one" or (mode == "auto" and model.device != "cuda"):
+    if not isinstance(model, OnnxModel) or mode == "one":
+        return []
+    if mode == "auto" and model.device != "cuda":
         return []
     tokens = min(model.max_length, settings.max_batch_tokens)
     pairs = max(min(settings.max_batch_pairs, settings.max_batch_tokens // tokens), 1)

@@ -20,7 +20,7 @@ from gateway.learning.registry import Registry
 from gateway.rerank.chunking import ChunkSpec
 from gateway.rerank.documents import DocumentSpec
 from gateway.rerank.fusion import FusionSpec
-from gateway.settings import HybridOptions, RelevanceOptions, RelevanceSettings, RerankSettings
+from gateway.settings import HybridOptions, ProfileSettings, RelevanceSettings, RerankSettings
 
 DEFAULT = "default"
 
@@ -60,44 +60,35 @@ def _learned(profile: Profile, ref: str | None, registry: Registry | None) -> Pr
     return replace(profile, learned=model, learned_fingerprint=entry.fingerprint)
 
 
-def _profile(
-    name: str,
-    options: RelevanceOptions,
-    *,
-    indices: tuple[str, ...],
-    window: int,
-    timeout_s: float,
-    fields: tuple[str, ...],
-    max_doc_chars: int,
-) -> Profile:
+def _profile(name: str, spec: ProfileSettings) -> Profile:
     return Profile(
         name=name,
-        indices=indices,
-        window=window,
-        timeout_s=timeout_s,
-        model=options.model,
+        indices=tuple(spec.indices),
+        window=spec.window,
+        timeout_s=spec.timeout_s,
+        model=spec.model,
         document=DocumentSpec(
-            fields=fields,
-            template=options.template,
-            field_max_chars=dict(options.field_max_chars),
-            max_chars=max_doc_chars,
-            highlight=options.highlight,
+            fields=tuple(spec.fields),
+            template=spec.template,
+            field_max_chars=dict(spec.field_max_chars),
+            max_chars=spec.max_doc_chars,
+            highlight=spec.highlight,
         ),
         chunking=ChunkSpec(
-            strategy=options.long_docs,
-            tokens=options.chunk_tokens,
-            overlap=options.chunk_overlap,
-            max_chunks=options.max_chunks,
-            pooling=options.pooling,
+            strategy=spec.long_docs,
+            tokens=spec.chunk_tokens,
+            overlap=spec.chunk_overlap,
+            max_chunks=spec.max_chunks,
+            pooling=spec.pooling,
         ),
         fusion=FusionSpec(
-            use=options.score_use,
-            normalize=options.normalize,
-            weight=options.weight,
-            rrf_k=options.rrf_k,
-            min_score=options.min_score,
+            use=spec.score_use,
+            normalize=spec.normalize,
+            weight=spec.weight,
+            rrf_k=spec.rrf_k,
+            min_score=spec.min_score,
         ),
-        hybrid=options.hybrid,
+        hybrid=spec.hybrid,
     )
 
 
@@ -110,36 +101,13 @@ class Profiles:
     """All profiles of a deployment; ``select`` picks one per search."""
 
     def __init__(self, rerank: RerankSettings, relevance: RelevanceSettings) -> None:
-        option_names = set(RelevanceOptions.model_fields)
-        base = relevance.model_dump(include=option_names)
         registry = Registry(relevance.registry) if relevance.registry is not None else None
-        self.default = _learned(
-            _profile(
-                DEFAULT,
-                relevance,
-                indices=(),
-                window=rerank.window,
-                timeout_s=rerank.timeout_s,
-                fields=tuple(rerank.fields),
-                max_doc_chars=rerank.max_doc_chars,
-            ),
-            relevance.learned,
-            registry,
-        )
+        base = relevance.default_profile(rerank)
+        self.default = _learned(_profile(DEFAULT, base), base.learned, registry)
         self.named: dict[str, Profile] = {DEFAULT: self.default}
-        for name, spec in relevance.profiles.items():
-            overrides = spec.model_dump(include=spec.model_fields_set & option_names)
-            options = RelevanceOptions.model_validate({**base, **overrides})
-            profile = _profile(
-                name,
-                options,
-                indices=tuple(spec.indices),
-                window=spec.window or rerank.window,
-                timeout_s=spec.timeout_s or rerank.timeout_s,
-                fields=tuple(spec.fields if spec.fields is not None else rerank.fields),
-                max_doc_chars=spec.max_doc_chars or rerank.max_doc_chars,
-            )
-            self.named[name] = _learned(profile, options.learned, registry)
+        for name, named in relevance.profiles.items():
+            spec = named.over(base)
+            self.named[name] = _learned(_profile(name, spec), spec.learned, registry)
         self.allowed = tuple(relevance.request_profiles)
 
     @property

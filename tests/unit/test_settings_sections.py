@@ -1,0 +1,182 @@
+"""gateway.settings by concept: MODEL__* as a union of backends, CommaList, one profile class."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.cli.config import ConfigError, load_settings
+from gateway.settings import (
+    ModelSettings,
+    OnnxModel,
+    PoolModel,
+    ProfileSettings,
+    RelevanceSettings,
+    RerankSettings,
+    Settings,
+    TeiModel,
+)
+
+
+def test_model_backend_unset_is_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_MODEL__DEVICE", "openvino")
+    monkeypatch.setenv("GATEWAY_MODEL__MAX_LENGTH", "128")
+    model = Settings().model
+    assert isinstance(model, OnnxModel)
+    assert (model.backend, model.device, model.max_length) == ("onnx", "openvino", 128)
+
+
+def test_model_backend_onnx_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "onnx")
+    monkeypatch.setenv("GATEWAY_MODEL__HUB_ID", "org/ce")
+    monkeypatch.setenv("GATEWAY_MODEL__FILE", "onnx/model_int8.onnx")
+    model = Settings().model
+    assert isinstance(model, OnnxModel)
+    assert (model.path, model.hub_id, model.file) == (None, "org/ce", "onnx/model_int8.onnx")
+    assert "file" in model.model_fields_set  # MODEL__QUANTIZATION=auto reads it
+
+
+def test_model_backend_tei_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "tei")
+    monkeypatch.setenv("GATEWAY_MODEL__TEI_URL", "http://tei:80/")
+    monkeypatch.setenv("GATEWAY_MODEL__TEI_MAX_BATCH", "8")
+    monkeypatch.setenv("GATEWAY_MODEL__SCORE_MODE", "sigmoid")
+    model = Settings().model
+    assert isinstance(model, TeiModel)
+    assert (model.tei_url, model.tei_max_batch, model.score_mode) == ("http://tei:80", 8, "sigmoid")
+
+
+def test_model_backend_pool_from_env_comma_list_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "pool")
+    monkeypatch.setenv("GATEWAY_MODEL__POOL_URLS", "http://a:1/v1/rerank, http://b:2/v1/rerank")
+    monkeypatch.setenv("GATEWAY_MODEL__POOL_PROTOCOL", "tei")
+    model = Settings().model
+    assert isinstance(model, PoolModel)
+    assert model.pool_urls == ["http://a:1/v1/rerank", "http://b:2/v1/rerank"]
+    assert model.pool_protocol == "tei"
+    monkeypatch.setenv("GATEWAY_MODEL__POOL_URLS", '["http://c:3/v1/rerank"]')
+    again = Settings().model
+    assert isinstance(again, PoolModel)
+    assert again.pool_urls == ["http://c:3/v1/rerank"]
+
+
+def test_another_backends_fields_are_dropped_unknown_ones_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An image sets MODEL__DEVICE=cuda; the operator picks TEI: that still starts."""
+    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "tei")
+    monkeypatch.setenv("GATEWAY_MODEL__TEI_URL", "http://tei:80")
+    monkeypatch.setenv("GATEWAY_MODEL__DEVICE", "cuda")
+    model = Settings().model
+    assert isinstance(model, TeiModel)
+    assert not hasattr(model, "device")
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        ModelSettings.model_validate({"backend": "tei", "tei_url": "http://t", "devise": "cpu"})
+
+
+def test_model_settings_builds_the_backend_it_names() -> None:
+    assert type(ModelSettings()) is OnnxModel
+    assert type(ModelSettings(backend="pool", pool_urls="http://p:1")) is PoolModel
+    assert type(ModelSettings.model_validate({"backend": "tei", "tei_url": "http://t"})) is TeiModel
+    assert type(OnnxModel.model_validate({"max_length": 64})) is OnnxModel
+
+
+def test_relevance_models_are_backends_too() -> None:
+    relevance = RelevanceSettings.model_validate(
+        {"models": {"remote": {"backend": "tei", "tei_url": "http://t"}, "int8": {}}}
+    )
+    assert isinstance(relevance.models["remote"], TeiModel)
+    assert isinstance(relevance.models["int8"], OnnxModel)
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"GATEWAY_MODEL__BACKEND": "triton"},
+            "GATEWAY_MODEL__BACKEND: Input should be 'onnx', 'tei' or 'pool'",
+        ),
+        (
+            {"GATEWAY_MODEL__BACKEND": "tei"},
+            "GATEWAY_MODEL: MODEL__BACKEND=tei needs MODEL__TEI_URL",
+        ),
+        (
+            {"GATEWAY_MODEL__BACKEND": "tei", "GATEWAY_MODEL__TEI_URL": "tei:80"},
+            "GATEWAY_MODEL__TEI_URL: 'tei:80' is not an http(s) URL",
+        ),
+        (
+            {"GATEWAY_MODEL__BACKEND": "pool"},
+            "GATEWAY_MODEL: MODEL__BACKEND=pool needs MODEL__POOL_URLS",
+        ),
+        (
+            {"GATEWAY_MODEL__BACKEND": "pool", "GATEWAY_MODEL__POOL_URLS": "http://a,ftp://b"},
+            "GATEWAY_MODEL__POOL_URLS: 'ftp://b' is not an http(s) URL",
+        ),
+        (
+            {"GATEWAY_MODEL__DEVICE": "tpu"},
+            "GATEWAY_MODEL__DEVICE: Input should be 'cpu', 'cuda' or 'openvino'",
+        ),
+    ],
+)
+def test_model_errors_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], line: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.lines == [line]
+
+
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [
+        ("GATEWAY_UPSTREAM__URLS", ("upstream", "urls")),
+        ("GATEWAY_RERANK__FIELDS", ("rerank", "fields")),
+        ("GATEWAY_RERANK__INDICES", ("rerank", "indices")),
+        ("GATEWAY_ACCESS__INDICES", ("access", "indices")),
+        ("GATEWAY_EMBEDDER__TEXT_FIELDS", ("embedder", "text_fields")),
+        ("GATEWAY_EMBEDDER__WRITE_INDICES", ("embedder", "write_indices")),
+        ("GATEWAY_RELEVANCE__REQUEST_PROFILES", ("relevance", "request_profiles")),
+    ],
+)
+def test_every_list_takes_commas_or_json(
+    monkeypatch: pytest.MonkeyPatch, variable: str, field: tuple[str, str]
+) -> None:
+    section, name = field
+    values = ["http://a:1", "http://b:2"] if section == "upstream" else ["x-*", "y.z"]
+    monkeypatch.setenv(variable, f" {values[0]} ,{values[1]},")
+    assert getattr(getattr(Settings(), section), name) == values
+    monkeypatch.setenv(variable, f'["{values[0]}", "{values[1]}"]')
+    assert getattr(getattr(Settings(), section), name) == values
+
+
+def test_the_default_profile_and_a_named_one_are_one_class() -> None:
+    rerank = RerankSettings(window=30, fields=["title"], timeout_s=2.0)
+    relevance = RelevanceSettings.model_validate(
+        {
+            "score_use": "linear",
+            "weight": 0.5,
+            "profiles": {"papers": {"indices": "papers-*", "window": 50, "chunk_tokens": 64}},
+        }
+    )
+    default = relevance.default_profile(rerank)
+    assert isinstance(default, ProfileSettings)
+    assert (default.window, default.fields, default.timeout_s) == (30, ["title"], 2.0)
+    assert (default.score_use, default.weight, default.indices) == ("linear", 0.5, [])
+    papers = relevance.profiles["papers"].over(default)
+    assert (papers.window, papers.fields, papers.indices) == (50, ["title"], ["papers-*"])
+    assert (papers.score_use, papers.weight, papers.chunk_tokens) == ("linear", 0.5, 64)
+
+
+def test_a_profile_over_its_base_is_validated_together() -> None:
+    named = ProfileSettings.model_validate({"chunk_tokens": 16})
+    with pytest.raises(ValidationError, match="chunk_overlap must be smaller"):
+        named.over(ProfileSettings())  # the base's overlap (32) no longer fits
+
+
+def test_the_whole_model_section_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_MODEL", '{"backend": "tei", "tei_url": "http://tei:80"}')
+    model = load_settings().model
+    assert isinstance(model, TeiModel)
+    assert model.tei_url == "http://tei:80"
