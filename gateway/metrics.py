@@ -7,7 +7,10 @@ Two kinds of figures:
   outcome, upstream and model latency, rerank outcomes;
 - read at scrape time from the stats objects the components already keep
   (``Batcher.stats``, ``Batcher.queued_pairs``, the cache's ``stats``), by a
-  custom collector, so the hot paths carry no metric calls. The batcher figures
+  custom collector, so the hot paths carry no metric calls. This module knows
+  them only by the protocols below (``BatcherFigures``, ``CacheFigures``): the
+  wiring (app.py) attaches them, so nothing here imports the layers that keep
+  them. The batcher figures
   carry ``model`` (``default`` or a RELEVANCE__MODELS name) and ``backend``
   (``onnx``, ``tei``) labels, one series per loaded model.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import (
@@ -28,12 +32,48 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway.rerank.batcher import Batcher
-from gateway.rerank.cache import ScoreCache
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _MODEL_LABELS = ["model", "backend"]
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class RunTotals(Protocol):
+    """A batcher's running totals (``rerank.batcher.BatchStats``)."""
+
+    @property
+    def batches(self) -> int: ...
+    @property
+    def pairs(self) -> int: ...
+    @property
+    def padded_tokens(self) -> int: ...
+    @property
+    def real_tokens(self) -> int: ...
+    @property
+    def skipped_pairs(self) -> int: ...
+    @property
+    def truncated_pairs(self) -> int: ...
+    @property
+    def model_seconds(self) -> float: ...
+
+
+class BatcherFigures(Protocol):
+    """What a scrape reads of one model's batcher (``rerank.batcher.Batcher``)."""
+
+    @property
+    def stats(self) -> RunTotals: ...
+    @property
+    def queued_pairs(self) -> int: ...
+
+
+class CacheFigures(Protocol):
+    """What a scrape reads of the score cache: its stats dataclass, every numeric field a
+    ``result`` label (``rerank.cache.CacheStats``)."""
+
+    @property
+    def stats(self) -> DataclassInstance: ...
 
 
 class _ComponentCollector(Collector):
@@ -98,8 +138,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.batchers: dict[tuple[str, str], Batcher] = {}
-        self.cache: ScoreCache | None = None
+        self.batchers: dict[tuple[str, str], BatcherFigures] = {}
+        self.cache: CacheFigures | None = None
         r = self.registry
         self.requests = Counter(
             "gateway_requests",

@@ -28,10 +28,11 @@ from typing import Any
 import aiohttp
 from osmem_server import OsmemServer
 
-from gateway.experiments.web import EXPERIMENTS, report_of
+from gateway.experiments.web import report_of
 from gateway.learning.canary import Canary, StopRule
 from gateway.learning.registry import Registry
 from gateway.settings import Settings
+from gateway.web.state import EXPERIMENTS
 from ops.evaluate import bulk_index, read_jsonl, read_qrels
 from ops.learn_sim import DATA, FIELDS, INDEX, MODEL, clicks_on, running, search_body
 

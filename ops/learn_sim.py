@@ -49,7 +49,6 @@ from aiohttp import web
 from osmem_server import OsmemServer
 
 from gateway.app import create_app, wait_ready
-from gateway.experiments.web import EXPERIMENTS
 from gateway.learning import features
 from gateway.learning.clicks import (
     examination_curve,
@@ -66,7 +65,7 @@ from gateway.learning.train import dataset, fused_order, learned_order, order_by
 from gateway.rerank.fusion import FusionSpec, fuse
 from gateway.settings import Settings
 from gateway.web.protocol import GatewayRunner
-from gateway.web.state import FLOW
+from gateway.web.state import EXPERIMENTS, FLOW
 from ops.evaluate import bulk_index, read_jsonl, read_qrels
 
 DATA = Path("/work/shared/data/scifact")
