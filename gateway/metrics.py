@@ -141,59 +141,50 @@ class Metrics:
         self.batchers: dict[tuple[str, str], BatcherFigures] = {}
         self.cache: CacheFigures | None = None
         r = self.registry
-        self.requests = Counter(
+
+        def counter(name: str, doc: str, labels: list[str]) -> Counter:
+            return Counter(name, doc, labels, registry=r)
+
+        def seconds(name: str, doc: str, labels: tuple[str, ...] = ()) -> Histogram:
+            return Histogram(name, doc, labels, buckets=_LATENCY_BUCKETS, registry=r)
+
+        self.requests = counter(
             "gateway_requests",
             "Requests answered, by route kind (search, msearch, rerank, passthrough, gateway) and"
-            " outcome"
-            " (status class).",
+            " outcome (status class).",
             ["route", "outcome"],
-            registry=r,
         )
-        self.request_seconds = Histogram(
-            "gateway_request_seconds",
-            "Time to answer a request, by route kind.",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.request_seconds = seconds(
+            "gateway_request_seconds", "Time to answer a request, by route kind.", ("route",)
         )
-        self.upstream_seconds = Histogram(
+        self.upstream_seconds = seconds(
             "gateway_upstream_seconds",
             "Time the search cluster took to answer (to headers for passthrough), by route kind.",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            ("route",),
         )
-        self.model_seconds = Histogram(
-            "gateway_rerank_seconds",
-            "Time spent scoring one search (cache + queue + model).",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.model_seconds = seconds(
+            "gateway_rerank_seconds", "Time spent scoring one search (cache + queue + model)."
         )
-        self.stage_seconds = Histogram(
+        self.stage_seconds = seconds(
             "gateway_rerank_stage_seconds",
             "Time one reranked search spent per stage: cache (lookup), queue (waiting for the"
             " model), tokenize, model (the runs that scored its pairs).",
-            ["stage"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            ("stage",),
         )
-        self.rerank = Counter(
+        self.rerank = counter(
             "gateway_rerank",
             "Search answers by rerank outcome (full, partial, skipped) and reason.",
             ["status", "reason"],
-            registry=r,
         )
-        self.rerank_api_documents = Counter(
+        self.rerank_api_documents = counter(
             "gateway_rerank_api_documents",
             "Documents scored through the rerank API, by API (v1, v2, tei).",
             ["api"],
-            registry=r,
         )
-        self.variants = Counter(
+        self.variants = counter(
             "gateway_experiment_variant",
             "Searches served per experiment arm.",
             ["experiment", "variant"],
-            registry=r,
         )
         r.register(_ComponentCollector(self))
 
