@@ -43,20 +43,13 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 class RunTotals(Protocol):
     """A batcher's running totals (``rerank.batcher.BatchStats``)."""
 
-    @property
-    def batches(self) -> int: ...
-    @property
-    def pairs(self) -> int: ...
-    @property
-    def padded_tokens(self) -> int: ...
-    @property
-    def real_tokens(self) -> int: ...
-    @property
-    def skipped_pairs(self) -> int: ...
-    @property
-    def truncated_pairs(self) -> int: ...
-    @property
-    def model_seconds(self) -> float: ...
+    batches: int
+    pairs: int
+    padded_tokens: int
+    real_tokens: int
+    skipped_pairs: int
+    truncated_pairs: int
+    model_seconds: float
 
 
 class BatcherFigures(Protocol):
