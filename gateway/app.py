@@ -1,4 +1,10 @@
-"""``create_app(settings)``: wiring only. Each component gets its own settings section."""
+"""``create_app(settings)``: wiring only. Each component gets its own settings section.
+
+The wings are attached here, from outside: the experiments (their arms on the app
+state the handlers read, their pages on the ``/_gateway`` sub-app), the rerank API,
+and the batchers and the cache as the metrics' collectors, so none of the modules
+they plug into imports them.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from gateway.errors import GatewayError
-from gateway.experiments.web import setup_experiments
+from gateway.experiments import web as experiment_pages
 from gateway.metrics import Metrics
 from gateway.model.base import Closable, CrossEncoder
 from gateway.model.embedder import Embedder, OnnxEmbedder
@@ -32,13 +38,15 @@ from gateway.vectors.query import QueryVectors
 from gateway.vectors.write import WriteVectors
 from gateway.web import handlers
 from gateway.web.access_log import access_middleware, observe
+from gateway.web.admin import admin_app, mount_admin
 from gateway.web.guard import guard_middleware
 from gateway.web.middlewares import error_middleware
+from gateway.web.server_span import tracing_middleware
 from gateway.web.state import (
+    EXPERIMENTS,
     FLOW,
     HEALTH,
     QUERY_VECTORS,
-    RESERVED_PREFIX,
     UPSTREAM,
     WRITE_VECTORS,
     Health,
@@ -64,7 +72,7 @@ def create_app(
     metrics = Metrics()
     if tracing is None and settings.log.tracing:
         tracing = Tracing.from_environment()
-    traced = [tracing.middleware()] if tracing is not None else []
+    traced = [tracing_middleware(tracing)] if tracing is not None else []
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
@@ -76,7 +84,7 @@ def create_app(
     )
     if tracing is not None:
         app.on_cleanup.append(lambda _: asyncio.to_thread(tracing.shutdown))
-    observe(app, metrics, f"{RESERVED_PREFIX}/metrics")
+    observe(app, metrics)
     upstream = Upstream(settings.upstream)
     health = Health()
     index_fields = IndexFields(upstream, settings.rerank)
@@ -105,13 +113,15 @@ def create_app(
         ]
         app.cleanup_ctx.append(_embedder_ctx(settings, users))
 
-    app.router.add_get(f"{RESERVED_PREFIX}/health/live", handlers.live)
-    app.router.add_get(f"{RESERVED_PREFIX}/health/ready", handlers.ready)
+    experiments = experiment_pages.create_experiments(settings)
+    app[EXPERIMENTS] = experiments
+    app.cleanup_ctx.append(experiment_pages.experiments_ctx(experiments))
+
     for path in _SEARCH_PATHS:
         app.router.add_route("GET", path, handlers.search)
         app.router.add_route("POST", path, handlers.search)
-    setup_experiments(app, settings)
     setup_rerank_api(app, settings.access.api_key)
+    mount_admin(app, admin_app(experiment_pages.routes(experiments)))
     app.router.add_route("*", "/{tail:.*}", handlers.passthrough)
     return app
 

@@ -7,7 +7,10 @@ Two kinds of figures:
   outcome, upstream and model latency, rerank outcomes;
 - read at scrape time from the stats objects the components already keep
   (``Batcher.stats``, ``Batcher.queued_pairs``, the cache's ``stats``), by a
-  custom collector, so the hot paths carry no metric calls. The batcher figures
+  custom collector, so the hot paths carry no metric calls. This module knows
+  them only by the protocols below (``BatcherFigures``, ``CacheFigures``): the
+  wiring (app.py) attaches them, so nothing here imports the layers that keep
+  them. The batcher figures
   carry ``model`` (``default`` or a RELEVANCE__MODELS name) and ``backend``
   (``onnx``, ``tei``) labels, one series per loaded model.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import (
@@ -28,12 +32,41 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway.rerank.batcher import Batcher
-from gateway.rerank.cache import ScoreCache
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _MODEL_LABELS = ["model", "backend"]
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class RunTotals(Protocol):
+    """A batcher's running totals (``rerank.batcher.BatchStats``)."""
+
+    batches: int
+    pairs: int
+    padded_tokens: int
+    real_tokens: int
+    skipped_pairs: int
+    truncated_pairs: int
+    model_seconds: float
+
+
+class BatcherFigures(Protocol):
+    """What a scrape reads of one model's batcher (``rerank.batcher.Batcher``)."""
+
+    @property
+    def stats(self) -> RunTotals: ...
+    @property
+    def queued_pairs(self) -> int: ...
+
+
+class CacheFigures(Protocol):
+    """What a scrape reads of the score cache: its stats dataclass, every numeric field a
+    ``result`` label (``rerank.cache.CacheStats``)."""
+
+    @property
+    def stats(self) -> DataclassInstance: ...
 
 
 class _ComponentCollector(Collector):
@@ -98,62 +131,53 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.batchers: dict[tuple[str, str], Batcher] = {}
-        self.cache: ScoreCache | None = None
+        self.batchers: dict[tuple[str, str], BatcherFigures] = {}
+        self.cache: CacheFigures | None = None
         r = self.registry
-        self.requests = Counter(
+
+        def counter(name: str, doc: str, labels: list[str]) -> Counter:
+            return Counter(name, doc, labels, registry=r)
+
+        def seconds(name: str, doc: str, labels: tuple[str, ...] = ()) -> Histogram:
+            return Histogram(name, doc, labels, buckets=_LATENCY_BUCKETS, registry=r)
+
+        self.requests = counter(
             "gateway_requests",
             "Requests answered, by route kind (search, msearch, rerank, passthrough, gateway) and"
-            " outcome"
-            " (status class).",
+            " outcome (status class).",
             ["route", "outcome"],
-            registry=r,
         )
-        self.request_seconds = Histogram(
-            "gateway_request_seconds",
-            "Time to answer a request, by route kind.",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.request_seconds = seconds(
+            "gateway_request_seconds", "Time to answer a request, by route kind.", ("route",)
         )
-        self.upstream_seconds = Histogram(
+        self.upstream_seconds = seconds(
             "gateway_upstream_seconds",
             "Time the search cluster took to answer (to headers for passthrough), by route kind.",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            ("route",),
         )
-        self.model_seconds = Histogram(
-            "gateway_rerank_seconds",
-            "Time spent scoring one search (cache + queue + model).",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.model_seconds = seconds(
+            "gateway_rerank_seconds", "Time spent scoring one search (cache + queue + model)."
         )
-        self.stage_seconds = Histogram(
+        self.stage_seconds = seconds(
             "gateway_rerank_stage_seconds",
             "Time one reranked search spent per stage: cache (lookup), queue (waiting for the"
             " model), tokenize, model (the runs that scored its pairs).",
-            ["stage"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            ("stage",),
         )
-        self.rerank = Counter(
+        self.rerank = counter(
             "gateway_rerank",
             "Search answers by rerank outcome (full, partial, skipped) and reason.",
             ["status", "reason"],
-            registry=r,
         )
-        self.rerank_api_documents = Counter(
+        self.rerank_api_documents = counter(
             "gateway_rerank_api_documents",
             "Documents scored through the rerank API, by API (v1, v2, tei).",
             ["api"],
-            registry=r,
         )
-        self.variants = Counter(
+        self.variants = counter(
             "gateway_experiment_variant",
             "Searches served per experiment arm.",
             ["experiment", "variant"],
-            registry=r,
         )
         r.register(_ComponentCollector(self))
 

@@ -27,30 +27,26 @@ turns them into cache / tokenize / queue / model milliseconds (the
 ``Server-Timing`` header and the ``gateway_rerank_stage_seconds`` histogram).
 
 The pipeline calls ``stage(name, **attributes)`` and ``cluster_call(...)``; both
-are no-ops unless the request came through this module's middleware, which
-keeps the app's ``Tracing`` in a context variable for the request's task (so no
-object is threaded through the stages, and the gateway runs without the extra).
+are no-ops unless the request runs inside ``Tracing.server_span`` (opened by the
+web layer's middleware, ``gateway.web.server_span``), which keeps the app's
+``Tracing`` in a context variable for the request's task (so no object is
+threaded through the stages, and the gateway runs without the extra). This
+module knows nothing of aiohttp's server side nor of the web layer's state.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiohttp import web
-from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 from yarl import URL
 
-if TYPE_CHECKING:
-    from gateway.web.state import RequestRecord
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ACTIVE: ContextVar[Tracing | None] = ContextVar("gateway_tracing", default=None)
 _TIMINGS: ContextVar[dict[str, float] | None] = ContextVar("gateway_timings", default=None)
 # Stage spans whose time a search reports, under the name it reports them by.
@@ -104,64 +100,31 @@ class Tracing:
     def shutdown(self) -> None:
         self.provider.shutdown()
 
-    def middleware(self) -> Middleware:
-        """One SERVER span per request (not for the gateway's own ``/_gateway`` endpoints)."""
-        from gateway.web.state import RECORD, RESERVED_PREFIX  # state imports the pipeline
-
-        @web.middleware
-        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.path.startswith(RESERVED_PREFIX):
-                return await handler(request)
-            route = request.match_info.route.resource
-            template = route.canonical if route is not None else request.path
-            parent = self._propagator.extract(dict(request.headers))
-            attributes = {
-                "http.request.method": request.method,
-                "url.path": request.path,
-                "http.route": template,
-            }
-            token = _ACTIVE.set(self)
+    @contextlib.contextmanager
+    def server_span(
+        self, method: str, path: str, route: str, headers: Mapping[str, str]
+    ) -> Iterator[ServerSpan]:
+        """The SERVER span of one request (opened by the web layer's tracing middleware,
+        ``gateway.web.server_span``): a child of the client's W3C ``traceparent``, with this
+        ``Tracing`` active for the request's task so the stages' spans hang below it."""
+        parent = self._propagator.extract(dict(headers))
+        attributes = {"http.request.method": method, "url.path": path, "http.route": route}
+        token = _ACTIVE.set(self)
+        try:
             with self._tracer.start_as_current_span(
-                f"{request.method} {template}",
+                f"{method} {route}",
                 context=parent,
                 kind=self._trace.SpanKind.SERVER,
                 attributes=attributes,
             ) as span:
-                try:
-                    response = await handler(request)
-                except web.HTTPException as exc:
-                    self._answered(span, request.get(RECORD), exc.status)
-                    raise
-                except BaseException:
-                    self._answered(span, request.get(RECORD), 500)
-                    raise
-                finally:
-                    _ACTIVE.reset(token)
-                self._answered(span, request.get(RECORD), response.status)
-                return response
-
-        return middleware
+                yield ServerSpan(span, self._trace.StatusCode.ERROR)
+        finally:
+            _ACTIVE.reset(token)
 
     @contextlib.contextmanager
     def _stage(self, name: str, attributes: dict[str, Any]) -> Iterator[Span]:
         with self._tracer.start_as_current_span(name, attributes=_stage_attrs(attributes)) as span:
             yield Span(span)
-
-    def _answered(self, span: Any, record: RequestRecord | None, status: int) -> None:
-        """The SERVER span's answer: status, and what the client was told about reranking."""
-        span.set_attribute("http.response.status_code", status)
-        if record is not None:
-            span.set_attributes(
-                _attrs(
-                    {
-                        "gateway.request_id": record.request_id,
-                        "rerank.outcome": record.rerank,
-                        "rerank.reason": record.reason,
-                    }
-                )
-            )
-        if status >= 500:
-            span.set_status(self._trace.StatusCode.ERROR)
 
     @contextlib.contextmanager
     def _batch(self, parents: list[_Parent], attributes: dict[str, Any]) -> Iterator[Span]:
@@ -209,6 +172,23 @@ class Tracing:
             raise
         finally:
             span.end()
+
+
+class ServerSpan:
+    """A request's SERVER span: ``answered(status, attributes)`` once its answer is known."""
+
+    def __init__(self, span: Any, error: Any) -> None:
+        self._span = span
+        self._error = error
+
+    def answered(self, status: int, attributes: Mapping[str, Any] | None = None) -> None:
+        """The answer's status, and what the client was told (``None`` values left out);
+        a 5xx marks the span failed."""
+        self._span.set_attribute("http.response.status_code", status)
+        if attributes is not None:
+            self._span.set_attributes(_attrs(dict(attributes)))
+        if status >= 500:
+            self._span.set_status(self._error)
 
 
 @dataclass(frozen=True, slots=True)

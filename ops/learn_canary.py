@@ -27,10 +27,11 @@ from typing import Any
 
 import aiohttp
 
-from gateway.experiments.web import EXPERIMENTS, report_of
+from gateway.experiments.web import report_of
 from gateway.learning.canary import Canary, StopRule
 from gateway.learning.registry import Registry
 from gateway.settings import Settings
+from gateway.web.state import EXPERIMENTS
 from ops.harness import beir
 from ops.harness.options import data_option, model_dir_option
 from ops.harness.servers import osmem, running, seeded

@@ -46,7 +46,6 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from gateway.experiments.web import EXPERIMENTS
 from gateway.learning import features
 from gateway.learning.clicks import (
     examination_curve,
@@ -62,7 +61,7 @@ from gateway.learning.significance import paired_test, per_query_ndcg
 from gateway.learning.train import dataset, fused_order, learned_order, order_by, window_of
 from gateway.rerank.fusion import FusionSpec, fuse
 from gateway.settings import Settings
-from gateway.web.state import FLOW
+from gateway.web.state import EXPERIMENTS, FLOW
 from ops.harness import beir
 from ops.harness.options import data_option, model_dir_option, path_option
 from ops.harness.servers import osmem, running, seeded

@@ -1,1 +1,1 @@
-"""Online experiments: arms, their event log, the report and its pages (hooked to the pipeline)."""
+"""Online experiments: arms, their event log, the report and its pages (attached in app.py)."""

@@ -1,4 +1,4 @@
-"""The experiment endpoints and their wiring (``setup_experiments``), under ``/_gateway``.
+"""The experiment endpoints, routes of the ``/_gateway`` sub-app (``gateway.web.admin``).
 
 ::
 
@@ -8,12 +8,18 @@
     GET  /_gateway/experiments            the same as an HTML page, figures rendered here
                                           (gateway.experiments.page); a local script adds charts
     GET  /_gateway/experiments/report.js  that script
+
+``create_experiments`` builds the arms and their event log, ``experiments_ctx`` is
+their lifecycle, ``routes`` the endpoints above (relative to the sub-app's prefix),
+each handler bound to the one ``Experiments``. The wiring (app.py) attaches all
+three from outside, so neither the web layer nor the search pipeline imports this
+module, and this module imports nothing of theirs.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 from typing import Any
 
@@ -25,33 +31,54 @@ from gateway.experiments.events import EventLog, create_event_log
 from gateway.experiments.page import render_page
 from gateway.experiments.report import build_report
 from gateway.settings import Settings
-from gateway.web.state import RESERVED_PREFIX
 
-EXPERIMENTS = web.AppKey("experiments", Experiments)
 MAX_EVENTS_PER_POST = 1000
 _STATIC = files("gateway") / "static"
+_UNAVAILABLE = es_error_body(503, "event_store_exception", "experiment events are unavailable")
 
 
-def setup_experiments(app: web.Application, settings: Settings) -> None:
-    """Create the experiment state, its cleanup context and its routes."""
+def create_experiments(settings: Settings) -> Experiments:
+    """The arms of EXPERIMENT__* and the event log they write to (not started yet)."""
     conf = settings.experiment
     events = create_event_log(
         settings.cache, conf.events_redis_url, conf.name, conf.events_max, k=conf.k
     )
-    experiments = Experiments(conf, events)
-    app[EXPERIMENTS] = experiments
+    return Experiments(conf, events)
+
+
+def experiments_ctx(
+    experiments: Experiments,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A ``cleanup_ctx``: the event log runs while the app does; shadow searches are
+    cancelled, then the log closed."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        await events.start()
+        await experiments.events.start()
         yield
         await experiments.close()
-        await events.close()
+        await experiments.events.close()
 
-    app.cleanup_ctx.append(ctx)
-    app.router.add_post(f"{RESERVED_PREFIX}/events", post_events)
-    app.router.add_get(f"{RESERVED_PREFIX}/experiments/report", get_report)
-    app.router.add_get(f"{RESERVED_PREFIX}/experiments", get_page)
-    app.router.add_get(f"{RESERVED_PREFIX}/experiments/report.js", get_script)
+    return ctx
+
+
+def routes(experiments: Experiments) -> list[web.RouteDef]:
+    """The endpoints, relative to the ``/_gateway`` prefix, serving ``experiments``."""
+
+    async def events(request: web.Request) -> web.Response:
+        return await post_events(request, experiments.events)
+
+    async def report(request: web.Request) -> web.Response:
+        return await get_report(experiments)
+
+    async def page(request: web.Request) -> web.Response:
+        return await get_page(experiments)
+
+    return [
+        web.post("/events", events),
+        web.get("/experiments/report", report),
+        web.get("/experiments", page),
+        web.get("/experiments/report.js", get_script),
+    ]
 
 
 def _bad(reason: str) -> ClientRequestError:
@@ -84,7 +111,7 @@ def parse_click(value: Any) -> dict[str, Any]:
     return event
 
 
-async def post_events(request: web.Request) -> web.Response:
+async def post_events(request: web.Request, events: EventLog) -> web.Response:
     try:
         payload = json.loads(await request.read())
     except (ValueError, RecursionError):  # RecursionError: nested too deep to read
@@ -93,7 +120,6 @@ async def post_events(request: web.Request) -> web.Response:
     if len(items) > MAX_EVENTS_PER_POST:
         raise _bad(f"at most {MAX_EVENTS_PER_POST} events per request")
     clicks = [parse_click(item) for item in items]
-    events = request.app[EXPERIMENTS].events
     for click in clicks:
         events.record(click)
     return web.json_response({"accepted": len(clicks)}, status=202)
@@ -112,20 +138,17 @@ async def report_of(experiments: Experiments) -> dict[str, Any]:
     return figures
 
 
-_UNAVAILABLE = es_error_body(503, "event_store_exception", "experiment events are unavailable")
-
-
-async def get_report(request: web.Request) -> web.Response:
+async def get_report(experiments: Experiments) -> web.Response:
     try:
-        figures = await report_of(request.app[EXPERIMENTS])
+        figures = await report_of(experiments)
     except EventStoreError:
         return web.json_response(_UNAVAILABLE, status=503)
     return web.json_response(figures)
 
 
-async def get_page(request: web.Request) -> web.Response:
+async def get_page(experiments: Experiments) -> web.Response:
     try:
-        figures = await report_of(request.app[EXPERIMENTS])
+        figures = await report_of(experiments)
     except EventStoreError:
         return web.json_response(_UNAVAILABLE, status=503)
     return web.Response(text=render_page(figures), content_type="text/html")

@@ -1,1 +1,2 @@
-"""The HTTP face: handlers, middlewares, the access log, the access guard, typed app state."""
+"""The HTTP face: handlers, middlewares (access log, tracing, errors, guard), the
+``/_gateway`` admin sub-app, typed app state."""

@@ -87,14 +87,14 @@ def access_middleware(metrics: Metrics) -> Middleware:
     return middleware
 
 
-def observe(app: web.Application, metrics: Metrics, metrics_path: str) -> None:
-    """Serve ``metrics`` at ``metrics_path``; put the request id on every answer.
+def observe(app: web.Application, metrics: Metrics) -> None:
+    """Keep ``metrics`` on the app (the admin sub-app serves them, ``web/admin.py``); put
+    the request id on every answer, the sub-app's included.
 
     ``access_middleware(metrics)`` must be the app's first (outermost) middleware.
     """
     app[METRICS] = metrics
     app.on_response_prepare.append(add_request_id)
-    app.router.add_get(metrics_path, handlers.metrics)
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:

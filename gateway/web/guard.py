@@ -5,7 +5,9 @@
     every path              no ``;`` path parameters, no encoded ``%`` (400)
     /_gateway/health/*      always open (probes)
     /_gateway/...           admin key if set, else the client key if set; answered by
-                            the gateway, never forwarded (404 for unknown ones)
+                            the gateway's sub-app (web/admin.py), never forwarded (404
+                            for unknown ones, and for paths only a later hop would
+                            read as ours: ``//_gateway``, ``/_gateway%2F...``)
     POST /rerank, /v*/rerank  the client key (rerank_api/core.py checks it); no index
     everything else         client key if set; then, with GATEWAY_ACCESS__INDICES,
                             the endpoint must be one the guard understands and every

@@ -10,12 +10,18 @@ from aiohttp import web
 
 from gateway import tracing
 from gateway.errors import UpstreamError
-from gateway.experiments.web import EXPERIMENTS
-from gateway.metrics import CONTENT_TYPE
 from gateway.search.pipeline import REASON_HEADER, RERANK_HEADER, SearchFlow, SearchResult
 from gateway.tracing import STAGES
 from gateway.upstream.client import ES_PRODUCT, strip_hop_by_hop
-from gateway.web.state import FLOW, HEALTH, METRICS, QUERY_VECTORS, RECORD, UPSTREAM, WRITE_VECTORS
+from gateway.web.state import (
+    EXPERIMENTS,
+    FLOW,
+    METRICS,
+    QUERY_VECTORS,
+    RECORD,
+    UPSTREAM,
+    WRITE_VECTORS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,21 +114,3 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
             return response
         await response.write_eof()
         return response
-
-
-async def live(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def ready(request: web.Request) -> web.Response:
-    health = request.app[HEALTH]
-    if health.upstream_flavor is None:
-        # Not known to be up (down at start-up, or seen failing since): ask again.
-        health.upstream_flavor = await request.app[UPSTREAM].probe()
-    body = health.report()
-    return web.json_response(body, status=200 if body["ready"] else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

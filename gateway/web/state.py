@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.experiments.arms import Experiments
 from gateway.metrics import Metrics
 from gateway.search.pipeline import SearchFlow
 from gateway.upstream.client import Upstream
@@ -55,3 +56,5 @@ HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
 QUERY_VECTORS = web.AppKey("query_vectors", QueryVectors)
 WRITE_VECTORS = web.AppKey("write_vectors", WriteVectors)
+# Attached by the wiring (app.py); the handlers assign arms, the experiments' pages read it.
+EXPERIMENTS = web.AppKey("experiments", Experiments)
