@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from gateway.errors import GatewayError
-from gateway.experiments.web import setup_experiments
+from gateway.experiments.web import EXPERIMENTS, setup_experiments
 from gateway.metrics import Metrics
 from gateway.model.base import Closable, CrossEncoder
 from gateway.model.embedder import Embedder, OnnxEmbedder
@@ -111,6 +111,7 @@ def create_app(
         app.router.add_route("GET", path, handlers.search)
         app.router.add_route("POST", path, handlers.search)
     setup_experiments(app, settings)
+    flow.experiment = app[EXPERIMENTS]  # the pipeline's hook, implemented by the arms
     setup_rerank_api(app, settings.access.api_key)
     app.router.add_route("*", "/{tail:.*}", handlers.passthrough)
     return app
