@@ -18,9 +18,9 @@ from typing import Any
 
 from gateway.learning import ranker
 from gateway.rerank import chunking, documents, fusion
+from gateway.rerank.budget import PairBudget
 from gateway.rerank.profiles import Profile
 from gateway.rerank.reranker import Passage, Reason, Reranker, Status
-from gateway.search.budget import PairBudget
 
 
 @dataclass(slots=True)

@@ -21,13 +21,13 @@ from typing import Any
 
 from gateway.errors import ClientRequestError
 from gateway.rerank import relevance
+from gateway.rerank.budget import PairBudget
 from gateway.rerank.fusion import FusionSpec
 from gateway.rerank.profiles import DEFAULT, Profile, Profiles
 from gateway.rerank.reranker import Reason, Reranker, Status
 from gateway.retrievers import parse, run, shape
 from gateway.retrievers.embed import QueryEmbedder
 from gateway.retrievers.parse import Knn, Rerank, Standard, Tree
-from gateway.search.budget import PairBudget
 from gateway.settings import RetrieverSettings
 from gateway.upstream.client import Reply, Upstream
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from gateway.rerank.budget import PairBudget
 from gateway.rerank.profiles import Profile
 from gateway.rerank.reranker import Reason
-from gateway.search.budget import PairBudget
 from gateway.search.hooks import Arm
 from gateway.search.plan import Plan
 from gateway.search.request import SearchRequest

@@ -22,11 +22,11 @@ from typing import Any
 from multidict import CIMultiDict
 
 from gateway.errors import ClientRequestError
+from gateway.rerank.budget import PairBudget
 from gateway.rerank.profiles import Profile
 from gateway.rerank.reranker import Reason, Status
 from gateway.search import body as es_body
 from gateway.search import plan as es_plan
-from gateway.search.budget import PairBudget
 from gateway.search.context import Timings
 from gateway.search.decide import Planner
 from gateway.search.hooks import Page
@@ -63,20 +63,15 @@ class _SubSearches:
     trees: dict[int, TreeSub] = field(default_factory=dict)  # run by the gateway
 
 
+@dataclass(slots=True)
 class MultiSearch:
-    def __init__(
-        self,
-        upstream: Upstream,
-        planner: Planner,
-        ranker: PageRanker,
-        trees: TreeStage,
-        settings: RerankSettings,
-    ) -> None:
-        self.upstream = upstream
-        self.planner = planner
-        self.ranker = ranker
-        self.trees = trees
-        self.settings = settings
+    """The stages a sub-search goes through, shared with ``_search``."""
+
+    upstream: Upstream
+    planner: Planner
+    ranker: PageRanker
+    trees: TreeStage
+    settings: RerankSettings
 
     async def run(self, req: SearchRequest, budget: PairBudget) -> SearchResult:
         timings = Timings()

@@ -18,12 +18,12 @@ from typing import Any
 
 from gateway import tracing
 from gateway.rerank import relevance
+from gateway.rerank.budget import PairBudget
 from gateway.rerank.profiles import Profile
 from gateway.rerank.reranker import Reranker
 from gateway.search import body as es_body
 from gateway.search import cursor as cursors
 from gateway.search import merge as es_merge
-from gateway.search.budget import PairBudget
 from gateway.search.context import Timings
 from gateway.search.hooks import Page
 from gateway.search.plan import Plan

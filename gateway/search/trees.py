@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import ClientRequestError, GatewayError
+from gateway.rerank.budget import PairBudget
 from gateway.rerank.reranker import Reason, Status
 from gateway.retrievers import hybrid
 from gateway.retrievers.flow import Ran, RetrieverFlow, TreeSearch
 from gateway.retrievers.parse import Tree
 from gateway.search import plan as es_plan
-from gateway.search.budget import PairBudget
 from gateway.search.context import SearchContext
 from gateway.search.decide import Planner
 from gateway.search.request import JSON_TYPES, SearchRequest

@@ -35,9 +35,7 @@ async def search(request: web.Request) -> web.StreamResponse:
     flow: SearchFlow = request.app[FLOW]
     body = await request.read()
     index = request.match_info.get("index")
-    experiment = (
-        flow.experiment if flow.experiment is not None and flow.experiment.enabled else None
-    )
+    experiment = flow.experiment
     arm = None
     url = request.rel_url
     stages = tracing.collect_timings()  # filled by the rerank stages and the batcher
@@ -47,7 +45,7 @@ async def search(request: web.Request) -> web.StreamResponse:
         read = SearchRequest(request.method, url, index, request.headers, body)
         result = await flow.msearch(read)
     else:
-        if experiment is not None:
+        if experiment is not None and experiment.enabled:
             arm = experiment.assign(request.headers, url)
             request.app[METRICS].variant(arm.variant, experiment.name)
             url = arm.url
