@@ -3,49 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from yarl import URL
 
-from gateway.model.fake import FakeEncoder
-from gateway.rerank.batcher import Batcher
-from gateway.rerank.cache import MemoryCache
-from gateway.rerank.reranker import Reranker
 from gateway.search import body as es_body
 from gateway.search import plan as es_plan
 from gateway.search import request as search_request
 from gateway.search.hooks import Page, Ranked
 from gateway.search.pipeline import SearchFlow
 from gateway.search.request import SearchRequest
-from gateway.settings import BatcherSettings
-from gateway.upstream.client import Upstream
-from tests.scripted import DOCS, settings_with
 from tests.upstream import ScriptedUpstream
 
 ITALY = {"query": {"match": {"text": "capital of Italy"}}, "size": 2}
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[ScriptedUpstream]:
-    async with ScriptedUpstream(DOCS) as scripted:
-        yield scripted
-
-
-@pytest.fixture
-async def flow(cluster: ScriptedUpstream) -> AsyncIterator[SearchFlow]:
-    settings = settings_with([cluster.url], upstream={"flavor": "elasticsearch"})
-    upstream = Upstream(settings.upstream)
-    await upstream.start()
-    encoder = FakeEncoder()
-    batcher = Batcher(encoder, BatcherSettings(max_wait_ms=0))
-    await batcher.start()
-    reranker = Reranker(batcher, MemoryCache(100), fingerprint=encoder.fingerprint)
-    yield SearchFlow(upstream, reranker, settings.rerank)
-    await batcher.stop()
-    await upstream.close()
 
 
 def _request(
@@ -178,20 +151,3 @@ async def test_a_control_arm_is_forwarded_as_sent(
     assert (result.rerank, result.reason) == ("skipped", "experiment_control")
     assert control.served == []
     assert json.loads(cluster.last("/docs/_search").body) == ITALY
-
-
-async def test_msearch_answers_each_sub_search_in_its_slot(flow: SearchFlow) -> None:
-    head = json.dumps({"index": "docs"})
-    bad = {**ITALY, "ext": {"rerank": {"windw": 3}}}
-    lines = [head, json.dumps(ITALY), head, json.dumps(bad), head, json.dumps({**ITALY, "size": 0})]
-    raw = ("\n".join(lines) + "\n").encode()
-    headers = {"Content-Type": "application/x-ndjson"}
-    request = SearchRequest("POST", URL("/_msearch"), None, headers, raw)
-    result = await flow.msearch(request)
-    assert result.status == 200
-    assert result.headers["X-Rerank-Each"] == "full,skipped,skipped"
-    assert result.headers["X-Rerank-Each-Reason"] == "-,invalid_option,size_zero"
-    assert (result.rerank, result.reason) == ("partial", "invalid_option,size_zero")
-    responses = json.loads(result.body)["responses"]
-    assert [h["_id"] for h in responses[0]["hits"]["hits"]] == ["d3", "d1"]
-    assert responses[1]["error"]["type"] == "x_content_parse_exception"
