@@ -115,6 +115,7 @@ def create_app(
 
     experiments = experiment_pages.create_experiments(settings)
     app[EXPERIMENTS] = experiments
+    flow.experiment = experiments  # the pipeline's hook, implemented by the arms
     app.cleanup_ctx.append(experiment_pages.experiments_ctx(experiments))
 
     for path in _SEARCH_PATHS:

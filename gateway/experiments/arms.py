@@ -24,7 +24,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, TypeVar
@@ -34,7 +34,9 @@ from yarl import URL
 
 from gateway.errors import ClientRequestError
 from gateway.experiments.events import EventLog
-from gateway.search import body as es_body
+from gateway.search.hooks import Page, Ranked
+from gateway.search.merge import passthrough_page
+from gateway.search.plan import Plan
 from gateway.settings import ExperimentSettings, Variant
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,6 @@ SEARCH_ID_HEADER = "X-Search-Id"
 INTERLEAVE = "interleave"
 CONTROL_TEAM, TREATMENT_TEAM = "A", "B"
 
-Merged = tuple[dict[str, Any], str, str | None, float]  # page, X-Rerank, reason, rerank ms
-RerankFn = Callable[[es_body.Plan, dict[str, Any], float, float], Awaitable[Merged]]
 T = TypeVar("T", bound=Hashable)
 
 
@@ -146,7 +146,9 @@ def _with_hits(response: dict[str, Any], hits: list[dict[str, Any]]) -> dict[str
 
 @dataclass(slots=True)
 class Arm:
-    """One search's assignment, and what it served (filled in as the search runs)."""
+    """One search's assignment, and what it served (filled in as the search runs).
+
+    Implements the pipeline's ``search.hooks.Arm``."""
 
     owner: Experiments
     variant: str  # what the variant header says
@@ -165,47 +167,39 @@ class Arm:
     def headers(self) -> dict[str, str]:
         return {VARIANT_HEADER: self.variant, SEARCH_ID_HEADER: self.search_id}
 
-    async def serve(
-        self,
-        rerank: RerankFn,
-        plan: es_body.Plan,
-        response: dict[str, Any],
-        started: float,
-        upstream_ms: float,
-    ) -> Merged:
-        """The page this arm shows, from the widened upstream ``response``."""
+    def finish(self, status: int, body: bytes) -> None:
+        self.owner.finish(self, status, body)
+
+    async def serve(self, ranked: Ranked) -> Page:
+        """The page this arm shows, from the search's results."""
+        plan = ranked.plan
         self.query = plan.query
         if self.mode == "shadow":
-            self.owner.shadow(self, rerank, plan, response, upstream_ms)
-            page = es_body.passthrough_page(response, plan, _gateway_ms(started, upstream_ms))
-            return page, "skipped", "shadow", 0.0
+            self.owner.shadow(self, ranked)
+            return Page(ranked.upstream(), "skipped", "shadow")
         if self.mode != INTERLEAVE:
-            return await rerank(plan, response, started, upstream_ms)
-        whole = replace(plan, from_=0, size=plan.fetch)
-        ranked, status, why, rerank_ms = await rerank(whole, response, started, upstream_ms)
-        if status == "skipped":
-            page = es_body.passthrough_page(response, plan, _gateway_ms(started, upstream_ms))
-            return page, status, why, rerank_ms
-        page, self.teams = interleave_page(response, ranked, plan, random.Random(self.seed))
-        return page, status, why, rerank_ms
+            return await ranked.page()
+        whole = await ranked.whole()
+        if whole.status == "skipped":
+            return replace(whole, body=ranked.upstream())
+        page, self.teams = interleave_page(
+            ranked.response, whole.body, plan, random.Random(self.seed)
+        )
+        return replace(whole, body=page)
 
 
 def interleave_page(
-    response: dict[str, Any], ranked: dict[str, Any], plan: es_body.Plan, rng: random.Random
+    response: dict[str, Any], ranked: dict[str, Any], plan: Plan, rng: random.Random
 ) -> tuple[dict[str, Any], list[str]]:
     """The page ``plan`` asks for out of the team draft of the upstream order (``response``)
     and the reranked one (``ranked``, the whole fetched list), and the team of each of its hits.
     Hits are the reranked answer's (reranker ``_score``, fields already cleaned)."""
     whole = replace(plan, from_=0, size=plan.fetch)
     by_key = {hit_key(h): h for h in _hits(ranked)}
-    control = [hit_key(h) for h in _hits(es_body.passthrough_page(response, whole, 0))]
+    control = [hit_key(h) for h in _hits(passthrough_page(response, whole, 0))]
     keys, teams = team_draft(control, list(by_key), rng)
     end = plan.from_ + plan.size
     return _with_hits(ranked, [by_key[k] for k in keys[plan.from_ : end]]), teams[plan.from_ : end]
-
-
-def _gateway_ms(started: float, upstream_ms: float) -> int:
-    return max(round((time.perf_counter() - started) * 1000 - upstream_ms), 0)
 
 
 class Experiments:
@@ -227,6 +221,10 @@ class Experiments:
     @property
     def enabled(self) -> bool:
         return self.settings.mode != "off"
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
 
     def user_key(self, headers: Mapping[str, str], url: URL) -> str | None:
         name = self._key_name
@@ -306,39 +304,27 @@ class Experiments:
             body=body,
         )
 
-    def shadow(
-        self,
-        arm: Arm,
-        rerank: RerankFn,
-        plan: es_body.Plan,
-        response: dict[str, Any],
-        upstream_ms: float,
-    ) -> None:
+    def shadow(self, arm: Arm, ranked: Ranked) -> None:
         """Start measuring what reranking would have changed, if the budget allows."""
         if len(self._shadows) >= self.settings.shadow_max_inflight:
             self.shadow_skipped += 1
             return
-        task = asyncio.create_task(self._measure(arm, rerank, plan, response, upstream_ms))
+        task = asyncio.create_task(self._measure(arm, ranked))
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
 
-    async def _measure(
-        self,
-        arm: Arm,
-        rerank: RerankFn,
-        plan: es_body.Plan,
-        response: dict[str, Any],
-        upstream_ms: float,
-    ) -> None:
-        whole = replace(plan, from_=0, size=plan.fetch)
+    async def _measure(self, arm: Arm, ranked: Ranked) -> None:
+        plan, response = ranked.plan, ranked.response
         t0 = time.perf_counter()
+        status: str
         try:
             async with asyncio.timeout(self.settings.shadow_timeout_s):
-                ranked, status, _, _ = await rerank(whole, response, t0, upstream_ms)
+                whole = await ranked.whole()
+            status, reordered = whole.status, whole.body
         except TimeoutError:
-            status, ranked = "timeout", {}
+            status, reordered = "timeout", {}
         base = [hit_key(h) for h in _hits(response)[: plan.window]]
-        new = [hit_key(h) for h in _hits(ranked)[: plan.window]]
+        new = [hit_key(h) for h in _hits(reordered)[: plan.window]]
         event: dict[str, Any] = {
             "type": "shadow",
             "search_id": arm.search_id,

@@ -18,9 +18,9 @@ from typing import Any
 
 from gateway.learning import ranker
 from gateway.rerank import chunking, documents, fusion
+from gateway.rerank.budget import PairBudget
 from gateway.rerank.profiles import Profile
-from gateway.rerank.reranker import Passage, Reranker, Status
-from gateway.search.budget import TOO_MANY_PAIRS, PairBudget
+from gateway.rerank.reranker import Passage, Reason, Reranker, Status
 
 
 @dataclass(slots=True)
@@ -32,11 +32,11 @@ class WindowScores:
     dropped: list[bool]
     explanations: list[dict[str, Any] | None]
     status: Status
-    reason: str | None
+    reason: Reason | None
     pooled: list[chunking.Pooled] | None = None  # per hit (features of a learned ranker)
 
 
-def _unscored(has_text: list[bool], reason: str) -> WindowScores:
+def _unscored(has_text: list[bool], reason: Reason) -> WindowScores:
     n = len(has_text)
     return WindowScores([None] * n, has_text, [False] * n, [None] * n, "skipped", reason)
 
@@ -72,7 +72,7 @@ async def score_window(
         return _unscored(has_text, "no_doc_text")
     found = await chunking.pieces(segs, profile.chunking, reranker.batcher.encoder)
     if budget is not None and not budget.take(len(found)):
-        return _unscored(has_text, TOO_MANY_PAIRS)
+        return _unscored(has_text, "too_many_pairs")
     outcome = await reranker.score(
         query, [_passage(hits[p.hit], p) for p in found], profile.timeout_s
     )

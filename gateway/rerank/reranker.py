@@ -16,13 +16,57 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway import tracing
-from gateway.errors import CacheError, DeadlineExceeded, ModelError, RerankError
+from gateway.errors import CacheError, DeadlineExceeded, ModelError, Overloaded, RerankError
 from gateway.rerank.batcher import Batcher
 from gateway.rerank.cache import ScoreCache, cache_key
 
 log = logging.getLogger(__name__)
 
-Status = Literal["full", "partial", "skipped"]
+Status = Literal["full", "partial", "skipped"]  # the ``X-Rerank`` header of a search answer
+# Why a search is not (wholly) reranked: the ``X-Rerank-Reason`` values, a public contract.
+# Each one is described in gateway/search/reasons.py, which writes the list in the docs.
+Reason = Literal[
+    # not asked, not allowed
+    "opted_out",
+    "disabled",
+    "not_opted_in",
+    "index_not_configured",
+    "experiment_control",
+    "shadow",
+    # the request
+    "unreadable_body",
+    "invalid_option",
+    "size_zero",
+    "sorted",
+    "beyond_window",
+    "paginated_by_cursor",
+    "no_source",
+    "no_query_text",
+    "no_doc_text",
+    "too_many_pairs",
+    # the model
+    "model_not_ready",
+    "deadline",
+    "overloaded",
+    "model_error",
+    "rerank_error",
+    # the cluster, the retriever tree
+    "upstream_status",
+    "upstream_body",
+    "retriever_on_cluster",
+    "no_reranker_in_tree",
+]
+
+
+def reason_of(exc: RerankError) -> Reason:
+    """The ``X-Rerank-Reason`` of a rerank failure (``exc.reason``, checked by type)."""
+    if isinstance(exc, DeadlineExceeded):
+        return "deadline"
+    if isinstance(exc, Overloaded):
+        return "overloaded"
+    if isinstance(exc, ModelError):
+        return "model_error"
+    return "rerank_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +82,7 @@ class Passage:
 class RerankOutcome:
     scores: list[float | None]
     status: Status
-    reason: str | None = None
+    reason: Reason | None = None
     cached: int = 0
 
 
@@ -93,7 +137,7 @@ class Reranker:
             if s is None:
                 misses.setdefault(keys[i], []).append(i)
         status: Status = "full"
-        reason: str | None = None
+        reason: Reason | None = None
         if misses:
             texts = {key: passages[where[0]].text for key, where in misses.items()}
             fresh, reason = await self._single_flight(query, texts, deadline)
@@ -111,7 +155,7 @@ class Reranker:
 
     async def _single_flight(
         self, query: str, texts: dict[str, str], deadline: float
-    ) -> tuple[dict[str, float], str | None]:
+    ) -> tuple[dict[str, float], Reason | None]:
         """Scores of the missed keys: this search scores the keys nobody is scoring
         and awaits, within its deadline, those an identical search is scoring now.
 
@@ -123,7 +167,7 @@ class Reranker:
         owned = {key: loop.create_future() for key in texts if key not in shared}
         self._inflight.update(owned)
         scored: dict[str, float] = {}
-        reason: str | None = None
+        reason: Reason | None = None
         try:
             if owned:
                 scored, reason = await self._score_texts(
@@ -145,16 +189,16 @@ class Reranker:
 
     async def _score_texts(
         self, query: str, texts: dict[str, str], deadline: float
-    ) -> tuple[dict[str, float], str | None]:
+    ) -> tuple[dict[str, float], Reason | None]:
         """One model pair per distinct text."""
         keys_of: dict[str, list[str]] = {}
         for key, text in texts.items():
             keys_of.setdefault(text, []).append(key)
-        reason: str | None = None
+        reason: Reason | None = None
         try:
             fresh = await self._model(query, list(keys_of), deadline)
         except RerankError as exc:
-            fresh, reason = {}, exc.reason
+            fresh, reason = {}, reason_of(exc)
         scored: dict[str, float] = {}
         for text, score in fresh.items():
             if score is None or not math.isfinite(score):

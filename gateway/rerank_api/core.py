@@ -38,7 +38,8 @@ from gateway.model.base import TextSplitter
 from gateway.rerank import chunking
 from gateway.rerank.profiles import DEFAULT, Profile
 from gateway.rerank.reranker import Passage, Reranker
-from gateway.search.pipeline import TIMEOUT_HEADER, SearchFlow
+from gateway.search.pipeline import SearchFlow
+from gateway.search.request import TIMEOUT_HEADER
 from gateway.upstream.client import GATEWAY_KEY_HEADER
 from gateway.web.state import FLOW, METRICS, RECORD
 
@@ -160,8 +161,7 @@ def _profile(flow: SearchFlow, name: str | None) -> tuple[Profile, Reranker | No
         profile = replace(profiles.default, name=name, model=name)
     else:
         raise ApiError("unknown_model", f"model [{name}] is no rerank profile or model here")
-    reranker = flow.reranker if profile.model == DEFAULT else flow.rerankers.get(profile.model)
-    return profile, reranker
+    return profile, flow.model(profile.model)
 
 
 def _timeout_s(request: web.Request, profile: Profile, most_s: float) -> float:

@@ -1,4 +1,4 @@
-"""A retriever search end to end: parse, run (or pass through), shape; what ``SearchFlow`` calls.
+"""A retriever search end to end: parse, run (or pass through), shape; what ``search.trees`` calls.
 
 - ``run = cluster`` (RETRIEVERS__RUN) and an Elasticsearch upstream: the body goes as
   sent (the cluster runs its own tree: for a cluster with the licence for it).
@@ -21,13 +21,13 @@ from typing import Any
 
 from gateway.errors import ClientRequestError
 from gateway.rerank import relevance
+from gateway.rerank.budget import PairBudget
 from gateway.rerank.fusion import FusionSpec
 from gateway.rerank.profiles import DEFAULT, Profile, Profiles
-from gateway.rerank.reranker import Reranker
+from gateway.rerank.reranker import Reason, Reranker, Status
 from gateway.retrievers import parse, run, shape
 from gateway.retrievers.embed import QueryEmbedder
 from gateway.retrievers.parse import Knn, Rerank, Standard, Tree
-from gateway.search.budget import PairBudget
 from gateway.settings import RetrieverSettings
 from gateway.upstream.client import Reply, Upstream
 
@@ -43,24 +43,41 @@ class InferenceNotFound(ClientRequestError):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class TreeSearch:
+    """A compound tree to run: the body, where it goes, and the request's limits.
+
+    ``skip``: why its rerankers may not score (their fallback: the child's order)."""
+
+    tree: Tree
+    body: Mapping[str, Any]
+    path: str
+    index: str | None
+    headers: Mapping[str, str]
+    skip: Reason | None
+    budget: PairBudget
+
+
 @dataclass(slots=True)
 class Ran:
     """A retriever search's outcome: the answer (or the cluster's refusal) and rerank status."""
 
     answer: dict[str, Any] | None
     refused: Reply | None
-    rerank: str
-    reason: str | None
+    rerank: Status
+    reasons: tuple[Reason, ...]  # its rerankers' (the header lists each once)
     timings_ms: dict[str, float]
 
 
-def _overall(statuses: list[tuple[str, str | None]]) -> tuple[str, str | None]:
+def _overall(statuses: list[tuple[Status, Reason | None]]) -> tuple[Status, tuple[Reason, ...]]:
     if not statuses:
-        return "skipped", "no_reranker_in_tree"
+        return "skipped", ("no_reranker_in_tree",)
     kinds = {s for s, _ in statuses}
-    reasons = sorted({r for _, r in statuses if r})
-    status = "full" if kinds == {"full"} else "skipped" if kinds == {"skipped"} else "partial"
-    return status, ",".join(reasons) or None
+    reasons = tuple(sorted({r for _, r in statuses if r}))
+    status: Status = (
+        "full" if kinds == {"full"} else "skipped" if kinds == {"skipped"} else "partial"
+    )
+    return status, reasons
 
 
 class RetrieverFlow:
@@ -133,26 +150,23 @@ class RetrieverFlow:
             self.upstream, flavor, path, index, headers, options, self.embedder, scorer
         )
 
-    async def execute(
-        self,
-        tree: Tree,
-        body: Mapping[str, Any],
-        *,
-        path: str,
-        index: str | None,
-        headers: Mapping[str, str],
-        skip: str | None,
-        budget: PairBudget,
-    ) -> Ran:
-        """Run a compound tree; ``skip``: why its rerankers may not score (their fallback)."""
+    async def execute(self, search: TreeSearch) -> Ran:
+        """Run a compound tree."""
         started = time.perf_counter()
+        tree, body, index, skip, budget = (
+            search.tree,
+            search.body,
+            search.index,
+            search.skip,
+            search.budget,
+        )
 
         async def scorer(node: Rerank, hits: list[dict[str, Any]]) -> run.Scored:
             if skip is not None:
                 return _unscored(hits, skip)
             return await self._score(node, hits, index, budget)
 
-        ctx = self._context(path, index, headers, body, scorer)
+        ctx = self._context(search.path, index, search.headers, body, scorer)
         added = self._added_fields(tree.root, body, index)
         if added:  # the rerankers' text, where the client's _source may leave it out
             asked = body.get("fields")
@@ -170,7 +184,7 @@ class RetrieverFlow:
                 *([run.search(ctx, union)] if wants_union else []),
             )
         except run.LeafRefused as refused:
-            return Ran(None, refused.reply, "skipped", "upstream_status", {})
+            return Ran(None, refused.reply, "skipped", ("upstream_status",), {})
         ranked = results[0]
         assert isinstance(ranked, list)
         ranked = [_without(hit, added) for hit in ranked] if added else ranked
@@ -186,8 +200,8 @@ class RetrieverFlow:
             shards=ctx.shards,
             timed_out=ctx.timed_out,
         )
-        status, reason = _overall(ctx.statuses)
-        return Ran(answer, None, status, reason, {"retriever": float(took)})
+        status, reasons = _overall(ctx.statuses)
+        return Ran(answer, None, status, reasons, {"retriever": float(took)})
 
     def _added_fields(
         self, node: parse.Node, body: Mapping[str, Any], index: str | None
@@ -258,6 +272,6 @@ def _without(hit: dict[str, Any], added: tuple[str, ...]) -> dict[str, Any]:
     return {**out, "fields": kept} if kept else out
 
 
-def _unscored(hits: list[dict[str, Any]], reason: str) -> run.Scored:
+def _unscored(hits: list[dict[str, Any]], reason: Reason) -> run.Scored:
     n = len(hits)
     return [None] * n, [True] * n, [False] * n, "skipped", reason

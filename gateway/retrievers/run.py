@@ -27,14 +27,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.errors import ClientRequestError
+from gateway.rerank.reranker import Reason, Status
 from gateway.retrievers import fuse, parse
 from gateway.retrievers.embed import QueryEmbedder
 from gateway.retrievers.parse import Child, Fusion, Knn, Node, Rerank, Standard
 from gateway.search import body as es_body
+from gateway.search import merge as es_merge
 from gateway.upstream.client import Reply, Upstream
 
 # What a reranker node gets back: per hit score (None: unscored), text, dropped; status.
-Scored = tuple[list[float | None], list[bool], list[bool], str, str | None]
+Scored = tuple[list[float | None], list[bool], list[bool], Status, Reason | None]
 Scorer = Callable[[Rerank, list[dict[str, Any]]], Awaitable[Scored]]
 _VECTOR_TYPES = ("dense_vector", "knn_vector")
 # Hit options of the client's body that every leaf search carries.
@@ -71,7 +73,7 @@ class Context:
     hit_options: dict[str, Any]
     embedder: QueryEmbedder | None
     scorer: Scorer
-    statuses: list[tuple[str, str | None]] = field(default_factory=list)  # each reranker's
+    statuses: list[tuple[Status, Reason | None]] = field(default_factory=list)  # each reranker's
     shards: dict[str, Any] | None = None
     timed_out: bool = False
 
@@ -217,7 +219,7 @@ async def _rerank(ctx: Context, node: Rerank) -> list[dict[str, Any]]:
     if status == "skipped":
         return hits  # the fallback: the first stage's order (ES would fail the search)
     out = []
-    for i in es_body.reorder(scores, has_text):
+    for i in es_merge.reorder(scores, has_text):
         if dropped[i]:
             continue
         score = scores[i]

@@ -10,11 +10,12 @@ from aiohttp import web
 
 from gateway import tracing
 from gateway.errors import UpstreamError
-from gateway.search.pipeline import REASON_HEADER, RERANK_HEADER, SearchFlow, SearchResult
+from gateway.search.pipeline import SearchFlow
+from gateway.search.request import SearchRequest
+from gateway.search.result import REASON_HEADER, RERANK_HEADER, SearchResult
 from gateway.tracing import STAGES
 from gateway.upstream.client import ES_PRODUCT, strip_hop_by_hop
 from gateway.web.state import (
-    EXPERIMENTS,
     FLOW,
     METRICS,
     QUERY_VECTORS,
@@ -40,19 +41,23 @@ async def search(request: web.Request) -> web.StreamResponse:
     flow: SearchFlow = request.app[FLOW]
     body = await request.read()
     index = request.match_info.get("index")
-    experiments = request.app[EXPERIMENTS]
+    experiment = flow.experiment
     arm = None
+    url = request.rel_url
     stages = tracing.collect_timings()  # filled by the rerank stages and the batcher
     if request.path.endswith("/_msearch"):
-        url = experiments.clean_url(request.rel_url)  # experiments cover _search only
-        result = await flow.msearch(request.method, url, index, request.headers, body)
+        if experiment is not None:
+            url = experiment.clean_url(url)  # experiments cover _search only
+        read = SearchRequest(request.method, url, index, request.headers, body)
+        result = await flow.msearch(read)
     else:
-        if experiments.enabled:
-            arm = experiments.assign(request.headers, request.rel_url)
-            request.app[METRICS].variant(arm.variant, experiments.settings.name)
-        url = arm.url if arm is not None else request.rel_url
+        if experiment is not None and experiment.enabled:
+            arm = experiment.assign(request.headers, url)
+            request.app[METRICS].variant(arm.variant, experiment.name)
+            url = arm.url
         body = await request.app[QUERY_VECTORS].fill(body, request.headers, url.query.get("q"))
-        result = await flow.search(request.method, url, index, request.headers, body, arm=arm)
+        read = SearchRequest(request.method, url, index, request.headers, body)
+        result = await flow.search(read, arm=arm)
     result.timings_ms.update(tracing.stage_split(stages))
     record = request.get(RECORD)
     if record is not None:
@@ -61,7 +66,7 @@ async def search(request: web.Request) -> web.StreamResponse:
     response = _respond(request, result)
     if arm is not None:
         response.headers.update(arm.headers())
-        experiments.finish(arm, result.status, result.body)
+        arm.finish(result.status, result.body)
     return response
 
 

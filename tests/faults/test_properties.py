@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.search import body as es_body
+from gateway.search import merge as es_merge
+from gateway.search import plan as es_plan
 from gateway.search.query_text import find_text
 
 KEYS = st.sampled_from(
@@ -37,7 +39,7 @@ def test_find_text_never_raises(body: dict[str, Any], q: str | None) -> None:
 @st.composite
 def search_case(
     draw: st.DrawFn,
-) -> tuple[dict[str, Any], es_body.Plan, list[float | None], list[bool]]:
+) -> tuple[dict[str, Any], es_plan.Plan, list[float | None], list[bool]]:
     n = draw(st.integers(0, 30))
     window = draw(st.integers(1, 20))
     from_ = draw(st.integers(0, window - 1))
@@ -46,7 +48,7 @@ def search_case(
         {"_index": "docs", "_id": f"d{i}", "_score": float(n - i), "_source": {"text": f"t{i}"}}
         for i in range(n)
     ]
-    plan = es_body.Plan(
+    plan = es_plan.Plan(
         query="q", from_=from_, size=size, window=window, fetch=max(window, from_ + size),
         added_fields=(), client_fields=False, first_stage=draw(st.booleans()),
     )  # fmt: skip
@@ -67,11 +69,11 @@ def search_case(
 @settings(max_examples=150, deadline=None)
 @given(case=search_case())
 def test_merge_is_valid_es_json_with_the_same_hits(
-    case: tuple[dict[str, Any], es_body.Plan, list[float | None], list[bool]],
+    case: tuple[dict[str, Any], es_plan.Plan, list[float | None], list[bool]],
 ) -> None:
     response, plan, scores, has_text = case
     original = json.loads(json.dumps(response))
-    merged = json.loads(es_body.dump(es_body.merge(response, plan, scores, has_text, 5)))
+    merged = json.loads(es_body.dump(es_merge.merge(response, plan, scores, has_text, 5)))
     assert response == original  # the input is not modified
     page = merged["hits"]["hits"]
     hits = original["hits"]["hits"]
@@ -83,7 +85,7 @@ def test_merge_is_valid_es_json_with_the_same_hits(
     assert len(page) == len(expected_ids[plan.from_ : plan.from_ + plan.size])
     if plan.from_ + plan.size <= plan.window:
         assert set(reordered) <= window_ids
-    all_pages = {h["_id"] for h in es_body.merge(response, _whole(plan), scores, has_text, 0)[
+    all_pages = {h["_id"] for h in es_merge.merge(response, _whole(plan), scores, has_text, 0)[
         "hits"]["hits"]}  # fmt: skip
     assert all_pages == {h["_id"] for h in hits}
     assert merged["hits"]["total"] == original["hits"]["total"]
@@ -97,9 +99,9 @@ def test_merge_is_valid_es_json_with_the_same_hits(
     assert ranked == sorted(ranked, reverse=True)
 
 
-def _whole(plan: es_body.Plan) -> es_body.Plan:
+def _whole(plan: es_plan.Plan) -> es_plan.Plan:
     """The same plan, asking for every hit from 0 (to see the full ranked list)."""
-    return es_body.Plan(
+    return es_plan.Plan(
         query=plan.query, from_=0, size=10_000, window=plan.window, fetch=plan.fetch,
         added_fields=(), client_fields=False, first_stage=plan.first_stage,
     )  # fmt: skip

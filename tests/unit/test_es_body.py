@@ -10,14 +10,17 @@ from gateway.errors import ClientRequestError
 from gateway.rerank import documents
 from gateway.rerank.documents import DocumentSpec
 from gateway.search import body as es_body
-from gateway.search.body import FIRST_STAGE_FIELD, FIRST_STAGE_RANK_FIELD, Plan
+from gateway.search import merge as es_merge
+from gateway.search import plan as es_plan
+from gateway.search.merge import FIRST_STAGE_FIELD, FIRST_STAGE_RANK_FIELD
+from gateway.search.plan import Plan
 
 FIELDS = ("title", "text")
 QUERY = {"match": {"text": "berlin"}}
 
 
 def make_plan(body: dict[str, Any], params: dict[str, str] | None = None, window: int = 10) -> Plan:
-    got = es_body.plan(body, params or {}, window=window, fields=FIELDS)
+    got = es_plan.plan(body, params or {}, window=window, fields=FIELDS)
     assert isinstance(got, Plan), got
     return got
 
@@ -87,7 +90,7 @@ def test_plan_ext_window_is_capped_at_ten_times() -> None:
     ],
 )
 def test_plan_skips(body: dict[str, Any], params: dict[str, str], reason: str) -> None:
-    assert es_body.plan(body, params, window=10, fields=FIELDS) == reason
+    assert es_plan.plan(body, params, window=10, fields=FIELDS) == reason
 
 
 @pytest.mark.parametrize(
@@ -144,7 +147,7 @@ def test_plan_adds_only_fields_the_client_did_not_ask_for(
 )
 def test_bad_rerank_options_are_the_clients_error(rerank: object, reason: str) -> None:
     with pytest.raises(ClientRequestError) as refused:
-        es_body.plan({"query": QUERY, "ext": {"rerank": rerank}}, {}, window=10, fields=FIELDS)
+        es_plan.plan({"query": QUERY, "ext": {"rerank": rerank}}, {}, window=10, fields=FIELDS)
     body = refused.value.body()
     assert body["status"] == 400
     assert body["error"]["type"] == "illegal_argument_exception"
@@ -166,7 +169,7 @@ def test_bad_rerank_options_are_the_clients_error(rerank: object, reason: str) -
 def test_unknown_rerank_option_is_named(rerank: dict[str, Any], reason: str) -> None:
     # As ES's object parsers answer, e.g. "[highlight] unknown field [fieldz]".
     with pytest.raises(ClientRequestError) as refused:
-        es_body.plan({"query": QUERY, "ext": {"rerank": rerank}}, {}, window=10, fields=FIELDS)
+        es_plan.plan({"query": QUERY, "ext": {"rerank": rerank}}, {}, window=10, fields=FIELDS)
     error = refused.value.body()["error"]
     assert (error["type"], error["reason"]) == ("x_content_parse_exception", reason)
     assert error["root_cause"] == [{"type": error["type"], "reason": reason}]
@@ -181,9 +184,9 @@ def test_every_documented_rerank_option_is_accepted() -> None:
         "explain": True,
         "first_stage_score": False,
     }
-    assert set(options) | {"query"} == set(es_body.RERANK_OPTIONS)
-    assert es_body.rerank_option({"ext": {"rerank": options}}) == options
-    assert es_body.rerank_option({"ext": {"rerank": {"query": "berlin"}}}) == {"query": "berlin"}
+    assert set(options) | {"query"} == set(es_plan.RERANK_OPTIONS)
+    assert es_plan.rerank_option({"ext": {"rerank": options}}) == options
+    assert es_plan.rerank_option({"ext": {"rerank": {"query": "berlin"}}}) == {"query": "berlin"}
 
 
 # ---- widen / strip --------------------------------------------------------------------------
@@ -191,7 +194,7 @@ def test_every_documented_rerank_option_is_accepted() -> None:
 
 def test_widen_asks_from_zero_with_fields() -> None:
     body = {"query": QUERY, "from": 4, "size": 3, "_source": ["year"], "fields": ["title"]}
-    wide = es_body.widen(body, make_plan(body))
+    wide = es_plan.widen(body, make_plan(body))
     assert wide == {
         "query": QUERY,
         "from": 0,
@@ -204,7 +207,7 @@ def test_widen_asks_from_zero_with_fields() -> None:
 
 def test_widen_adds_no_fields_when_the_client_pattern_covers_them() -> None:
     body = {"query": QUERY, "fields": ["*"]}
-    assert es_body.widen(body, make_plan(body))["fields"] == ["*"]
+    assert es_plan.widen(body, make_plan(body))["fields"] == ["*"]
 
 
 def test_strip_gateway_ext() -> None:
@@ -213,7 +216,7 @@ def test_strip_gateway_ext() -> None:
     assert es_body.strip_gateway_ext({"ext": {"rerank": {}}}) == {}
     untouched = {"ext": {"other": 1}}
     assert es_body.strip_gateway_ext(untouched) is untouched
-    wide = es_body.widen({"query": QUERY, "ext": {"rerank": {}}}, make_plan({"query": QUERY}))
+    wide = es_plan.widen({"query": QUERY, "ext": {"rerank": {}}}, make_plan({"query": QUERY}))
     assert "ext" not in wide
 
 
@@ -253,16 +256,16 @@ def test_text_missing_blank_and_cut() -> None:
 
 
 def test_reorder_by_score_ties_keep_upstream_order() -> None:
-    assert es_body.reorder([1.0, 3.0, 3.0, 2.0], [True] * 4) == [1, 2, 3, 0]
+    assert es_merge.reorder([1.0, 3.0, 3.0, 2.0], [True] * 4) == [1, 2, 3, 0]
 
 
 def test_reorder_hits_without_text_go_last() -> None:
-    assert es_body.reorder([None, 1.0, None, 2.0], [False, True, False, True]) == [3, 1, 0, 2]
+    assert es_merge.reorder([None, 1.0, None, 2.0], [False, True, False, True]) == [3, 1, 0, 2]
 
 
 def test_reorder_unscored_hits_keep_their_positions() -> None:
     # Hit 1 has text but no score (deadline): it stays second; the scored ones fill the rest.
-    assert es_body.reorder([1.0, None, 5.0, 3.0], [True] * 4) == [2, 1, 3, 0]
+    assert es_merge.reorder([1.0, None, 5.0, 3.0], [True] * 4) == [2, 1, 3, 0]
 
 
 def upstream(n: int, **extra: Any) -> dict[str, Any]:
@@ -289,7 +292,7 @@ def page(body: dict[str, Any], n: int = 15, window: int = 10) -> dict[str, Any]:
     resp = upstream(n)
     window_hits = resp["hits"]["hits"][: p.window]
     scores = [float(i) for i in range(len(window_hits))]
-    return es_body.merge(resp, p, scores, [True] * len(scores), 3)
+    return es_merge.merge(resp, p, scores, [True] * len(scores), 3)
 
 
 def test_pages_inside_the_window_are_stable_and_disjoint() -> None:
@@ -310,7 +313,7 @@ def test_merge_keeps_what_the_cluster_said() -> None:
     resp = upstream(4, aggregations=aggs, suggest=suggest)
     resp["hits"]["hits"][1]["highlight"] = {"text": ["<em>berlin</em>"]}
     resp["hits"]["hits"][1]["inner_hits"] = {"c": {"hits": {"hits": []}}}
-    out = es_body.merge(resp, p, [0.1, 0.9, 0.5, 0.2], [True] * 4, 7)
+    out = es_merge.merge(resp, p, [0.1, 0.9, 0.5, 0.2], [True] * 4, 7)
     assert ids(out) == ["d1", "d2"]
     assert out["aggregations"] == aggs and out["suggest"] == suggest
     assert out["_shards"] == resp["_shards"] and out["timed_out"] is False
@@ -331,19 +334,19 @@ def test_merge_keeps_fields_the_client_asked_for() -> None:
     resp = upstream(2)
     for h in resp["hits"]["hits"]:
         h["fields"]["year"] = [1989]
-    out = es_body.merge(resp, p, [1.0, 2.0], [True, True], 0)
+    out = es_merge.merge(resp, p, [1.0, 2.0], [True, True], 0)
     assert [h["fields"] for h in out["hits"]["hits"]] == [{"year": [1989]}] * 2
 
 
 def test_merge_client_fields_matching_added_ones_are_kept() -> None:
     p = make_plan({"query": QUERY, "fields": ["title"]})
-    out = es_body.merge(upstream(2), p, [1.0, 2.0], [True, True], 0)
+    out = es_merge.merge(upstream(2), p, [1.0, 2.0], [True, True], 0)
     assert [h["fields"] for h in out["hits"]["hits"]] == [{"title": ["t1"]}, {"title": ["t0"]}]
 
 
 def test_merge_first_stage_score_and_rank() -> None:
     p = make_plan({"query": QUERY, "ext": {"rerank": {"first_stage_score": True}}})
-    out = es_body.merge(upstream(3), p, [1.0, 2.0, 3.0], [True] * 3, 0)
+    out = es_merge.merge(upstream(3), p, [1.0, 2.0, 3.0], [True] * 3, 0)
     first = out["hits"]["hits"][0]
     assert first["_id"] == "d2" and first["_score"] == 3.0
     assert first["fields"] == {FIRST_STAGE_FIELD: [1.0], FIRST_STAGE_RANK_FIELD: [3]}
@@ -366,7 +369,7 @@ def test_merge_with_fewer_hits_than_the_page() -> None:
 
 def test_passthrough_page_keeps_upstream_order_and_max_score() -> None:
     p = make_plan({"query": QUERY, "from": 1, "size": 2})
-    out = es_body.passthrough_page(upstream(5), p, 2)
+    out = es_merge.passthrough_page(upstream(5), p, 2)
     assert ids(out) == ["d1", "d2"]
     assert out["hits"]["max_score"] == 5.0
     assert out["took"] == 7
@@ -375,7 +378,7 @@ def test_passthrough_page_keeps_upstream_order_and_max_score() -> None:
 
 def test_merge_of_an_empty_answer() -> None:
     p = make_plan({"query": QUERY})
-    out = es_body.merge(upstream(0), p, [], [], 0)
+    out = es_merge.merge(upstream(0), p, [], [], 0)
     assert out["hits"]["hits"] == [] and out["hits"]["max_score"] == 0.0
 
 
@@ -405,14 +408,14 @@ def test_plan_asks_only_for_text_no_client_option_returns(
 def test_text_is_not_read_from_a_shadowed_fields_entry() -> None:
     p = make_plan({"query": QUERY, "script_fields": {"title": {"script": "1"}}})
     hits = [hit("a", 1.0, _source={"title": "real"}, fields={"title": [2], "x": [1]})]
-    seen = es_body.text_hits(hits, p)
+    seen = es_merge.text_hits(hits, p)
     assert seen[0]["fields"] == {"x": [1]} and hits[0]["fields"]["title"] == [2]
     assert documents.render(seen[0], DocumentSpec(fields=("title",))) == "real"
 
 
 def test_merge_drops_a_fields_object_only_the_gateway_filled() -> None:
     p = make_plan({"query": QUERY, "fields": ["missing"]})
-    out = es_body.merge(upstream(2), p, [1.0, 2.0], [True, True], 0)
+    out = es_merge.merge(upstream(2), p, [1.0, 2.0], [True, True], 0)
     assert all("fields" not in h for h in out["hits"]["hits"])
 
 
@@ -426,7 +429,7 @@ def sorted_upstream(n: int) -> dict[str, Any]:
 
 def test_merge_rewrites_the_score_sort_value_and_keeps_max_score_null() -> None:
     p = make_plan({"query": QUERY, "size": 4, "sort": ["_score", {"n": "desc"}]}, window=3)
-    out = es_body.merge(sorted_upstream(5), p, [0.1, 0.3, 0.2], [True] * 3, 0)
+    out = es_merge.merge(sorted_upstream(5), p, [0.1, 0.3, 0.2], [True] * 3, 0)
     hits = out["hits"]["hits"]
     assert [h["sort"] for h in hits] == [[h["_score"], 7] for h in hits]
     assert [h["_score"] for h in hits][:3] == [0.3, 0.2, 0.1] and hits[3]["_score"] < 0.1
@@ -438,7 +441,7 @@ def test_merge_breaks_equal_reranked_scores_by_the_tie_breakers() -> None:
     resp = sorted_upstream(3)
     for h, n in zip(resp["hits"]["hits"], [1, 5, 3], strict=True):
         h["sort"] = [h["_score"], n]
-    out = es_body.merge(resp, p, [0.5, 0.5, 0.5], [True] * 3, 0)
+    out = es_merge.merge(resp, p, [0.5, 0.5, 0.5], [True] * 3, 0)
     assert [h["sort"][1] for h in out["hits"]["hits"]] == [5, 3, 1]
 
 
@@ -446,13 +449,13 @@ def test_plan_reads_search_after_only_with_a_score_first_sort() -> None:
     sort = ["_score", {"n": "desc"}]
     p = make_plan({"query": QUERY, "size": 4, "sort": sort, "search_after": [1.5, 3]})
     assert (p.cursor, p.orders, p.fetch) == ((1.5, 3), (True, True), 14)
-    wide = es_body.widen({"query": QUERY, "sort": sort, "search_after": [1.5, 3]}, p)
+    wide = es_plan.widen({"query": QUERY, "sort": sort, "search_after": [1.5, 3]}, p)
     assert "search_after" not in wide and (wide["from"], wide["size"]) == (0, 14)
     for body in (
         {"search_after": [1.5]},
         {"sort": sort, "search_after": 1.5},
         {"sort": sort, "search_after": [1.5, 3], "from": 2},
     ):
-        assert es_body.plan({"query": QUERY, **body}, {}, window=10, fields=FIELDS) == (
+        assert es_plan.plan({"query": QUERY, **body}, {}, window=10, fields=FIELDS) == (
             "paginated_by_cursor"
         )

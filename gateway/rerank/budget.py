@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TOO_MANY_PAIRS = "too_many_pairs"
-
 
 @dataclass(slots=True)
 class PairBudget:

@@ -1,0 +1,97 @@
+"""Whether a search is reranked, and under which profile and deadline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from yarl import URL
+
+from gateway.rerank.profiles import Profiles
+from gateway.rerank.reranker import Reranker
+from gateway.search.decide import Planner
+from gateway.search.hooks import Page, Ranked
+from gateway.search.plan import Plan
+from gateway.search.request import SearchRequest
+from tests.scripted import settings_with
+
+ITALY = {"query": {"match": {"text": "capital of Italy"}}}
+
+
+def _planner(rerank: dict[str, Any] | None = None, *, ready: bool = True) -> Planner:
+    settings = settings_with(["http://127.0.0.1:1"], rerank=rerank or {})
+    profiles = Profiles(settings.rerank, settings.relevance)
+    model = object() if ready else None
+
+    def models(name: str) -> Reranker | None:
+        return model  # type: ignore[return-value]  # only its presence is read
+
+    return Planner(settings.rerank, profiles, models, 2.0, None)
+
+
+def _request(query: str = "", headers: dict[str, str] | None = None) -> SearchRequest:
+    url = URL("/docs/_search" + (f"?{query}" if query else ""))
+    return SearchRequest("POST", url, "docs", headers or {}, b"{}")
+
+
+class _Arm:
+    url = URL("/docs/_search")
+    variant = "v"
+    window: int | None = 7
+    profile: str | None = None
+
+    def __init__(self, rerank: bool) -> None:
+        self.rerank = rerank
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def finish(self, status: int, body: bytes) -> None:
+        pass
+
+    async def serve(self, ranked: Ranked) -> Page:
+        raise AssertionError("planning serves nothing")
+
+
+@pytest.mark.parametrize(
+    ("rerank", "ready", "query", "headers", "reason"),
+    [
+        ({}, True, "rerank=false", {}, "opted_out"),
+        ({"enabled": False}, True, "", {}, "disabled"),
+        ({"opt_in": True}, True, "", {}, "not_opted_in"),
+        ({"opt_in": True}, True, "", {"X-Rerank": "on"}, None),
+        ({"indices": ["logs-*"]}, True, "", {}, "index_not_configured"),
+        ({"indices": ["logs-*"]}, True, "rerank=true", {}, None),  # asked: any index
+        ({}, False, "", {}, "model_not_ready"),
+        ({}, True, "source=%7B%7D", {}, "unreadable_body"),
+        ({}, True, "", {}, None),
+    ],
+)
+def test_why_a_search_is_not_reranked(
+    rerank: dict[str, Any], ready: bool, query: str, headers: dict[str, str], reason: str | None
+) -> None:
+    assert _planner(rerank, ready=ready).skip(_request(query, headers)) == reason
+
+
+def test_a_control_arm_is_the_last_reason() -> None:
+    planner = _planner()
+    assert planner.skip(_request(), _Arm(rerank=False)) == "experiment_control"
+    assert planner.skip(_request(), _Arm(rerank=True)) is None
+    assert planner.skip(_request("rerank=0"), _Arm(rerank=False)) == "opted_out"
+
+
+async def test_the_plan_takes_the_arms_window_and_a_capped_deadline() -> None:
+    planner = _planner({"window": 20})
+    plan, profile = await planner.plan(ITALY, {}, {}, "docs", headers={})
+    assert isinstance(plan, Plan) and plan.window == 20
+    plan, profile = await planner.plan(ITALY, {}, {}, "docs", headers={}, arm=_Arm(rerank=True))
+    assert isinstance(plan, Plan) and plan.window == 7 and profile.window == 7
+    _, profile = await planner.plan(ITALY, {"timeout_ms": 500}, {}, "docs", headers={})
+    assert profile.timeout_s == 0.5
+    _, profile = await planner.plan(ITALY, {}, {}, "docs", headers={"X-Rerank-Timeout-Ms": "9000"})
+    assert profile.timeout_s == 2.0  # no more than the planner's most
+
+
+async def test_the_validated_option_is_the_one_planned_with() -> None:
+    plan, _ = await _planner().plan(ITALY, {"window": 3}, {}, "docs", headers={})
+    assert isinstance(plan, Plan) and plan.window == 3
