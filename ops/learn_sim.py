@@ -58,7 +58,7 @@ from gateway.learning.judgments import grades, query_key
 from gateway.learning.ranker import Ranker, train_lightgbm, train_linear
 from gateway.learning.registry import Registry
 from gateway.learning.significance import paired_test, per_query_ndcg
-from gateway.learning.train import dataset, fused_order, learned_order, order_by, window_of
+from gateway.offline.train import dataset, fused_order, learned_order, order_by, window_of
 from gateway.rerank.fusion import FusionSpec, fuse
 from gateway.settings import Settings
 from gateway.web.state import EXPERIMENTS, FLOW

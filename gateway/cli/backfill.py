@@ -2,7 +2,7 @@
 
 Reads every document that lacks the field, embeds its text and writes the vector
 back with ``_bulk`` partial updates; resumable through a state file. See
-``gateway.vectors.backfill`` (``python -m gateway.vectors.backfill`` runs this command too).
+``gateway.vectors.backfill``.
 
 ::
 

@@ -4,7 +4,7 @@ Sessions from the gateway's event log (or UBI 1.3 records), labels from a click
 model (PBM with the examination curve of the interleaved traffic, or COEC), a
 time split, LightGBM lambdarank (or a linear pairwise model) over the serving-time
 features, nDCG@10 against the serving ranking on held-out judgments with a paired
-randomization test, then the model registry. See ``gateway.learning.train``.
+randomization test, then the model registry. See ``gateway.offline.train``.
 Needs ``lightgbm`` for ``--kind lightgbm``: ``pip install 'rerank-gateway[learn]'``.
 
 ::
@@ -22,12 +22,12 @@ HELP = "train a learned ranking from click logs and register it"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from gateway.learning import train
+    from gateway.offline import train
 
     train.configure(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.learning import train
+    from gateway.offline import train
 
     return train.run(args)

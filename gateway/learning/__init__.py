@@ -11,8 +11,8 @@
     registry.py    a directory of trained rankers: name, revision, data window, metrics
     significance.py  nDCG@10 per query and a paired randomization test
     canary.py      shadow → interleaving → promote / roll back, by a pre-declared stop rule
-    train.py       ``python -m gateway.learning.train``: logs → judgments → model → registry
 
-Lower layers only: events, experiments, report, fusion, chunking. ``relevance`` and
-``profiles`` import ``features`` / ``ranker`` / ``registry`` to serve a trained model.
+Training itself (logs → judgments → model → registry) is an offline job that reads the
+experiments' event log: ``gateway.offline.train`` (``rerank-gateway train``). ``relevance``
+and ``profiles`` import ``features`` / ``ranker`` / ``registry`` to serve a trained model.
 """

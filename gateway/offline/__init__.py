@@ -1,1 +1,1 @@
-"""Offline jobs over BEIR-layout datasets: seed an index, evaluate through the gateway, progress."""
+"""Offline jobs the commands run: seed an index, evaluate through the gateway, train from logs."""

@@ -109,3 +109,27 @@ def fuse(
                 first_stage_rank=f_rank,
             )
     return out
+
+
+def reorder(scores: Sequence[float | None], has_text: Sequence[bool]) -> list[int]:
+    """Window order after reranking, as indices into the upstream order.
+
+    - scored hits sort by score, ties keeping upstream order;
+    - hits with no text go after every hit that has text, in upstream order;
+    - hits with text but no score (deadline, model trouble) keep their positions,
+      and the scored hits fill the remaining positions in score order.
+    """
+    n = len(scores)
+    with_text = [i for i in range(n) if has_text[i]]
+    without = [i for i in range(n) if not has_text[i]]
+    slots = list(range(len(with_text)))  # positions of hits that have text
+    order: list[int | None] = [None] * len(with_text)
+    scored = [i for i in with_text if scores[i] is not None]
+    for pos, i in enumerate(with_text):
+        if scores[i] is None:
+            order[pos] = i
+    ranked = sorted(scored, key=lambda i: (-(scores[i] or 0.0), i))
+    free = [s for s in slots if order[s] is None]
+    for pos, i in zip(free, ranked, strict=True):
+        order[pos] = i
+    return [i for i in order if i is not None] + without

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.errors import ClientRequestError
+from gateway.es import body as es_body
+from gateway.rerank.fusion import reorder
 from gateway.rerank.reranker import Reason, Status
 from gateway.retrievers import fuse, parse
 from gateway.retrievers.embed import QueryEmbedder
 from gateway.retrievers.parse import Child, Fusion, Knn, Node, Rerank, Standard
-from gateway.search import body as es_body
-from gateway.search import merge as es_merge
 from gateway.upstream.client import Reply, Upstream
 
 # What a reranker node gets back: per hit score (None: unscored), text, dropped; status.
@@ -219,7 +219,7 @@ async def _rerank(ctx: Context, node: Rerank) -> list[dict[str, Any]]:
     if status == "skipped":
         return hits  # the fallback: the first stage's order (ES would fail the search)
     out = []
-    for i in es_merge.reorder(scores, has_text):
+    for i in reorder(scores, has_text):
         if dropped[i]:
             continue
         score = scores[i]

@@ -13,5 +13,5 @@
     result      the answer: ``SearchResult``, ``filter_path``, ``?pretty``
     hooks       what an experiment arm implements (the pipeline imports no experiment)
     reasons     what each ``X-Rerank-Reason`` means (the docs list is written from it)
-    body, query_text, cursor, filter_path, mappings: search JSON read and written
+    cursor, filter_path, mappings: search JSON read and written (body JSON: ``gateway.es``)
 """

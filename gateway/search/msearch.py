@@ -22,10 +22,10 @@ from typing import Any
 from multidict import CIMultiDict
 
 from gateway.errors import ClientRequestError
+from gateway.es import body as es_body
 from gateway.rerank.budget import PairBudget
 from gateway.rerank.profiles import Profile
 from gateway.rerank.reranker import Reason, Status
-from gateway.search import body as es_body
 from gateway.search import plan as es_plan
 from gateway.search.context import Timings
 from gateway.search.decide import Planner

@@ -16,12 +16,12 @@
 
 from __future__ import annotations
 
+from gateway.es import body as es_body
 from gateway.rerank.budget import PairBudget
 from gateway.rerank.profiles import DEFAULT, Profiles
 from gateway.rerank.reranker import Reranker
 from gateway.retrievers.embed import QueryEmbedder
 from gateway.retrievers.flow import RetrieverFlow
-from gateway.search import body as es_body
 from gateway.search import plan as es_plan
 from gateway.search.context import SearchContext
 from gateway.search.decide import Planner

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import ClientRequestError
+from gateway.es.body import strip_gateway_ext
+from gateway.es.query_text import find_text
 from gateway.rerank.reranker import Reason
 from gateway.search import cursor as cursors
-from gateway.search.body import strip_gateway_ext
 from gateway.search.filter_path import glob
-from gateway.search.query_text import find_text
 
 
 class _Unreadable(ValueError):

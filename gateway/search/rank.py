@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway import tracing
+from gateway.es import body as es_body
 from gateway.rerank import relevance
 from gateway.rerank.budget import PairBudget
 from gateway.rerank.profiles import Profile
 from gateway.rerank.reranker import Reranker
-from gateway.search import body as es_body
 from gateway.search import cursor as cursors
 from gateway.search import merge as es_merge
 from gateway.search.context import Timings

@@ -21,7 +21,7 @@ from typing import Any
 from yarl import URL
 
 from gateway.errors import ClientRequestError
-from gateway.search import body as es_body
+from gateway.es import body as es_body
 from gateway.search.plan import rerank_option
 
 OPT_HEADER = "X-Rerank"  # on a request: on | off (the answer's header of the same name: outcome)

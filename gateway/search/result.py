@@ -15,8 +15,8 @@ from urllib.parse import unquote_plus
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.es import body as es_body
 from gateway.rerank.reranker import Reason, Status
-from gateway.search import body as es_body
 from gateway.search.filter_path import from_params
 from gateway.search.reasons import joined
 from gateway.search.request import OPT_PARAM

@@ -5,7 +5,7 @@ its text, write the vector back with ``_bulk`` partial updates.
                             [--max-batches N] [--restart] [--keep-alive 10m]
                             [--no-point-in-time]
 
-(the command is ``gateway.cli.backfill``; ``python -m gateway.vectors.backfill`` runs it too).
+(the command is ``rerank-gateway backfill``: ``gateway.cli.backfill``).
 
 Reads the documents through a point in time (Elasticsearch ``POST /{index}/_pit``
 sorted by ``_shard_doc``; OpenSearch ``POST /{index}/_search/point_in_time`` sorted by
@@ -41,7 +41,7 @@ from typing import TextIO
 from gateway.errors import ModelError, UpstreamError
 from gateway.model.embedder import Embedder
 from gateway.model.embedder_export import load_embedder
-from gateway.offline.progress import Progress
+from gateway.progress import Progress
 from gateway.rerank.documents import DocumentSpec, render
 from gateway.settings import EmbedderSettings, Settings
 from gateway.upstream.client import Upstream
@@ -214,9 +214,3 @@ async def run(settings: Settings, options: Options, progress_to: TextIO | None) 
     summary["total"] = {k: v for k, v in asdict(report.total).items() if k not in ("pit_id",)}
     print(json.dumps(summary))
     return report.exit_code
-
-
-if __name__ == "__main__":
-    from gateway.cli import main as cli_main  # the command, with this module's library
-
-    sys.exit(cli_main(["backfill", *sys.argv[1:]]))

@@ -21,9 +21,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.es import body as es_body
+from gateway.es.query_text import explicit_text, find_text
 from gateway.model.embedder import Embedder
-from gateway.search import body as es_body
-from gateway.search.query_text import explicit_text, find_text
 from gateway.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)

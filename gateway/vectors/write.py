@@ -28,10 +28,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from gateway.errors import GatewayError
+from gateway.es import body as es_body
 from gateway.indices import name_allowed
 from gateway.model.embedder import Embedder
 from gateway.rerank.documents import DocumentSpec, render
-from gateway.search import body as es_body
 from gateway.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)

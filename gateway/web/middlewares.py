@@ -15,7 +15,7 @@ from gateway.errors import (
     UpstreamUnavailable,
     es_error_body,
 )
-from gateway.search.body import dump_pretty, wants_pretty
+from gateway.es.body import dump_pretty, wants_pretty
 from gateway.upstream.client import ES_PRODUCT
 from gateway.web.protocol import bad_request
 from gateway.web.state import HEALTH

@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.search import body as es_body
+from gateway.es import body as es_body
+from gateway.es.query_text import find_text
 from gateway.search import merge as es_merge
 from gateway.search import plan as es_plan
-from gateway.search.query_text import find_text
 
 KEYS = st.sampled_from(
     ["query", "bool", "must", "should", "match", "multi_match", "query_string", "knn",

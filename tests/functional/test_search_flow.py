@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from gateway.es.body import dump_pretty
 from gateway.model.base import Scores
 from gateway.model.fake import FakeEncoder
-from gateway.search.body import dump_pretty
 from tests.conftest import GatewayFactory
 from tests.functional.conftest import DOCS, SEARCH, Canned, Scripted, Start, call
 from tests.unit.test_reranker import GatedEncoder

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from gateway.experiments.events import stream_key
 from gateway.learning.clicks import judgments_from_clicks, sessions_from_events
-from gateway.learning.train import read_stream
+from gateway.offline.train import read_stream
 from tests.conftest import GatewayFactory
 from tests.integration.test_experiments_gateway import call, ids, report_when, search_body, start
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from gateway.errors import ClientRequestError
+from gateway.es import body as es_body
 from gateway.rerank import documents
 from gateway.rerank.documents import DocumentSpec
-from gateway.search import body as es_body
 from gateway.search import merge as es_merge
 from gateway.search import plan as es_plan
 from gateway.search.merge import FIRST_STAGE_FIELD, FIRST_STAGE_RANK_FIELD

@@ -20,41 +20,19 @@ PACKAGE = Path(__file__).resolve().parents[2] / "gateway"
 # High to low. A name is a top-level module or package of gateway/.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "__main__"),
+    # offline/: the jobs the commands run (seed, evaluate, train from the event log).
+    ("offline",),
     ("app",),
     ("web", "rerank_api"),
     ("experiments",),
     ("search",),
     ("retrievers", "vectors"),
-    # offline/ (evaluation, seeding, progress) is not named in the issue's order: it
-    # sits where its imports put it (it uses model/; vectors/ uses its progress bar).
-    ("rerank", "learning", "offline"),
+    ("rerank", "learning"),
     ("model",),
-    ("upstream", "redis"),
-    ("settings", "errors", "indices", "metrics", "tracing"),
+    ("upstream", "redis", "es"),
+    ("settings", "errors", "indices", "metrics", "tracing", "progress"),
     ("",),  # gateway/__init__.py: the version, nothing else
 )
-
-# Imports against the order, in files this change does not own: each is someone's to
-# remove (owner from ISSUE14.md). test_known_exceptions_still_happen fails once one is
-# fixed, so that its line goes too.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # w14-search: the pipeline is to own the protocol an arm implements.
-    ("search.pipeline", "experiments.arms"): "w14-search",
-    # w14-search: the search budget is read below the search layer.
-    ("rerank.relevance", "search.budget"): "w14-search",
-    ("retrievers.flow", "search.budget"): "w14-search",
-    # No owner in ISSUE14.md (retrievers/run.py); search.body is w14-search's.
-    ("retrievers.run", "search.body"): "unowned (retrievers/run.py); search.body: w14-search",
-    # No owner in ISSUE14.md (vectors/*); they read the ES body helpers of search/.
-    ("vectors.query", "search.body"): "unowned (vectors/query.py); search.body: w14-search",
-    ("vectors.query", "search.query_text"): "unowned (vectors/query.py); w14-search",
-    ("vectors.write", "search.body"): "unowned (vectors/write.py); search.body: w14-search",
-    # A user-run tool (python -m gateway.vectors.backfill) borrowing the CLI's logging
-    # set-up: closest owner w14-ops (user-run tools into gateway/cli/).
-    ("vectors.backfill", "__main__"): "w14-ops",
-    # No owner in ISSUE14.md (learning/train.py): training reads the experiments' event log.
-    ("learning.train", "experiments.events"): "unowned (learning/train.py)",
-}
 
 
 def module_names() -> dict[str, Path]:
@@ -183,14 +161,8 @@ def test_no_import_cycle() -> None:
 
 
 def test_no_import_runs_up_the_layers() -> None:
-    new = sorted(set(violations()) - set(KNOWN_EXCEPTIONS))
+    new = sorted(set(violations()))
     assert new == [], "\n".join(f"gateway.{a} imports gateway.{b}" for a, b in new)
-
-
-@pytest.mark.parametrize(("importer", "imported"), sorted(KNOWN_EXCEPTIONS))
-def test_known_exceptions_still_happen(importer: str, imported: str) -> None:
-    """Once its owner has fixed one, its line in KNOWN_EXCEPTIONS goes."""
-    assert (importer, imported) in set(violations()), "fixed: drop it from KNOWN_EXCEPTIONS"
 
 
 @pytest.mark.parametrize(

@@ -216,7 +216,7 @@ async def test_a_learned_profile_scores_the_window_with_its_model(
 async def test_window_of_gives_the_rows_the_learned_profile_serves_from(
     tmp_path: Path, reranker: Reranker
 ) -> None:
-    from gateway.learning.train import fused_order, learned_order, window_of
+    from gateway.offline.train import fused_order, learned_order, window_of
 
     registry = Registry(tmp_path)
     model = full_model(4)

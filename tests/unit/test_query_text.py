@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.search.query_text import MAX_CHARS, explicit_text, find_text
+from gateway.es.query_text import MAX_CHARS, explicit_text, find_text
 
 MATCH = {"match": {"text": "berlin population"}}
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import ModelError
-from gateway.search.query_text import find_text
+from gateway.es.query_text import find_text
 from gateway.settings import EmbedderSettings
 from gateway.vectors.query import QueryVectors, builders
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from gateway.search import body as es_body
+from gateway.es import body as es_body
 from gateway.search import plan as es_plan
 from gateway.search import request as search_request
 from gateway.search.hooks import Page, Ranked

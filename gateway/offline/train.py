@@ -2,7 +2,7 @@
 
 ::
 
-    python -m gateway.learning.train --events events.jsonl --features windows.json \\
+    python -m gateway.offline.train --events events.jsonl --features windows.json \\
         --registry models/ --name papers-ltr [--kind lightgbm|linear] [--click-model pbm|coec] \\
         [--qrels qrels.tsv --queries queries.jsonl] [--serving linear:0.7]
 
@@ -300,7 +300,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.learning.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gateway.offline.train", description=__doc__)
     configure(parser)
     return run(parser.parse_args(argv))
 
