@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gateway.model.base import CrossEncoder
 from gateway.model.hub import download
+from gateway.model.oip import OipCrossEncoder
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.model.pool import PoolCrossEncoder
 from gateway.model.tei import TeiCrossEncoder
@@ -15,6 +16,8 @@ def load_encoder(settings: ModelSettings, speed: SpeedSettings | None = None) ->
     """Blocking (file reads, session build): call from a worker thread."""
     if settings.backend == "tei":
         return TeiCrossEncoder(settings)
+    if settings.backend == "pool" and settings.pool_protocol == "oip":
+        return OipCrossEncoder(settings)
     if settings.backend == "pool":
         return PoolCrossEncoder(settings)
     directory = (
