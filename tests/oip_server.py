@@ -7,7 +7,9 @@ either deployment shape:
   INT64 ``input_ids`` / ``attention_mask`` / ``token_type_ids`` ``[n, width]`` go
   straight into the session;
 - ``text``: like a python-backend model that tokenizes itself: BYTES ``query``
-  ``[1]`` and ``documents`` ``[n]``, tokenized here with the model's tokenizer.
+  ``[1]`` and ``documents`` ``[n]``, tokenized here with the model's tokenizer;
+- ``pairs``: the same with one BYTES ``pairs`` ``[n, 2]`` tensor, answering
+  probabilities (a sigmoid, FP64) when ``probability`` is set.
 
 It checks requests as Triton does (known input names, datatypes, shape against the
 data's length: 400 with ``{"error"}`` otherwise), answers ``GET /v2/health/ready``
@@ -33,12 +35,14 @@ from tests.conftest import free_port
 
 TOKEN_INPUTS = {"input_ids": "INT64", "attention_mask": "INT64", "token_type_ids": "INT64"}
 TEXT_INPUTS = {"query": "BYTES", "documents": "BYTES"}
+EXPECTED = {"tokens": TOKEN_INPUTS, "text": TEXT_INPUTS, "pairs": {"pairs": "BYTES"}}
 
 
 @dataclass
 class OipServer:
     model_dir: Path
-    inputs: str = "tokens"  # or "text"
+    inputs: str = "tokens"  # or "text", "pairs"
+    probability: bool = False  # answer sigmoid(logit), FP64
     name: str = "reranker"
     output: str = "logits"
     output_shape: str = "n,1"  # "n", "n,1"; faults: "wrong" ([n + 1])
@@ -102,7 +106,7 @@ class OipServer:
         if self.fail:
             return _error("server unavailable", 503)
         try:
-            tensors = _read_inputs(body, TOKEN_INPUTS if self.inputs == "tokens" else TEXT_INPUTS)
+            tensors = _read_inputs(body, EXPECTED[self.inputs])
         except ValueError as exc:
             return _error(str(exc), 400)
         self.bodies.append(body)
@@ -110,6 +114,9 @@ class OipServer:
             (query,) = tensors["query"].tolist()
             docs = tensors["documents"].tolist()
             tensors = _token_arrays(self._tok.encode([(query, d) for d in docs]))
+        elif self.inputs == "pairs":
+            pairs = [(str(q), str(d)) for q, d in tensors["pairs"].tolist()]
+            tensors = _token_arrays(self._tok.encode(pairs))
         n = int(tensors["input_ids"].shape[0])
         self.calls.append(n)
         (logits,) = await asyncio.to_thread(self._session.run, ["logits"], tensors)
@@ -117,12 +124,15 @@ class OipServer:
 
     def _output(self, logits: np.ndarray[Any, Any], n: int) -> dict[str, Any]:
         data: list[Any] = [float(v) for v in np.asarray(logits, dtype=np.float32).reshape(-1)]
+        datatype = self.output_datatype
+        if self.probability:
+            data, datatype = [1 / (1 + math.exp(-v)) for v in data], "FP64"
         shape = {"n": [n], "n,1": [n, 1], "wrong": [n + 1]}[self.output_shape]
         if self.output_shape == "wrong":
             data.append(0.0)
-        if self.output_datatype == "BYTES":
+        if datatype == "BYTES":
             data = [str(v) for v in data]
-        return {"name": self.output, "datatype": self.output_datatype, "shape": shape, "data": data}
+        return {"name": self.output, "datatype": datatype, "shape": shape, "data": data}
 
 
 def _error(message: str, status: int) -> web.Response:

@@ -113,16 +113,24 @@ PAIRS = [
 ]
 
 
-@pytest.mark.parametrize("inputs", ["tokens", "text"])
-async def test_both_deployment_shapes_give_the_in_process_logits(
+@pytest.mark.parametrize("inputs", ["tokens", "text", "pairs"])
+async def test_every_deployment_shape_gives_the_in_process_logits(
     model_dir: Path, inputs: str
 ) -> None:
-    servers = [OipServer(model_dir, inputs=inputs), OipServer(model_dir, inputs=inputs)]
+    probability = inputs == "pairs"  # such models often end in a sigmoid
+    servers = [OipServer(model_dir, inputs=inputs, probability=probability) for _ in range(2)]
     for server in servers:
         await server.start()
     local = OnnxCrossEncoder(model_dir, ModelSettings.model_validate(in_process(model_dir)))
     remote = OipCrossEncoder(
-        ModelSettings.model_validate(oip(model_dir, servers, oip_inputs=inputs))
+        ModelSettings.model_validate(
+            oip(
+                model_dir,
+                servers,
+                oip_inputs=inputs,
+                oip_output="probability" if probability else "logit",
+            )
+        )
     )
     try:
         expected = local.score(local.encode(PAIRS))
@@ -135,6 +143,9 @@ async def test_both_deployment_shapes_give_the_in_process_logits(
             assert (query["name"], query["datatype"], query["shape"]) == ("query", "BYTES", [1])
             assert (documents["name"], documents["datatype"]) == ("documents", "BYTES")
             assert documents["shape"] == [len(documents["data"])]
+        if inputs == "pairs":
+            (rows,) = servers[0].bodies[0]["inputs"]
+            assert rows["datatype"] == "BYTES" and rows["shape"] == [len(rows["data"]) // 2, 2]
     finally:
         await asyncio.to_thread(remote.close)
         for server in servers:
