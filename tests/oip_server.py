@@ -50,6 +50,8 @@ class OipServer:
     fail: bool = False
     hang: bool = False
     ready: bool = True
+    metadata: bool = True  # answer GET /v2/models/{name}
+    metadata_asked: int = 0
     calls: list[int] = field(default_factory=list)  # pairs per /infer call
     bodies: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)  # /infer paths called
@@ -70,6 +72,7 @@ class OipServer:
         app = web.Application()
         app.router.add_get("/v2/health/ready", self._server_ready)
         for model in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+            app.router.add_get(model, self._model_metadata)
             app.router.add_get(model + "/ready", self._model_ready)
             app.router.add_post(model + "/infer", self._infer)
         self.server = TestServer(app, host="127.0.0.1", port=self.port)
@@ -95,6 +98,25 @@ class OipServer:
         if request.match_info["name"] != self.name:
             return web.json_response({"error": "unknown model"}, status=400)
         return web.json_response({"name": self.name, "ready": self.ready})
+
+    async def _model_metadata(self, request: web.Request) -> web.Response:
+        self.metadata_asked += 1
+        if not self.metadata or request.match_info["name"] != self.name:
+            return web.json_response({"error": "unknown model"}, status=404)
+        inputs = [
+            {"name": name, "datatype": datatype, "shape": [-1, -1] if datatype == "INT64" else [-1]}
+            for name, datatype in EXPECTED[self.inputs].items()
+        ]
+        output = {"name": self.output, "datatype": self.output_datatype, "shape": [-1, 1]}
+        return web.json_response(
+            {
+                "name": self.name,
+                "versions": ["1"],
+                "platform": "onnxruntime_onnx",
+                "inputs": inputs,
+                "outputs": [output],
+            }
+        )
 
     async def _infer(self, request: web.Request) -> web.Response:
         if request.match_info["name"] != self.name:

@@ -31,7 +31,10 @@ one boundary of this protocol: the pool fails the part over, opens the backend's
 breaker, and with every backend failing raises ``ModelError``, so the search
 degrades as with a broken local model.
 
-A backend whose breaker is open is probed with ``GET /v2/health/ready`` and
+At start, the model metadata (``GET /v2/models/{name}[/versions/{v}]``) of each
+backend that answers must have the inputs and output the map names, of the
+right datatypes (``ModelError`` otherwise: a misnamed tensor would fail every
+call). A backend whose breaker is open is probed with ``GET /v2/health/ready`` and
 ``GET /v2/models/{name}[/versions/{v}]/ready`` (200, and no ``"ready": false``)
 rather than a rerank call. Only JSON is used (not Triton's binary tensor
 extension), so any compliant server answers.
@@ -167,11 +170,44 @@ def output_logits(tensors: TensorMap, answer: Any, n: int) -> list[float]:
     return [float(v) for v in values]
 
 
+def metadata_problems(tensors: TensorMap, metadata: Any) -> list[str]:
+    """What a model's metadata (``GET /v2/models/{name}``) says the map gets wrong:
+    inputs or the output it lacks, or of another datatype. Unreadable metadata: none."""
+    try:
+        inputs = {t["name"]: t["datatype"] for t in metadata["inputs"]}
+        outputs = {t["name"]: t["datatype"] for t in metadata["outputs"]}
+    except (TypeError, KeyError):
+        return []
+    datatype = "INT64" if tensors.inputs == "tokens" else "BYTES"
+    problems = []
+    for role in _INPUTS[tensors.inputs]:
+        name = tensors.names[role]
+        if name and name not in inputs:
+            problems.append(f"no input {name!r} (it has {', '.join(sorted(inputs))})")
+        elif name and inputs[name] != datatype:
+            problems.append(f"input {name!r} is {inputs[name]}, not {datatype}")
+    if tensors.output not in outputs:
+        problems.append(f"no output {tensors.output!r} (it has {', '.join(sorted(outputs))})")
+    elif outputs[tensors.output] not in _FLOAT_TYPES:
+        problems.append(f"output {tensors.output!r} is {outputs[tensors.output]}, not FP32")
+    return problems
+
+
 def _model_path(settings: ModelSettings) -> str:
     path = f"/v2/models/{quote(settings.pool_model, safe='')}"
     if settings.oip_version:
         path += f"/versions/{quote(settings.oip_version, safe='')}"
     return path
+
+
+def _error_message(raw: bytes) -> str:
+    """The server's ``{"error": ...}`` (for the log: names a wrong tensor or shape)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return "no error body"
+    message = body.get("error") if isinstance(body, dict) else None
+    return str(message)[:300] if message else "no error message"
 
 
 def _says_not_ready(raw: bytes) -> bool:
@@ -206,6 +242,11 @@ class OipCrossEncoder(PoolCrossEncoder):
             tokenizer_digest = hashlib.sha256(tokenizer_file.read_bytes()).hexdigest()[:16]
         self._model = _model_path(settings)
         super().__init__(settings)
+        try:
+            self._run(self._check_metadata())
+        except ModelError:
+            self.close()
+            raise
         identity = f"{self.tensors.describe()};tokenizer={tokenizer_digest}"
         digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
         self._fingerprint = (
@@ -225,13 +266,34 @@ class OipCrossEncoder(PoolCrossEncoder):
     def clip_query(self, query: str) -> str:
         return super().clip_query(query) if self._tok is None else self._tok.clip_query(query)
 
+    async def _check_metadata(self) -> None:
+        """At start, each backend that answers with its model's metadata must fit the
+        tensor map (a misnamed tensor would fail every call); one that does not answer
+        is not checked."""
+        for backend in self.backends:
+            url = backend.url.rstrip("/") + self._model
+            try:
+                async with self._session.get(url, headers=self._headers) as r:
+                    metadata = await r.json(content_type=None) if r.status == 200 else None
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.warning(
+                    "OIP backend %s: no model metadata (%s)", backend.url, type(exc).__name__
+                )
+                continue
+            problems = metadata_problems(self.tensors, metadata)
+            if problems:
+                raise ModelError(
+                    f"model {self._model} at {backend.url} does not fit MODEL__OIP_*: "
+                    + "; ".join(problems)
+                )
+
     async def _call(self, backend: Backend, part: list[TextPair]) -> list[float]:
         url = backend.url.rstrip("/") + self._model + "/infer"
         body = infer_body(self.tensors, part)
         try:
             async with self._session.post(url, json=body, headers=self._headers) as r:
                 if r.status != 200:
-                    raise BackendError(f"status {r.status}")
+                    raise BackendError(f"status {r.status}: {_error_message(await r.read())}")
                 answer = await r.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise BackendError(type(exc).__name__) from exc

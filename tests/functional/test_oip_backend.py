@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gateway.errors import ModelError
 from gateway.model.oip import OipCrossEncoder
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import ModelSettings, Settings
-from tests.conftest import GatewayFactory
+from tests.conftest import GatewayFactory, free_port
 from tests.functional.conftest import QUERY, SEARCH, Scripted, call
 from tests.oip_server import OipServer
 
@@ -122,7 +123,8 @@ async def test_every_deployment_shape_gives_the_in_process_logits(
     for server in servers:
         await server.start()
     local = OnnxCrossEncoder(model_dir, ModelSettings.model_validate(in_process(model_dir)))
-    remote = OipCrossEncoder(
+    remote = await asyncio.to_thread(  # it asks the servers (on this loop) for metadata
+        OipCrossEncoder,
         ModelSettings.model_validate(
             oip(
                 model_dir,
@@ -130,13 +132,14 @@ async def test_every_deployment_shape_gives_the_in_process_logits(
                 oip_inputs=inputs,
                 oip_output="probability" if probability else "logit",
             )
-        )
+        ),
     )
     try:
         expected = local.score(local.encode(PAIRS))
         got = await asyncio.to_thread(remote.score, remote.encode(PAIRS))
         assert np.max(np.abs(got - expected)) <= 1e-6
         assert remote.fingerprint.startswith("pool:oip:reranker@-:")
+        assert [s.metadata_asked for s in servers] == [1, 1]  # checked at start
         assert sorted(servers[0].calls + servers[1].calls) == [1, 2, 2, 2]  # split per query
         if inputs == "text":
             query, documents = servers[0].bodies[0]["inputs"]
@@ -220,21 +223,54 @@ async def test_a_wrong_output_fails_over_and_everywhere_degrades(
 
 
 async def test_an_unknown_tensor_name_is_a_server_error_that_degrades(
-    upstream: Scripted, gateway: GatewayFactory, model_dir: Path, servers: list[OipServer]
+    upstream: Scripted,
+    gateway: GatewayFactory,
+    model_dir: Path,
+    servers: list[OipServer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    for server in servers:
+        server.metadata = False  # no metadata to check at start: the calls find out
     model = oip(model_dir, servers, oip_tensors={"input_ids": "INPUT__0"})
     pool = await gateway(settings(upstream, model))
     answer = await call("POST", f"{pool}/docs/_search", SEARCH)
     assert answer.headers["X-Rerank"] == "skipped"  # both answered 400 {"error"}
     assert answer.headers["X-Rerank-Reason"] == "model_error"
+    assert "status 400: unexpected inference input 'INPUT__0'" in caplog.text  # the server's
+
+
+@pytest.mark.parametrize(
+    ("model", "problem"),
+    [
+        ({"oip_tensors": {"input_ids": "INPUT__0"}}, "no input 'INPUT__0' (it has attention_mask"),
+        ({"oip_tensors": {"output": "scores"}}, "no output 'scores' (it has logits)"),
+        ({"oip_inputs": "text"}, "no input 'query'"),
+    ],
+)
+async def test_a_tensor_map_the_model_metadata_contradicts_stops_start_up(
+    model_dir: Path, servers: list[OipServer], model: dict[str, Any], problem: str
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # not checked: nothing answers there
+    urls = {"pool_urls": [dead, servers[0].url]}
+    with pytest.raises(ModelError, match="does not fit MODEL__OIP_") as error:
+        await asyncio.to_thread(
+            OipCrossEncoder,
+            ModelSettings.model_validate({**oip(model_dir, servers), **urls, **model}),
+        )
+    assert problem in str(error.value)
+    fine = await asyncio.to_thread(
+        OipCrossEncoder, ModelSettings.model_validate({**oip(model_dir, servers), **urls})
+    )
+    assert servers[0].metadata_asked == 2  # once by each
+    await asyncio.to_thread(fine.close)
 
 
 async def test_the_health_check_asks_the_ready_endpoints(
     model_dir: Path, servers: list[OipServer]
 ) -> None:
     a, b = servers
-    encoder = OipCrossEncoder(
-        ModelSettings.model_validate(oip(model_dir, servers, pool_backoff_s=0.1))
+    encoder = await asyncio.to_thread(
+        OipCrossEncoder, ModelSettings.model_validate(oip(model_dir, servers, pool_backoff_s=0.1))
     )
     try:
         a.fail = True

@@ -182,3 +182,31 @@ def test_token_ids_need_the_tokenizer_directory() -> None:
 
     with pytest.raises(ModelError, match="MODEL__PATH"):
         OipCrossEncoder(ModelSettings.model_validate(POOL))
+
+
+def test_metadata_problems() -> None:
+    from gateway.model.oip import metadata_problems
+
+    def meta(inputs: dict[str, str], outputs: dict[str, str]) -> dict[str, Any]:
+        return {
+            "inputs": [{"name": n, "datatype": d, "shape": [-1, -1]} for n, d in inputs.items()],
+            "outputs": [{"name": n, "datatype": d, "shape": [-1, 1]} for n, d in outputs.items()],
+        }
+
+    ids = {"input_ids": "INT64", "attention_mask": "INT64", "token_type_ids": "INT64"}
+    assert metadata_problems(tensors(), meta(ids, {"logits": "FP32"})) == []
+    assert metadata_problems(
+        tensors(), meta({**ids, "input_ids": "INT32"}, {"logits": "FP16"})
+    ) == ["input 'input_ids' is INT32, not INT64"]
+    assert metadata_problems(tensors(), meta(ids, {"logits": "BYTES"})) == [
+        "output 'logits' is BYTES, not FP32"
+    ]
+    no_types = tensors(oip_tensors={"token_type_ids": ""})
+    two = {"input_ids": "INT64", "attention_mask": "INT64"}
+    assert metadata_problems(no_types, meta(two, {"logits": "FP32"})) == []
+    assert (
+        metadata_problems(tensors(oip_inputs="pairs"), meta({"pairs": "BYTES"}, {"logits": "FP64"}))
+        == []
+    )
+    assert metadata_problems(tensors(), {"error": "unknown model"}) == []  # not checked
+    assert metadata_problems(tensors(), None) == []
