@@ -42,6 +42,7 @@ extension), so any compliant server answers.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -269,23 +270,25 @@ class OipCrossEncoder(PoolCrossEncoder):
     async def _check_metadata(self) -> None:
         """At start, each backend that answers with its model's metadata must fit the
         tensor map (a misnamed tensor would fail every call); one that does not answer
-        is not checked."""
-        for backend in self.backends:
-            url = backend.url.rstrip("/") + self._model
-            try:
-                async with self._session.get(url, headers=self._headers) as r:
-                    metadata = await r.json(content_type=None) if r.status == 200 else None
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                log.warning(
-                    "OIP backend %s: no model metadata (%s)", backend.url, type(exc).__name__
-                )
-                continue
+        is not checked. The backends are asked at once."""
+        found = await asyncio.gather(*(self._metadata(b) for b in self.backends))
+        for backend, metadata in zip(self.backends, found, strict=True):
             problems = metadata_problems(self.tensors, metadata)
             if problems:
                 raise ModelError(
                     f"model {self._model} at {backend.url} does not fit MODEL__OIP_*: "
                     + "; ".join(problems)
                 )
+
+    async def _metadata(self, backend: Backend) -> Any:
+        """``GET /v2/models/{name}[/versions/{v}]``; None when it does not answer it."""
+        url = backend.url.rstrip("/") + self._model
+        try:
+            async with self._session.get(url, headers=self._headers) as r:
+                return await r.json(content_type=None) if r.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("OIP backend %s: no model metadata (%s)", backend.url, type(exc).__name__)
+            return None
 
     async def _call(self, backend: Backend, part: list[TextPair]) -> list[float]:
         url = backend.url.rstrip("/") + self._model + "/infer"
