@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gateway.model.base import CrossEncoder
 from gateway.model.hub import download
+from gateway.model.oip import OipCrossEncoder
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.model.pool import PoolCrossEncoder
 from gateway.model.tei import TeiCrossEncoder
@@ -15,6 +16,8 @@ def load_encoder(settings: ModelBackend, speed: SpeedSettings | None = None) -> 
     """Blocking (file reads, session build): call from a worker thread."""
     if isinstance(settings, TeiModel):
         return TeiCrossEncoder(settings)
+    if isinstance(settings, PoolModel) and settings.pool_protocol == "oip":
+        return OipCrossEncoder(settings)
     if isinstance(settings, PoolModel):
         return PoolCrossEncoder(settings)
     directory = (

@@ -9,6 +9,9 @@
   ``relevance_score`` (a sigmoid) is turned back into the logit;
 - ``tei``: text-embeddings-inference ``POST /rerank`` (or a gateway's), with
   ``raw_scores: true``, so the logits come as they are.
+- ``oip``: the Open Inference Protocol v2 (Triton, KServe) ``/infer``, text or
+  token-id tensors: ``gateway.model.oip`` (a subclass: its own ``_call`` and
+  ``_probe``).
 
 Every call carries ``X-Rerank-Timeout-Ms`` = MODEL__POOL_TIMEOUT_S, so a gateway
 backend gives the pairs the call's time rather than its own (shorter) search
@@ -56,6 +59,7 @@ _MAX_BACKOFF_S = 30.0
 T = TypeVar("T")
 TIMEOUT_HEADER = "X-Rerank-Timeout-Ms"  # what a rerank-gateway backend reads (search.py)
 _P_EDGE = 1e-15  # relevance scores of 0 or 1 exactly: the logit is cut to about ±34.5
+_NO_IDS = np.zeros(0, dtype=np.int64)
 
 
 class BackendError(Exception):
@@ -154,14 +158,14 @@ class PoolCrossEncoder(RemoteText):
         for i, pair in enumerate(pairs):
             by_query.setdefault(pair.query, []).append(i)
         jobs: list[tuple[list[int], asyncio.Future[list[float]]]] = []
-        for query, positions in by_query.items():
+        for positions in by_query.values():
             healthy = self._healthy()
             size = -(-len(positions) // len(healthy))
             for k, start in enumerate(range(0, len(positions), size)):
                 part = positions[start : start + size]
-                texts = [pairs[i].text for i in part]
                 order = healthy[k:] + healthy[:k]  # this part's backend first, then the others
-                jobs.append((part, asyncio.ensure_future(self._send(order, query, texts))))
+                job = self._send(order, [pairs[i] for i in part])
+                jobs.append((part, asyncio.ensure_future(job)))
         scores = np.empty(len(pairs), dtype=np.float32)
         results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
         for (part, _), result in zip(jobs, results, strict=True):
@@ -175,12 +179,12 @@ class PoolCrossEncoder(RemoteText):
         healthy = [b for b in self.backends if b.available(now)]
         return healthy or [min(self.backends, key=lambda b: b.open_until)]
 
-    async def _send(self, order: list[Backend], query: str, texts: list[str]) -> list[float]:
+    async def _send(self, order: list[Backend], part: list[TextPair]) -> list[float]:
         for backend in order:
             if backend is not order[0] and not backend.available(time.monotonic()):
                 continue
             try:
-                logits = await self._call(backend, query, texts)
+                logits = await self._call(backend, part)
             except BackendError as exc:
                 backend.failed(time.monotonic(), self.settings.pool_backoff_s)
                 log.warning("scoring backend %s failed (%s), trying another", backend.url, exc)
@@ -188,9 +192,11 @@ class PoolCrossEncoder(RemoteText):
             backend.ok()
             backend.parts += 1
             return logits
-        raise ModelError(f"no scoring backend could score {len(texts)} pairs")
+        raise ModelError(f"no scoring backend could score {len(part)} pairs")
 
-    async def _call(self, backend: Backend, query: str, texts: list[str]) -> list[float]:
+    async def _call(self, backend: Backend, part: list[TextPair]) -> list[float]:
+        """One part (pairs of one query) scored by one backend; its faults as BackendError."""
+        query, texts = part[0].query, [pair.text for pair in part]
         body = request_body(self.protocol, self.settings.pool_model, query, texts)
         try:
             async with self._session.post(backend.url, json=body, headers=self._headers) as r:
@@ -201,15 +207,21 @@ class PoolCrossEncoder(RemoteText):
             raise BackendError(type(exc).__name__) from exc
         return answer_logits(self.protocol, answer, len(texts))
 
+    async def _probe(self, backend: Backend) -> None:
+        """One tiny rerank call; BackendError if the backend does not answer it."""
+        await self._call(
+            backend, [TextPair(_NO_IDS, _NO_IDS, query="health check", text="health check")]
+        )
+
     async def _health_checks(self) -> None:
-        """Every backoff period, one tiny call to each open backend; success closes it."""
+        """Every backoff period, one probe of each open backend; success closes it."""
         while True:
             await asyncio.sleep(self.settings.pool_backoff_s)
             for backend in self.backends:
                 if backend.open_until == 0.0:
                     continue
                 try:
-                    await self._call(backend, "health check", ["health check"])
+                    await self._probe(backend)
                 except BackendError:
                     continue
                 log.info("scoring backend %s answers again", backend.url)

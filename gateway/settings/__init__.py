@@ -39,6 +39,7 @@ from gateway.settings.experiment import ExperimentSettings, Variant
 from gateway.settings.model import (
     BACKEND_ERROR,
     BACKENDS,
+    OIP_ROLES,
     ModelBackend,
     ModelSettings,
     OnnxModel,
@@ -61,6 +62,7 @@ __all__ = [
     "BACKEND_ERROR",
     "ENV_DELIMITER",
     "ENV_PREFIX",
+    "OIP_ROLES",
     "OTLP_EXPORTER",
     "AccessSettings",
     "BatcherSettings",

@@ -17,12 +17,30 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, cast
 
-from pydantic import Discriminator, Field, SecretStr, Tag, TypeAdapter, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from gateway.settings.base import HttpUrl, HttpUrls, ModelDir, Section
 
 Backend = Literal["onnx", "tei", "pool"]
-BACKEND_ERROR = "model_backend"  # the error type of a MODEL__BACKEND no backend has
+BACKEND_ERROR = "model_backend"
+# Pool protocol `oip`: the tensor roles of MODEL__OIP_TENSORS and their default names.
+OIP_ROLES = {
+    "input_ids": "input_ids",
+    "attention_mask": "attention_mask",
+    "token_type_ids": "token_type_ids",
+    "query": "query",
+    "documents": "documents",
+    "pairs": "pairs",
+    "output": "logits",
+}  # the error type of a MODEL__BACKEND no backend has
 
 
 class ModelSettings(Section):
@@ -175,13 +193,19 @@ class PoolModel(ModelSettings):
             " `http://gw-a:9201/v1/rerank,http://gw-b:9201/v1/rerank`."
         ),
     )
-    pool_protocol: Literal["cohere", "tei"] = Field(
+    pool_protocol: Literal["cohere", "tei", "oip"] = Field(
         "cohere",
-        description="What the pool's URLs speak: Cohere/Jina `rerank`, or TEI's `/rerank`.",
+        description=(
+            "What the pool's URLs speak: Cohere/Jina `rerank`, TEI's `/rerank`, or the Open"
+            " Inference Protocol v2 (`oip`: Triton, KServe; URLs are server roots)."
+        ),
     )
     pool_model: str = Field(
         "default",
-        description="Sent as `model` (protocol `cohere`); names the model in cache keys.",
+        description=(
+            "Sent as `model` (protocol `cohere`), the model's name in the path (`oip`);"
+            " names the model in cache keys."
+        ),
     )
     pool_api_key: SecretStr | None = Field(
         None, description="Bearer token for the pool's backends."
@@ -195,6 +219,50 @@ class PoolModel(ModelSettings):
             " to 30 s) or until a health check, run this often, finds it answering."
         ),
     )
+
+    # --- protocol `oip` (gateway/model/oip.py): POOL_MODEL is the served model's name ---
+    path: ModelDir = Field(
+        None,
+        description=(
+            "Protocol `oip` with OIP_INPUTS=tokens: the directory whose `tokenizer.json` makes"
+            " the token ids (the served model's own tokenizer)."
+        ),
+    )
+    oip_version: str | None = Field(
+        None,
+        description="Protocol `oip`: the model version (`/versions/<v>`); unset: the server's.",
+    )
+    oip_inputs: Literal["tokens", "text", "pairs"] = Field(
+        "tokens",
+        description=(
+            "Protocol `oip`: what the model takes. `tokens`: INT64 `[n, width]` ids, mask and"
+            " type ids from MODEL__PATH's tokenizer (a bare ONNX model); `text`: BYTES query"
+            " `[1]` and documents `[n]`; `pairs`: BYTES `[n, 2]` (query, document) rows."
+        ),
+    )
+    oip_tensors: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Protocol `oip`: tensor names over the defaults, JSON, roles `input_ids`,"
+            " `attention_mask`, `token_type_ids`, `query`, `documents`, `pairs`, `output`;"
+            " an empty name is not sent."
+        ),
+    )
+    oip_output: Literal["logit", "probability"] = Field(
+        "logit",
+        description=(
+            "Protocol `oip`: the output tensor (`[n]`, `[n, 1]`, or `[n, 2]` two-class) holds"
+            " logits, or probabilities (turned back into logits)."
+        ),
+    )
+
+    @field_validator("oip_tensors")
+    @classmethod
+    def _oip_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(OIP_ROLES))
+        if unknown:
+            raise ValueError(f"unknown tensor roles {unknown}; known: {', '.join(OIP_ROLES)}")
+        return value
 
     @model_validator(mode="after")
     def _needs_urls(self) -> PoolModel:
