@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, free_port, make_settings
-from tests.faults.scripted import BlackHole, OwnRedis
-from tests.upstream import Answer, call
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.net import BlackHole, free_port
+from tests.doubles.redis_servers import OwnRedis
+from tests.doubles.upstream import Answer, call
 
 SEARCH = {"query": {"match": {"text": "population of berlin"}}, "size": 4}
 

@@ -23,9 +23,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import REPO, GatewayFactory, free_port
-from tests.scripted import settings_with
-from tests.upstream import ScriptedUpstream, call
+from tests.doubles.corpora import REPO
+from tests.doubles.gateway import GatewayFactory, settings_with
+from tests.doubles.net import free_port
+from tests.doubles.upstream import ScriptedUpstream, call
 
 MARK = b"Sekr3tMark"  # in every bad request: must not come back in the answer
 SEARCH = b'{"query": {"match": {"text": "capital"}}}'

@@ -14,10 +14,11 @@ import aiohttp
 import pytest
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, free_port
-from tests.faults.scripted import FAKE_ORDER, QUERY, Unconnectable
-from tests.scripted import settings_with
-from tests.upstream import Answer, Canned, ScriptedUpstream, call, reset_mid_body, slow
+from tests.doubles.corpora import POPULATION_FAKE_ORDER as FAKE_ORDER
+from tests.doubles.corpora import POPULATION_QUERY as QUERY
+from tests.doubles.gateway import GatewayFactory, settings_with
+from tests.doubles.net import Unconnectable, free_port
+from tests.doubles.upstream import Answer, Canned, ScriptedUpstream, call, reset_mid_body, slow
 
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 3}
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gateway import __version__
-from tests.commands import CONSOLE_SCRIPT, run_cli
-from tests.conftest import free_port
+from tests.doubles.commands import CONSOLE_SCRIPT, run_cli
+from tests.doubles.net import free_port
 
 PREFIX = "rerank-gateway: "
 

@@ -18,8 +18,12 @@ from aiohttp.test_utils import TestServer
 from gateway.model.fake import FakeEncoder
 from gateway.rerank.reranker import sigmoid
 from gateway.settings import Settings
-from tests.conftest import GatewayFactory, free_port
-from tests.functional.conftest import QUERY, SEARCH, Scripted, call
+from tests.doubles.corpora import WALL_QUERY as QUERY
+from tests.doubles.corpora import WALL_SEARCH as SEARCH
+from tests.doubles.gateway import GatewayFactory
+from tests.doubles.net import free_port
+from tests.doubles.upstream import ScriptedUpstream as Scripted
+from tests.doubles.upstream import call
 
 
 def settings(upstream: Scripted, **model: Any) -> Settings:

@@ -16,9 +16,10 @@ from gateway.model.fake import FakeEncoder
 from gateway.rerank.cache import RedisCache, cache_key
 from gateway.settings import CacheSettings, Settings
 from gateway.web.protocol import GatewayRunner
-from tests.conftest import free_port
-from tests.scripted import DOCS, settings_with
-from tests.upstream import Gate, ScriptedUpstream
+from tests.doubles.corpora import CAPITALS as DOCS
+from tests.doubles.gateway import settings_with
+from tests.doubles.net import free_port
+from tests.doubles.upstream import Gate, ScriptedUpstream
 
 QUERY = "capital of Italy"
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 2}

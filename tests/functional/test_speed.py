@@ -13,10 +13,12 @@ import pytest
 
 from gateway.model.fake import FakeEncoder
 from gateway.settings import Settings
-from tests.conftest import GatewayFactory
-from tests.functional.conftest import DOCS, QUERY, Scripted, call
-from tests.unit.test_batcher import RecordingEncoder
-from tests.unit.test_reranker import GatedEncoder
+from tests.doubles.corpora import WALL_DOCS as DOCS
+from tests.doubles.corpora import WALL_QUERY as QUERY
+from tests.doubles.encoders import GatedEncoder, RecordingEncoder
+from tests.doubles.gateway import GatewayFactory
+from tests.doubles.upstream import ScriptedUpstream as Scripted
+from tests.doubles.upstream import call
 
 UPSTREAM_ORDER = [d["_id"] for d in DOCS[:5]]
 

@@ -29,7 +29,9 @@ from gateway.vectors.backfill import (
     backfill,
     load_state,
 )
-from tests.conftest import http, load_docs, seed_index
+from tests.doubles.corpora import load_docs
+from tests.doubles.net import http
+from tests.doubles.search_servers import seed_index
 
 pytestmark = pytest.mark.integration
 

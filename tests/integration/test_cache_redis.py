@@ -33,9 +33,12 @@ from gateway.rerank.cache import RedisCache, cache_key
 from gateway.rerank.reranker import Reranker
 from gateway.settings import CacheSettings, ModelSettings
 from gateway.web.state import FLOW
-from tests.conftest import free_port, http, load_docs, make_settings, seed_index
-from tests.pki import make_certs
-from tests.redis_servers import RedisProcess
+from tests.doubles.corpora import load_docs
+from tests.doubles.gateway import make_settings
+from tests.doubles.net import free_port, http
+from tests.doubles.pki import make_certs
+from tests.doubles.redis_servers import RedisProcess
+from tests.doubles.search_servers import seed_index
 
 pytestmark = pytest.mark.integration
 

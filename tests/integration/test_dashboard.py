@@ -26,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, make_settings
+from tests.doubles.gateway import GatewayFactory, make_settings
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "ops" / "grafana" / "gateway.json"
 SCRAPE_LABELS = {"job", "instance"}

@@ -19,7 +19,9 @@ import pytest
 
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import RerankSettings
-from tests.conftest import GatewayFactory, load_docs, make_settings, seed_index
+from tests.doubles.corpora import load_docs
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.search_servers import seed_index
 from tests.integration.oracle import ids, load_model, model_order
 
 QUERY = "how many people live in berlin"

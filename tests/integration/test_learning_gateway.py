@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from gateway.experiments.events import stream_key
 from gateway.learning.clicks import judgments_from_clicks, sessions_from_events
 from gateway.learning.train import read_stream
-from tests.conftest import GatewayFactory
-from tests.integration.test_experiments_gateway import call, ids, report_when, search_body, start
+from tests.doubles.experiments import call, ids, report_when, search_body, start
+from tests.doubles.gateway import GatewayFactory
 
 pytestmark = pytest.mark.integration
 

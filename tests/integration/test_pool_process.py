@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GatewayFactory, free_port, make_settings
-from tests.upstream import Answer, call
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.net import free_port
+from tests.doubles.upstream import Answer, call
 
 pytestmark = pytest.mark.integration
 
