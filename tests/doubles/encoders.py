@@ -18,15 +18,18 @@ from gateway.model.fake import FakeEncoder
 
 
 class GatedEncoder(FakeEncoder):
-    """Blocks on documents containing ``slow`` until ``gate`` is set (a stuck model run)."""
+    """Blocks on documents containing ``slow`` until ``gate`` is set (a stuck model run);
+    ``stuck`` is set once a run waits on the gate."""
 
     def __init__(self) -> None:
         super().__init__()
         self.gate = threading.Event()
+        self.stuck = threading.Event()
         self.slow_id = FakeEncoder().encode([("", "slow")])[0].ids[2]
 
     def score(self, batch: Sequence[Encoded]) -> Scores:
         if any(self.slow_id in e.ids.tolist() for e in batch):
+            self.stuck.set()
             self.gate.wait(10)
         return super().score(batch)
 
