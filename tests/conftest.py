@@ -4,17 +4,14 @@ Real parts: Redis (``GATEWAY_TEST_REDIS_URL``, default 127.0.0.1:6379 db 9), the
 search servers (osmem-server and noida-db, started here on free loopback
 ports), and the ONNX model from ``../shared/models`` (``GATEWAY_TEST_MODEL_DIR``).
 Every test starts from an environment without ``GATEWAY_*`` variables.
+
+Fixtures only: the doubles and corpora they use are in ``tests.doubles``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import socket
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +23,13 @@ from gateway.app import create_app, wait_ready
 from gateway.model.base import CrossEncoder
 from gateway.model.embedder import Embedder
 from gateway.settings import Settings
-from gateway.web.protocol import GatewayRunner
-from ops.harness.servers import noida_binary, noida_db
+from tests.doubles.corpora import POPULATION_DOCS, SHARED, load_docs
+from tests.doubles.gateway import GatewayFactory, GatewayTestServer
+from tests.doubles.net import free_port
+from tests.doubles.search_servers import seed_index, start_noida
+from tests.doubles.upstream import ScriptedUpstream
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
-DEFAULT_MODEL = REPO.parent / "shared" / "models" / "all-minilm-l6-v2-pair"
+DEFAULT_MODEL = SHARED / "models" / "all-minilm-l6-v2-pair"
 
 
 @pytest.fixture(autouse=True)
@@ -54,43 +52,6 @@ def redis_url() -> str:
     return os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def http(method: str, url: str, body: Any = None, ndjson: bool = False) -> Any:
-    """Blocking JSON request for fixtures (seeding), raising on error status."""
-    if ndjson:
-        data = body.encode()
-        ctype = "application/x-ndjson"
-    else:
-        data = None if body is None else json.dumps(body).encode()
-        ctype = "application/json"
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": ctype})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        text = resp.read()
-    return json.loads(text) if text else None
-
-
-def load_docs() -> list[dict[str, Any]]:
-    with (DATA / "docs.jsonl").open() as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def seed_index(base_url: str, index: str, docs: list[dict[str, Any]], mappings: Any = None) -> None:
-    props = mappings or {"properties": {"title": {"type": "text"}, "text": {"type": "text"}}}
-    http("PUT", f"{base_url}/{index}", {"mappings": props})
-    lines = []
-    for doc in docs:
-        body = {k: v for k, v in doc.items() if k != "_id"}
-        lines.append(json.dumps({"index": {"_index": index, "_id": doc["_id"]}}))
-        lines.append(json.dumps(body))
-    http("POST", f"{base_url}/_bulk?refresh=true", "\n".join(lines) + "\n", ndjson=True)
-
-
 @pytest.fixture(scope="session")
 def osmem() -> Iterator[str]:
     """A session-wide osmem-server (OpenSearch API), seeded with ``docs``."""
@@ -102,39 +63,12 @@ def osmem() -> Iterator[str]:
         server.process.stdout.close()
 
 
-@contextlib.contextmanager
-def start_noida() -> Iterator[str]:
-    """A fresh, empty noida-db (``--only elasticsearch``) on a free port; its URL."""
-    if noida_binary() is None:
-        pytest.fail("noida-db is not installed (pip install noida-db)")
-    with noida_db() as url:
-        yield url
-
-
 @pytest.fixture(scope="session")
 def noida() -> Iterator[str]:
     """A session-wide noida-db presenting Elasticsearch 8.15, seeded with ``docs``."""
     with start_noida() as url:
         seed_index(url, "docs", load_docs())
         yield url
-
-
-GatewayFactory = Callable[..., Awaitable[str]]
-
-
-class GatewayTestServer(TestServer):
-    """``TestServer`` with the gateway's own runner (ES-shaped protocol errors)."""
-
-    async def _make_runner(self, **kwargs: Any) -> GatewayRunner:
-        return GatewayRunner(self.app, **kwargs)
-
-
-def make_settings(upstream: str, **sections: dict[str, Any]) -> Settings:
-    """Settings for tests, built explicitly (no environment involved)."""
-    values: dict[str, Any] = {"upstream": {"urls": [upstream]}}
-    for name, section in sections.items():
-        values[name] = {**values.get(name, {}), **section}
-    return Settings.model_validate(values)
 
 
 @pytest.fixture
@@ -169,3 +103,12 @@ def embedder_cache(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     cache = str(tmp_path_factory.mktemp("embedders"))
     export(model_dir, "model.onnx", cache)
     return cache
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedUpstream]:
+    """A scripted upstream serving ``POPULATION_DOCS`` (the fault and security suites)."""
+    upstream = ScriptedUpstream(POPULATION_DOCS)
+    await upstream.start()
+    yield upstream
+    await upstream.close()

@@ -1,5 +1,5 @@
-"""Fixtures for the fault suite: a scripted upstream, a hung TCP peer, a port that never
-connects, a private Redis."""
+"""Fixtures for the fault suite: a hung TCP peer, a port that never connects, a private Redis
+(the scripted upstream, ``scripted``, is in the root conftest: the security suite uses it too)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.faults.scripted import DOCS, BlackHole, OwnRedis, Unconnectable
-from tests.upstream import ScriptedUpstream
-
-
-@pytest.fixture
-async def scripted() -> AsyncIterator[ScriptedUpstream]:
-    upstream = ScriptedUpstream(DOCS)
-    await upstream.start()
-    yield upstream
-    await upstream.close()
+from tests.doubles.net import BlackHole, Unconnectable
+from tests.doubles.redis_servers import OwnRedis
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, make_settings
-from tests.upstream import Answer, call
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.upstream import Answer, call
 
 MAX_BODY = 256 * 1024  # the 10,000-deep body (~90 kB) fits
 

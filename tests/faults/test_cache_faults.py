@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, free_port, make_settings
-from tests.faults.scripted import BlackHole, OwnRedis
-from tests.upstream import Answer, call
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.net import BlackHole, free_port
+from tests.doubles.redis_servers import OwnRedis
+from tests.doubles.upstream import Answer, call
+from tests.doubles.waits import wait_for
 
 SEARCH = {"query": {"match": {"text": "population of berlin"}}, "size": 4}
 
@@ -56,11 +58,7 @@ async def test_redis_hung(osmem: str, gateway: GatewayFactory, black_hole: Black
 
 async def wait_for_keys(server: OwnRedis) -> int:
     """Cache writes happen after the answer: wait (bounded) until some land."""
-    for _ in range(100):
-        if n := await asyncio.to_thread(server.keys):
-            return n
-        await asyncio.sleep(0.05)
-    return 0
+    return await wait_for(lambda: asyncio.to_thread(server.keys), 5, what="cache keys in Redis")
 
 
 async def test_redis_restart(osmem: str, gateway: GatewayFactory, own_redis: OwnRedis) -> None:
@@ -75,10 +73,11 @@ async def test_redis_restart(osmem: str, gateway: GatewayFactory, own_redis: Own
 
     await asyncio.to_thread(own_redis.start)  # empty again: nothing was saved
     assert await asyncio.to_thread(own_redis.keys) == 0
-    await asyncio.sleep(0.2)  # past the breaker's back-off
-    async with asyncio.timeout(10):
-        while await asyncio.to_thread(own_redis.keys) == 0:
-            assert_full(await call("POST", f"{url}/docs/_search", SEARCH), expected)
-            await asyncio.sleep(0.1)
+
+    async def refilled() -> int:  # searches go on; past the breaker's back-off, one probes
+        assert_full(await call("POST", f"{url}/docs/_search", SEARCH), expected)
+        return await asyncio.to_thread(own_redis.keys)
+
+    await wait_for(refilled, 10, what="the cache written again", poll_s=0.1)
     # And scores served from the refilled cache are the same answer.
     assert_full(await call("POST", f"{url}/docs/_search", SEARCH), expected)

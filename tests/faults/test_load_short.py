@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ops.load import Workload, drive
-from tests.conftest import GatewayFactory, load_docs, make_settings
+from tests.doubles.corpora import load_docs
+from tests.doubles.gateway import GatewayFactory, make_settings
 
 
 async def test_short_load_has_no_errors(

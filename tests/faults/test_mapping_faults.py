@@ -20,10 +20,10 @@ from gateway.model.fake import FakeEncoder
 from gateway.search.mappings import IndexFields
 from gateway.settings import RerankSettings, UpstreamSettings
 from gateway.upstream.client import Upstream
-from tests.conftest import GatewayFactory
-from tests.faults.scripted import FAKE_ORDER, QUERY
-from tests.scripted import settings_with
-from tests.upstream import Canned, ScriptedUpstream, call, slow
+from tests.doubles.corpora import POPULATION_FAKE_ORDER as FAKE_ORDER
+from tests.doubles.corpora import POPULATION_QUERY as QUERY
+from tests.doubles.gateway import GatewayFactory, settings_with
+from tests.doubles.upstream import Canned, ScriptedUpstream, call, slow
 
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 3}
 CONFIGURED = ("title", "text")

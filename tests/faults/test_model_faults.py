@@ -15,9 +15,10 @@ import pytest
 
 from gateway.model.base import Encoded, Pair, Scores
 from gateway.model.fake import FakeEncoder, _word_id
-from tests.conftest import GatewayFactory, make_settings
-from tests.faults.scripted import FAKE_ORDER, QUERY
-from tests.upstream import ScriptedUpstream, call
+from tests.doubles.corpora import POPULATION_FAKE_ORDER as FAKE_ORDER
+from tests.doubles.corpora import POPULATION_QUERY as QUERY
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.upstream import ScriptedUpstream, call
 
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 3}
 UPSTREAM_ORDER = ["d0", "d1", "d2"]

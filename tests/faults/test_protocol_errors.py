@@ -23,9 +23,11 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import REPO, GatewayFactory, free_port
-from tests.scripted import settings_with
-from tests.upstream import ScriptedUpstream, call
+from tests.doubles.corpora import REPO
+from tests.doubles.gateway import GatewayFactory, settings_with
+from tests.doubles.net import free_port
+from tests.doubles.upstream import ScriptedUpstream, call
+from tests.doubles.waits import wait_for
 
 MARK = b"Sekr3tMark"  # in every bad request: must not come back in the answer
 SEARCH = b'{"query": {"match": {"text": "capital"}}}'
@@ -188,11 +190,13 @@ async def test_the_entry_point_serves_this_protocol_and_stops_on_sigterm() -> No
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
+
+        async def live() -> bool:
             with contextlib.suppress(aiohttp.ClientError):
-                if (await call("GET", f"{url}/_gateway/health/live")).status == 200:
-                    break
-            await asyncio.sleep(0.05)
+                return (await call("GET", f"{url}/_gateway/health/live")).status == 200
+            return False
+
+        await wait_for(live, what="the gateway process answering")
         raw, error_type = MALFORMED["control_char_in_header"]
         assert_es_400(await exchange(url, raw), error_type)
     finally:

@@ -6,7 +6,6 @@ fault is gone is served correctly (reranked, in the fake model's order).
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import logging
 
@@ -14,10 +13,12 @@ import aiohttp
 import pytest
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, free_port
-from tests.faults.scripted import FAKE_ORDER, QUERY, Unconnectable
-from tests.scripted import settings_with
-from tests.upstream import Answer, Canned, ScriptedUpstream, call, reset_mid_body, slow
+from tests.doubles.corpora import POPULATION_FAKE_ORDER as FAKE_ORDER
+from tests.doubles.corpora import POPULATION_QUERY as QUERY
+from tests.doubles.gateway import GatewayFactory, settings_with
+from tests.doubles.net import Unconnectable, free_port
+from tests.doubles.upstream import Answer, Canned, ScriptedUpstream, call, reset_mid_body, slow
+from tests.doubles.waits import wait_for
 
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 3}
 
@@ -208,7 +209,11 @@ async def test_dead_url_is_tried_again_after_its_backoff(
     await assert_recovered(url)
     assert primary.seen == []
     async with primary:
-        await asyncio.sleep(0.3)  # past the back-off
-        await assert_recovered(url)
+
+        async def tried_again() -> bool:  # once its back-off has passed
+            await assert_recovered(url)
+            return any(s.path == "/docs/_search" for s in primary.seen)
+
+        await wait_for(tried_again, what="the first URL tried again")
         assert primary.last("/docs/_search").json()["size"] == 8  # back to the first URL
     assert any("answers again" in r.getMessage() for r in caplog.records)

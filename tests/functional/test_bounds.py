@@ -7,9 +7,11 @@ import json
 
 from gateway.model.fake import FakeEncoder
 from gateway.settings import Settings
-from tests.conftest import GatewayFactory
-from tests.functional.conftest import DOCS, SEARCH, Scripted, Start, call
-from tests.upstream import Answer
+from tests.doubles.corpora import WALL_DOCS as DOCS
+from tests.doubles.corpora import WALL_SEARCH as SEARCH
+from tests.doubles.gateway import GatewayFactory, Start
+from tests.doubles.upstream import Answer, call
+from tests.doubles.upstream import ScriptedUpstream as Scripted
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 UPSTREAM_ORDER = [d["_id"] for d in DOCS]

@@ -7,15 +7,15 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from gateway import __version__
-from tests.commands import CONSOLE_SCRIPT, run_cli
-from tests.conftest import free_port
+from tests.doubles.commands import CONSOLE_SCRIPT, run_cli
+from tests.doubles.net import free_port
+from tests.doubles.waits import wait_until
 
 PREFIX = "rerank-gateway: "
 
@@ -202,8 +202,8 @@ def test_passthrough_without_a_model_when_allowed(broken_model: Path, osmem: str
 
 def _ready_answer(url: str) -> dict[str, str]:
     """Readiness once the model has failed (503 with the reason)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def failed() -> dict[str, str] | None:
         try:
             urllib.request.urlopen(url, timeout=2)
         except urllib.error.HTTPError as exc:
@@ -212,5 +212,6 @@ def _ready_answer(url: str) -> dict[str, str]:
                 return answer
         except OSError:
             pass
-        time.sleep(0.2)
-    raise AssertionError("the gateway did not report the model's failure")
+        return None
+
+    return wait_until(failed, 60, what="the gateway reporting the model's failure")

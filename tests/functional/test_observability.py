@@ -16,9 +16,9 @@ from gateway.__main__ import _JsonFormatter
 from gateway.metrics import Metrics
 from gateway.model.fake import FakeEncoder
 from gateway.web.access_log import redact_url
-from tests.conftest import GatewayFactory, make_settings
-from tests.scripted import DOCS, settings_with
-from tests.upstream import ScriptedUpstream
+from tests.doubles.corpora import CAPITALS as DOCS
+from tests.doubles.gateway import GatewayFactory, make_settings, settings_with
+from tests.doubles.upstream import ScriptedUpstream
 
 SEARCH = {"query": {"match": {"text": "capital of Italy"}}, "size": 2}
 DEFAULT_MODEL = (("backend", "onnx"), ("model", "default"))

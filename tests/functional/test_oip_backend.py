@@ -1,6 +1,6 @@
 """MODEL__POOL_PROTOCOL=oip: Triton / KServe servers (Open Inference Protocol v2) as the pool.
 
-The servers are ``tests.oip_server.OipServer``s running the real ONNX model behind
+The servers are ``tests.doubles.oip_server.OipServer``s running the real ONNX model behind
 the protocol, as Triton's onnxruntime backend (token ids in) or as a model that
 tokenizes itself (text in). Scores must equal in-process scoring; faults (down,
 slow, wrong output shape or datatype) degrade as in-process model faults do.
@@ -20,9 +20,13 @@ from gateway.errors import ModelError
 from gateway.model.oip import OipCrossEncoder
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import ModelSettings, Settings
-from tests.conftest import GatewayFactory, free_port
-from tests.functional.conftest import QUERY, SEARCH, Scripted, call
-from tests.oip_server import OipServer
+from tests.doubles.corpora import WALL_QUERY as QUERY
+from tests.doubles.corpora import WALL_SEARCH as SEARCH
+from tests.doubles.gateway import GatewayFactory
+from tests.doubles.net import free_port
+from tests.doubles.oip_server import OipServer
+from tests.doubles.upstream import ScriptedUpstream as Scripted
+from tests.doubles.upstream import call
 
 LOCAL = {"file": "model.onnx", "quantization": "none", "intra_op_threads": 1}
 

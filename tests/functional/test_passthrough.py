@@ -10,7 +10,10 @@ import os
 
 import pytest
 
-from tests.functional.conftest import SEARCH, Canned, Scripted, Start, call
+from tests.doubles.corpora import WALL_SEARCH as SEARCH
+from tests.doubles.gateway import Start
+from tests.doubles.upstream import Canned, call
+from tests.doubles.upstream import ScriptedUpstream as Scripted
 
 VENDOR = "application/vnd.elasticsearch+json; compatible-with=9"
 
@@ -216,7 +219,7 @@ async def test_upstream_errors_byte_for_byte(
 
 @pytest.mark.parametrize("path", ["/docs/_doc/1", "/docs/_search"])
 async def test_unreachable_upstream_is_an_es_shaped_502(start: Start, path: str) -> None:
-    from tests.conftest import free_port
+    from tests.doubles.net import free_port
 
     url = await start(upstream={"urls": [f"http://127.0.0.1:{free_port()}"]})
     got = await call("POST", url + path, body=SEARCH)

@@ -7,6 +7,7 @@ scripted Cohere-format servers that can be made to fail, hang or come back.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +19,13 @@ from aiohttp.test_utils import TestServer
 from gateway.model.fake import FakeEncoder
 from gateway.rerank.reranker import sigmoid
 from gateway.settings import Settings
-from tests.conftest import GatewayFactory, free_port
-from tests.functional.conftest import QUERY, SEARCH, Scripted, call
+from tests.doubles.corpora import WALL_QUERY as QUERY
+from tests.doubles.corpora import WALL_SEARCH as SEARCH
+from tests.doubles.gateway import GatewayFactory
+from tests.doubles.net import free_port
+from tests.doubles.upstream import ScriptedUpstream as Scripted
+from tests.doubles.upstream import call
+from tests.doubles.waits import wait_for
 
 
 def settings(upstream: Scripted, **model: Any) -> Settings:
@@ -111,8 +117,12 @@ async def backends() -> AsyncIterator[list[CohereBackend]]:
 
 
 async def test_failover_breaker_and_health_check(
-    upstream: Scripted, gateway: GatewayFactory, backends: list[CohereBackend]
+    upstream: Scripted,
+    gateway: GatewayFactory,
+    backends: list[CohereBackend],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.model.pool")
     a, b = backends
     pool = await gateway(pool_of(upstream, backends, pool_backoff_s=1.0))
     a.calls.clear()
@@ -127,7 +137,11 @@ async def test_failover_breaker_and_health_check(
     assert second.headers["X-Rerank"] == "full"
     assert a.calls == [3] and b.calls[2:] == [5]  # a's breaker is open: b gets everything
     a.fail = False
-    await asyncio.sleep(2.5)  # a health check (every 1 s) finds a answering again
+    await wait_for(  # a health check (every 1 s) finds a answering again
+        lambda: any("answers again" in r.getMessage() for r in caplog.records),
+        10,
+        what="the health check closing a's breaker",
+    )
     third = await call(
         "POST", f"{pool}/docs/_search", {**SEARCH, "query": {"match": {"text": QUERY + " fell"}}}
     )

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, make_settings
+from tests.doubles.gateway import GatewayFactory, make_settings
 
 QUERY = "berlin population people"
 BODY = {"query": {"match": {"text": "berlin population people"}}, "size": 5}

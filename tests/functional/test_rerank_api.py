@@ -26,7 +26,9 @@ from jsonpath_ng import parse as jsonpath
 
 from gateway.model.base import Encoded, Scores
 from gateway.model.fake import FakeEncoder
-from tests.functional.conftest import Scripted, Start, call
+from tests.doubles.gateway import Start
+from tests.doubles.upstream import ScriptedUpstream as Scripted
+from tests.doubles.upstream import call
 
 QUERY = "berlin wall"
 DOCS = [

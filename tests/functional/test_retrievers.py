@@ -14,9 +14,13 @@ from aiohttp import web
 
 from gateway.errors import ModelError
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory
-from tests.functional.conftest import DOCS, QUERY, SEARCH, Scripted, Start, call
-from tests.functional.test_search_flow import FailingEncoder
+from tests.doubles.corpora import WALL_DOCS as DOCS
+from tests.doubles.corpora import WALL_QUERY as QUERY
+from tests.doubles.corpora import WALL_SEARCH as SEARCH
+from tests.doubles.encoders import FailingEncoder
+from tests.doubles.gateway import GatewayFactory, Start
+from tests.doubles.upstream import ScriptedUpstream as Scripted
+from tests.doubles.upstream import call
 
 STD = {"standard": {"query": {"match": {"text": QUERY}}}}
 VEC = [1.0, 0.0, 0.5]

@@ -9,11 +9,13 @@ import pytest
 from aiohttp import web
 
 from gateway.es.body import dump_pretty
-from gateway.model.base import Scores
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory
-from tests.functional.conftest import DOCS, SEARCH, Canned, Scripted, Start, call
-from tests.unit.test_reranker import GatedEncoder
+from tests.doubles.corpora import WALL_DOCS as DOCS
+from tests.doubles.corpora import WALL_SEARCH as SEARCH
+from tests.doubles.encoders import FailingEncoder, GatedEncoder
+from tests.doubles.gateway import GatewayFactory, Start
+from tests.doubles.upstream import Canned, call
+from tests.doubles.upstream import ScriptedUpstream as Scripted
 
 # FakeEncoder's order of the upstream's first five (the window): word overlap with QUERY.
 RERANKED = ["d3", "d2", "d1", "d4", "d0"]
@@ -338,13 +340,6 @@ async def test_non_json_upstream_answer_is_relayed(upstream: Scripted, start: St
     got = await call("POST", f"{url}/docs/_search", body=SEARCH)
     assert got.body == b"---\nhits: []\n"
     assert got.headers["X-Rerank-Reason"] == "upstream_body"
-
-
-class FailingEncoder(FakeEncoder):
-    def score(self, batch: Any) -> Scores:
-        if len(batch) > 1:  # the one-pair warm-up passes, searches fail
-            raise RuntimeError("model broke")
-        return super().score(batch)
 
 
 async def _degraded(

@@ -16,9 +16,11 @@ from gateway.model.fake import FakeEncoder
 from gateway.rerank.cache import RedisCache, cache_key
 from gateway.settings import CacheSettings, Settings
 from gateway.web.protocol import GatewayRunner
-from tests.conftest import free_port
-from tests.scripted import DOCS, settings_with
-from tests.upstream import Gate, ScriptedUpstream
+from tests.doubles.corpora import CAPITALS as DOCS
+from tests.doubles.gateway import settings_with
+from tests.doubles.net import free_port
+from tests.doubles.upstream import Gate, ScriptedUpstream
+from tests.doubles.waits import wait_for
 
 QUERY = "capital of Italy"
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 2}
@@ -51,11 +53,7 @@ def refuses(port: int) -> bool:
 
 
 async def wait_refusing(port: int) -> None:
-    for _ in range(1000):
-        if await asyncio.to_thread(refuses, port):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"port {port} still accepts connections")
+    await wait_for(lambda: asyncio.to_thread(refuses, port), what=f"port {port} refusing")
 
 
 async def test_in_flight_search_finishes_and_scores_are_flushed(

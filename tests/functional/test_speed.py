@@ -13,10 +13,13 @@ import pytest
 
 from gateway.model.fake import FakeEncoder
 from gateway.settings import Settings
-from tests.conftest import GatewayFactory
-from tests.functional.conftest import DOCS, QUERY, Scripted, call
-from tests.unit.test_batcher import RecordingEncoder
-from tests.unit.test_reranker import GatedEncoder
+from tests.doubles.corpora import WALL_DOCS as DOCS
+from tests.doubles.corpora import WALL_QUERY as QUERY
+from tests.doubles.encoders import GatedEncoder, RecordingEncoder
+from tests.doubles.gateway import GatewayFactory
+from tests.doubles.upstream import ScriptedUpstream as Scripted
+from tests.doubles.upstream import call
+from tests.doubles.waits import wait_for
 
 UPSTREAM_ORDER = [d["_id"] for d in DOCS[:5]]
 
@@ -114,6 +117,13 @@ async def test_bad_deadlines_are_client_errors(
     assert got.json()["error"]["type"] == "illegal_argument_exception"
 
 
+async def queued_pairs(url: str) -> bool:
+    """Whether the batcher's queue holds the second search's five pairs (its gauge)."""
+    metrics = (await call("GET", f"{url}/_gateway/metrics")).body.decode()
+    gauge = [x for x in metrics.splitlines() if x.startswith("gateway_batcher_queue_pairs{")]
+    return sum(float(x.split()[-1]) for x in gauge) == 5
+
+
 async def test_a_full_queue_skips_reranking_and_never_fails(
     upstream: Scripted, gateway: GatewayFactory, stuck: Stuck
 ) -> None:
@@ -127,9 +137,9 @@ async def test_a_full_queue_skips_reranking_and_never_fails(
         return asyncio.create_task(call("POST", f"{url}/docs/_search", body=body))
 
     first = send(0)
-    await asyncio.sleep(0.2)
+    await wait_for(stuck.stuck.is_set, what="the first search's batch on the model")
     queued = send(1)
-    await asyncio.sleep(0.2)
+    await wait_for(lambda: queued_pairs(url), what="the second search in the queue")
     overloaded = await asyncio.gather(*[send(i) for i in range(2, 6)])
     assert {a.status for a in overloaded} == {200}
     assert Counter(a.headers["X-Rerank-Reason"] for a in overloaded) == {"overloaded": 4}

@@ -20,9 +20,10 @@ from aiohttp import web
 from gateway.errors import ModelError
 from gateway.model.tei import TeiCrossEncoder
 from gateway.settings import ModelSettings
-from tests.conftest import GatewayFactory
-from tests.scripted import DOCS, settings_with, start_app, url_of
-from tests.upstream import ScriptedUpstream
+from tests.doubles.corpora import CAPITALS as DOCS
+from tests.doubles.gateway import GatewayFactory, settings_with
+from tests.doubles.net import start_app, url_of
+from tests.doubles.upstream import ScriptedUpstream
 
 SEARCH = {"query": {"match": {"text": "capital of Italy"}}, "size": 3}
 

@@ -29,9 +29,11 @@ from gateway import settings as settings_module
 from gateway.model.fake import FakeEncoder
 from gateway.settings import Settings
 from gateway.tracing import Tracing, es_endpoint, stage
-from tests.conftest import GatewayFactory
-from tests.functional.conftest import SEARCH, Canned, Scripted, call
-from tests.scripted import start_app, url_of
+from tests.doubles.corpora import WALL_SEARCH as SEARCH
+from tests.doubles.gateway import GatewayFactory
+from tests.doubles.net import start_app, url_of
+from tests.doubles.upstream import Canned, call
+from tests.doubles.upstream import ScriptedUpstream as Scripted
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"

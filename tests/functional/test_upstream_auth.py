@@ -12,11 +12,12 @@ import aiohttp
 import pytest
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, free_port
-from tests.pki import make_certs
-from tests.scripted import DOCS, settings_with
-from tests.unit.test_settings import run_main  # `python -m gateway` as a subprocess
-from tests.upstream import ScriptedUpstream
+from tests.doubles.commands import run_main  # `python -m gateway` as a subprocess
+from tests.doubles.corpora import CAPITALS as DOCS
+from tests.doubles.gateway import GatewayFactory, settings_with
+from tests.doubles.net import free_port
+from tests.doubles.pki import make_certs
+from tests.doubles.upstream import ScriptedUpstream
 
 SEARCH = {"query": {"match": {"text": "capital of Italy"}}, "size": 2}
 

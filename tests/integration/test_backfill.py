@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +28,10 @@ from gateway.vectors.backfill import (
     backfill,
     load_state,
 )
-from tests.conftest import http, load_docs, seed_index
+from tests.doubles.corpora import load_docs
+from tests.doubles.net import http
+from tests.doubles.search_servers import seed_index
+from tests.doubles.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -185,11 +187,13 @@ def test_a_killed_command_resumes_and_fills_every_document(
     state = tmp_path / "bf.json"
     cmd = [*COMMAND, index, "--batch-size", "1", "--state", str(state), "--no-progress"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if state.exists() and State(**json.loads(state.read_text())).batches >= 3:
-            break
-        time.sleep(0.005)
+
+    def three_batches_or_exited() -> bool:
+        if proc.poll() is not None:
+            return True
+        return state.exists() and State(**json.loads(state.read_text())).batches >= 3
+
+    wait_until(three_batches_or_exited, 120, what="three batches written", poll_s=0.005)
     proc.kill()
     proc.wait()
     assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -33,9 +34,13 @@ from gateway.rerank.cache import RedisCache, cache_key
 from gateway.rerank.reranker import Reranker
 from gateway.settings import CacheSettings, ModelSettings
 from gateway.web.state import FLOW
-from tests.conftest import free_port, http, load_docs, make_settings, seed_index
-from tests.pki import make_certs
-from tests.redis_servers import RedisProcess
+from tests.doubles.corpora import load_docs
+from tests.doubles.gateway import make_settings
+from tests.doubles.net import free_port, http
+from tests.doubles.pki import make_certs
+from tests.doubles.redis_servers import RedisProcess
+from tests.doubles.search_servers import seed_index
+from tests.doubles.waits import wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -233,8 +238,12 @@ async def test_redis_killed_and_restarted(
     assert stats.errors >= 1
 
     await asyncio.to_thread(server.start)  # back, empty
-    await asyncio.sleep(0.15)  # past the breaker's back-off
-    assert await gw.search() == reference  # the probe: a miss, scored, written back
+
+    async def written_back() -> int:  # past the breaker's back-off, the probe: a miss, scored
+        assert await gw.search() == reference
+        return await asyncio.to_thread(key_count, server.port)
+
+    await wait_for(written_back, 10, what="the probe's scores written back")
     scored = encoder.pairs_scored
     assert await gw.search() == reference
     assert encoder.pairs_scored == scored  # caching resumed
@@ -276,6 +285,25 @@ async def test_wrong_password_scores_uncached(
     assert right.pairs_scored == scored
 
 
+def key_count(port: int) -> int:
+    client = redis.Redis(port=port)
+    try:
+        return int(client.dbsize())
+    finally:
+        client.close()
+
+
+def blocked(port: int) -> bool:
+    """Whether the server is busy (a ``DEBUG SLEEP``): a ``PING`` gets no answer in 250 ms."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+        conn.sendall(b"PING\r\n")
+        conn.settimeout(0.25)
+        try:
+            return not conn.recv(16)
+        except TimeoutError:
+            return True
+
+
 def _debug_sleep(port: int, seconds: float) -> None:
     client = redis.Redis(port=port)
     try:
@@ -294,7 +322,7 @@ async def test_slow_redis_is_given_up_on(
     reference = await gw.search()
     scored = encoder.pairs_scored
     stalled = asyncio.create_task(asyncio.to_thread(_debug_sleep, server.port, 1.5))
-    await asyncio.sleep(0.3)  # Redis is now blocked for the next seconds
+    await wait_for(lambda: asyncio.to_thread(blocked, server.port), what="Redis blocked")
     assert await gw.search() == reference  # scored uncached, past the cache's budget
     assert encoder.pairs_scored > scored
     assert stats.errors >= 1
@@ -339,11 +367,10 @@ def _cluster_ready(port: int) -> None:
     client = redis.Redis(port=port)
     try:
         client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        deadline = time.monotonic() + 10
-        while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("cluster did not become ready")
-            time.sleep(0.05)
+        wait_until(
+            lambda: b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"),
+            what="the Redis cluster ready",
+        )
     finally:
         client.close()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli.check import text_fields
-from tests.commands import run_cli
-from tests.conftest import free_port, http
+from tests.doubles.commands import run_cli
+from tests.doubles.net import free_port, http
 
 SECRETS = {
     "GATEWAY_UPSTREAM__USERNAME": "reader",

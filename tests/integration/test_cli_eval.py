@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from gateway.cli import main as cli_main
-from tests.conftest import DATA, GatewayFactory, make_settings
-
-QUERIES = {
-    "q1": ("how many people live in berlin", {"berlin-pop": 2, "paris-pop": 1}),
-    "q2": ("is coffee good for your health", {"coffee-health": 2}),
-    "q3": ("which programming language is fast and safe", {"rust-lang": 2}),
-}
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    shutil.copy(DATA / "docs.jsonl", tmp_path / "corpus.jsonl")
-    lines = [json.dumps({"_id": q, "text": text}) for q, (text, _) in QUERIES.items()]
-    (tmp_path / "queries.jsonl").write_text("\n".join(lines) + "\n")
-    (tmp_path / "qrels").mkdir()
-    judgements = [
-        (q, doc, grade) for q, (_, judged) in QUERIES.items() for doc, grade in judged.items()
-    ]
-    rows = ["query-id\tcorpus-id\tscore"] + ["\t".join(map(str, j)) for j in judgements]
-    (tmp_path / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
-    return tmp_path
+from tests.doubles.corpora import EVAL_QUERIES as QUERIES
+from tests.doubles.gateway import GatewayFactory, make_settings
 
 
 async def test_eval_indexes_runs_every_variant_and_agrees_with_the_model_offline(

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.commands import run_cli
-from tests.conftest import free_port
-from tests.hub import ScriptedHub
+from tests.doubles.commands import run_cli
+from tests.doubles.hub import ScriptedHub
+from tests.doubles.net import free_port
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,9 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from gateway.model.onnx import OnnxCrossEncoder
-from tests.conftest import REPO, GatewayFactory, make_settings, start_noida
+from tests.doubles.corpora import REPO
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.search_servers import start_noida
 from tests.integration.oracle import load_model
 from tests.integration.yaml_runner import Runner, YamlFile
 

@@ -17,7 +17,6 @@ import json
 import re
 import uuid
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,9 +25,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, make_settings
+from tests.doubles.corpora import REPO
+from tests.doubles.gateway import GatewayFactory, make_settings
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "ops" / "grafana" / "gateway.json"
+DASHBOARD = REPO / "ops" / "grafana" / "gateway.json"
 SCRAPE_LABELS = {"job", "instance"}
 # Grafana's own range variable, replaced by a duration before parsing.
 GRAFANA_RANGES = ("$__rate_interval", "$__interval", "$__range")

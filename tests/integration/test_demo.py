@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.doubles.corpora import REPO
 
 
 def test_demo_marks_relevant_hits_and_reports_ndcg(model_dir: Path) -> None:

@@ -22,8 +22,8 @@ from ops.eval_retrievers import (
     table,
     with_tail,
 )
-from tests.conftest import http
-from tests.integration.test_cli_eval import QUERIES, dataset  # noqa: F401 (fixture)
+from tests.doubles.corpora import EVAL_QUERIES as QUERIES
+from tests.doubles.net import http
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def test_with_tail_keeps_the_reranked_window_then_the_first_stage_below_it() -> 
 
 
 async def test_each_configuration_ranks_as_the_retriever_and_the_table_has_every_row(
-    dataset: Path,  # noqa: F811
+    dataset: Path,
     model_dir: Path,
     embedder_cache: str,
 ) -> None:

@@ -19,7 +19,7 @@ from gateway.experiments.events import (
     page_keys,
 )
 from gateway.settings import CacheSettings
-from tests.redis_servers import RedisProcess
+from tests.doubles.redis_servers import RedisProcess
 
 PASSWORD = "stable-lamp-9832"  # a throwaway test server's password
 

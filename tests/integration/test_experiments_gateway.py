@@ -22,50 +22,19 @@ from gateway.cli import main as cli_main
 from gateway.experiments.arms import bucket, team_draft
 from gateway.experiments.events import stream_key
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, free_port, make_settings
-from tests.redis_servers import RedisProcess
-
-QUERY = "berlin population people city museum wall"
-WINDOW, SIZE = 8, 5
-
-
-async def call(
-    method: str, url: str, body: Any = None, **headers: str
-) -> tuple[int, dict[str, str], Any]:
-    async with (
-        aiohttp.ClientSession() as s,
-        s.request(method, url, json=body, headers=headers) as r,
-    ):
-        return r.status, dict(r.headers), await r.json(content_type=None)
-
-
-def search_body(query: str = QUERY, size: int = SIZE) -> dict[str, Any]:
-    return {"size": size, "query": {"multi_match": {"query": query, "fields": ["title", "text"]}}}
-
-
-def ids(answer: dict[str, Any]) -> list[str]:
-    return [h["_id"] for h in answer["hits"]["hits"]]
-
-
-async def start(
-    gateway: GatewayFactory, osmem: str, redis: str | None = None, **experiment: Any
-) -> str:
-    conf: dict[str, Any] = {"name": f"t-{uuid.uuid4().hex[:8]}", **experiment}
-    if redis is not None:
-        conf["events_redis_url"] = redis
-    settings = make_settings(osmem, rerank={"window": WINDOW}, experiment=conf)
-    return await gateway(settings, encoder=FakeEncoder())
-
-
-async def report_when(url: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """The report once ``ready`` holds (events are stored in the background)."""
-    async with asyncio.timeout(20):
-        while True:
-            status, _, report = await call("GET", f"{url}/_gateway/experiments/report")
-            assert status == 200
-            if ready(report):
-                return report
-            await asyncio.sleep(0.05)
+from tests.doubles.experiments import (
+    QUERY,
+    SIZE,
+    WINDOW,
+    call,
+    ids,
+    report_when,
+    search_body,
+    start,
+)
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.net import free_port
+from tests.doubles.redis_servers import RedisProcess
 
 
 async def test_ab_assignment_headers_and_control(gateway: GatewayFactory, osmem: str) -> None:

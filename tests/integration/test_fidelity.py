@@ -20,7 +20,9 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from gateway.model.onnx import OnnxCrossEncoder
-from tests.conftest import GatewayFactory, load_docs, make_settings, seed_index
+from tests.doubles.corpora import load_docs
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.search_servers import seed_index
 from tests.integration.oracle import load_model
 
 INDEX = "fidelity"

@@ -9,7 +9,6 @@ each index pattern will score.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,10 @@ import pytest
 
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import RerankSettings
-from tests.conftest import GatewayFactory, load_docs, make_settings, seed_index
+from tests.doubles.corpora import load_docs
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.search_servers import seed_index
+from tests.doubles.waits import wait_for
 from tests.integration.oracle import ids, load_model, model_order
 
 QUERY = "how many people live in berlin"
@@ -162,12 +164,12 @@ async def test_start_up_log_says_what_each_pattern_scores(
     caplog.set_level(logging.INFO, logger="gateway")
     settings = make_settings(backend, rerank={"indices": ["w15-*", "docs"]})
     await gateway(settings, encoder=encoder)
-    lines: list[str] = []
-    async with asyncio.timeout(10):
-        while len(lines) < 2:
-            await asyncio.sleep(0.05)
-            lines = [r.getMessage() for r in caplog.records if "index pattern" in r.getMessage()]
-    news, docs = lines
+
+    def logged() -> list[str]:
+        lines = [r.getMessage() for r in caplog.records if "index pattern" in r.getMessage()]
+        return lines if len(lines) >= 2 else []
+
+    news, docs = await wait_for(logged, what="a start-up line per index pattern")
     assert news.startswith("profile default: index pattern [w15-*] scores ")
     assert f"headline, body (from its mapping) in [{NEWS}]" in news
     assert f"nothing in [{PRICES}] (no text fields; it has: price, sku)" in news

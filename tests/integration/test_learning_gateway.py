@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from gateway.experiments.events import stream_key
 from gateway.learning.clicks import judgments_from_clicks, sessions_from_events
 from gateway.offline.train import read_stream
-from tests.conftest import GatewayFactory
-from tests.integration.test_experiments_gateway import call, ids, report_when, search_body, start
+from tests.doubles.experiments import call, ids, report_when, search_body, start
+from tests.doubles.gateway import GatewayFactory
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,10 @@ async def test_interleaved_traffic_in_redis_becomes_judgments(
         shown[headers["X-Search-Id"]] = ids(page)
     first, *_ = shown
     await call("POST", f"{url}/_gateway/events", {"search_id": first, "position": 2})
-    report = await report_when(url, lambda r: r["variants"]["interleave"]["clicks"] == 1)
+    # Events are stored in the background: until the first lands, the report has no variant.
+    report = await report_when(
+        url, lambda r: r["variants"].get("interleave", {}).get("clicks") == 1
+    )
     client = aioredis.Redis.from_url(redis_url)
     try:
         raw = await client.xrange(stream_key(report["experiment"]))

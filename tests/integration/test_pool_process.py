@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,8 +22,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GatewayFactory, free_port, make_settings
-from tests.upstream import Answer, call
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.net import free_port
+from tests.doubles.upstream import Answer, call
+from tests.doubles.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +34,16 @@ BackendStarter = Callable[[], tuple[str, subprocess.Popen[bytes]]]
 
 
 def _ready(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         with (
             contextlib.suppress(urllib.error.URLError, OSError),
             urllib.request.urlopen(f"{url}/_gateway/health/ready", timeout=1) as r,
         ):
-            if r.status == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"the gateway at {url} was not ready in {timeout_s} s")
+            return r.status == 200
+        return False
+
+    wait_until(ready, timeout_s, what=f"the gateway at {url} ready", poll_s=0.2)
 
 
 @pytest.fixture

@@ -18,9 +18,11 @@ from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import EmbedderSettings, UpstreamSettings
 from gateway.upstream.client import Upstream
 from gateway.vectors.backfill import Options, backfill
-from tests.conftest import GatewayFactory, http, load_docs, make_settings, seed_index
+from tests.doubles.corpora import load_docs
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.net import http
+from tests.doubles.search_servers import call, seed_index
 from tests.integration.oracle import ids, load_model, model_order
-from tests.integration.test_search_noida import call
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
-from tests.conftest import GatewayFactory, load_docs, make_settings
+from tests.doubles.corpora import load_docs
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.upstream import call
 from tests.integration.oracle import hit_text, load_model
-from tests.upstream import call
 
 pytestmark = pytest.mark.integration
 

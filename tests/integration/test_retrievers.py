@@ -26,7 +26,8 @@ import pytest
 
 from gateway.model.fake import FakeEncoder
 from gateway.model.onnx import OnnxCrossEncoder
-from tests.conftest import GatewayFactory, make_settings, seed_index
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.search_servers import seed_index
 from tests.integration.oracle import load_model
 
 INDEX = "retr"

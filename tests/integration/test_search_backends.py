@@ -21,7 +21,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
 from gateway.model.onnx import OnnxCrossEncoder
-from tests.conftest import GatewayFactory, make_settings
+from tests.doubles.gateway import GatewayFactory, make_settings
 from tests.integration.oracle import ids, load_model, model_order, model_scores
 
 QUERY = "how many people live in berlin"

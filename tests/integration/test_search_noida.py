@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,10 @@ from multidict import CIMultiDict
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import UpstreamSettings
 from gateway.upstream.client import Upstream
-from tests.conftest import GatewayFactory, free_port, load_docs, make_settings, seed_index
+from tests.doubles.corpora import load_docs
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.net import free_port
+from tests.doubles.search_servers import call, seed_index
 from tests.integration.oracle import ids, load_model, model_order
 
 QUERY = "how many people live in berlin"
@@ -64,16 +66,6 @@ def encoder(model_dir: Path) -> OnnxCrossEncoder:
 
 def knn(k: int = 8) -> dict[str, Any]:
     return {"field": "vec", "query_vector": [1.0, 0.05, 0.0, 0.0], "k": k, "num_candidates": 20}
-
-
-async def call(url: str, fn: Callable[[Elasticsearch], Any]) -> Any:
-    """``fn(Elasticsearch(url))`` in a thread: the gateway serves on this event loop."""
-
-    def run() -> Any:
-        with Elasticsearch(url) as es:
-            return fn(es)
-
-    return await asyncio.to_thread(run)
 
 
 async def test_knn_only_body_reranked_with_ext_text(

@@ -14,7 +14,7 @@ from opensearchpy import OpenSearch
 
 from gateway.model.onnx import OnnxCrossEncoder
 from gateway.settings import ModelSettings
-from tests.conftest import GatewayFactory, make_settings
+from tests.doubles.gateway import GatewayFactory, make_settings
 
 QUERY = "how many people live in berlin"
 

@@ -13,8 +13,9 @@ import pytest
 
 from gateway.cli import main as cli_main
 from gateway.cli.seed import BAR_WIDTH, STEPS, ProgressBar
-from tests.commands import run_cli
-from tests.conftest import DATA, http
+from tests.doubles.commands import run_cli
+from tests.doubles.corpora import DATA
+from tests.doubles.net import http
 
 
 async def test_seed_loads_a_beir_directory(osmem: str, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from elasticsearch import Elasticsearch
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import GatewayFactory, make_settings
+from tests.doubles.gateway import GatewayFactory, make_settings
 
 QUERY = "how many people live in berlin"
 

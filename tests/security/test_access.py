@@ -14,10 +14,10 @@ from yarl import URL
 from gateway.app import create_app, wait_ready
 from gateway.model.fake import FakeEncoder
 from gateway.web.state import HEALTH
-from tests.conftest import GatewayFactory, free_port
-from tests.faults.scripted import QUERY
-from tests.scripted import settings_with
-from tests.upstream import ScriptedUpstream, call
+from tests.doubles.corpora import POPULATION_QUERY as QUERY
+from tests.doubles.gateway import GatewayFactory, settings_with
+from tests.doubles.net import free_port
+from tests.doubles.upstream import ScriptedUpstream, call
 
 KEY, ADMIN = "client-key-7f3a", "admin-key-91bc"
 SEARCH = {"query": {"match": {"text": QUERY}}, "size": 3}

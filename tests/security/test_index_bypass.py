@@ -19,8 +19,9 @@ import pytest
 from elasticsearch import AsyncElasticsearch, AuthorizationException
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory, make_settings, seed_index, start_noida
-from tests.upstream import Answer, call
+from tests.doubles.gateway import GatewayFactory, make_settings
+from tests.doubles.search_servers import seed_index, start_noida
+from tests.doubles.upstream import Answer, call
 
 MAPPINGS = {"properties": {"text": {"type": "text"}, "tags": {"type": "keyword"}}}
 DOCS = [

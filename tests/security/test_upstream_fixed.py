@@ -13,9 +13,8 @@ import pytest
 from yarl import URL
 
 from gateway.model.fake import FakeEncoder
-from tests.conftest import GatewayFactory
-from tests.scripted import settings_with
-from tests.upstream import ScriptedUpstream, call
+from tests.doubles.gateway import GatewayFactory, settings_with
+from tests.doubles.upstream import ScriptedUpstream, call
 
 
 async def exchange(url: str, data: bytes) -> bytes:

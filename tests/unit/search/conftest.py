@@ -12,8 +12,9 @@ from gateway.rerank.cache import MemoryCache
 from gateway.rerank.reranker import Reranker
 from gateway.search.pipeline import SearchFlow
 from gateway.upstream.client import Upstream
-from tests.scripted import DOCS, settings_with
-from tests.upstream import ScriptedUpstream
+from tests.doubles.corpora import CAPITALS as DOCS
+from tests.doubles.gateway import settings_with
+from tests.doubles.upstream import ScriptedUpstream
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from gateway.search.decide import Planner
 from gateway.search.hooks import Page, Ranked
 from gateway.search.plan import Plan
 from gateway.search.request import SearchRequest
-from tests.scripted import settings_with
+from tests.doubles.gateway import settings_with
 
 ITALY = {"query": {"match": {"text": "capital of Italy"}}}
 

@@ -15,7 +15,7 @@ from gateway.search import request as search_request
 from gateway.search.hooks import Page, Ranked
 from gateway.search.pipeline import SearchFlow
 from gateway.search.request import SearchRequest
-from tests.upstream import ScriptedUpstream
+from tests.doubles.upstream import ScriptedUpstream
 
 ITALY = {"query": {"match": {"text": "capital of Italy"}}, "size": 2}
 JSON = {"Content-Type": "application/json"}

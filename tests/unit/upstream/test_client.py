@@ -23,9 +23,9 @@ from gateway.errors import ClientRequestError, UpstreamTimeout, UpstreamUnavaila
 from gateway.settings import Settings
 from gateway.upstream.client import Upstream
 from gateway.upstream.failover import UrlPool
-from tests.conftest import free_port
-from tests.scripted import DOCS
-from tests.upstream import Canned, Gate, ScriptedUpstream, reset_mid_body
+from tests.doubles.corpora import CAPITALS as DOCS
+from tests.doubles.net import free_port
+from tests.doubles.upstream import Canned, Gate, ScriptedUpstream, reset_mid_body
 
 JSON = {"Content-Type": "application/json"}
 ERROR = b'{"error":{"root_cause":[{"type":"index_not_found_exception"}]},"status":404}'

@@ -14,8 +14,8 @@ from gateway.settings import Settings
 from gateway.upstream.client import Upstream
 from gateway.web.admin import admin_app, mount_admin
 from gateway.web.state import HEALTH, METRICS, UPSTREAM, Health
-from tests.scripted import start_app, url_of
-from tests.upstream import call
+from tests.doubles.net import start_app, url_of
+from tests.doubles.upstream import call
 
 
 async def elsewhere(request: web.Request) -> web.Response:

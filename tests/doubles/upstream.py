@@ -32,7 +32,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from tests.conftest import free_port
+from tests.doubles.net import free_port
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 ES_INFO = {

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from gateway.errors import ModelError
 from gateway.es.query_text import find_text
 from gateway.settings import EmbedderSettings
 from gateway.vectors.query import QueryVectors, builders
-
-JSON = {"Content-Type": "application/json"}
-
-
-class FakeEmbedder:
-    """A text's vector: [its length, its count of spaces]; records each call."""
-
-    dims = 2
-
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[list[str]] = []
-        self.fail = fail
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        self.calls.append(list(texts))
-        if self.fail:
-            raise ModelError("inference failed: RuntimeError")
-        return [[float(len(t)), float(t.count(" "))] for t in texts]
+from tests.doubles.encoders import FakeEmbedder
+from tests.doubles.net import JSON
 
 
 def builder(text: str, model_id: str = "m") -> dict[str, Any]:

@@ -17,6 +17,7 @@ from gateway.rerank.batcher import Batcher
 from gateway.rerank.cache import MemoryCache
 from gateway.rerank.reranker import Passage, Reranker, sigmoid
 from gateway.settings import BatcherSettings
+from tests.doubles.encoders import GatedEncoder
 
 QUERY = "berlin wall"
 
@@ -36,20 +37,6 @@ class NaNEncoder(FakeEncoder):
 class FailingEncoder(FakeEncoder):
     def score(self, batch: Sequence[Encoded]) -> Scores:
         raise RuntimeError("CUDA out of memory")
-
-
-class GatedEncoder(FakeEncoder):
-    """Blocks on documents containing ``slow`` until ``gate`` is set (a stuck model run)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-        self.slow_id = FakeEncoder().encode([("", "slow")])[0].ids[2]
-
-    def score(self, batch: Sequence[Encoded]) -> Scores:
-        if any(self.slow_id in e.ids.tolist() for e in batch):
-            self.gate.wait(10)
-        return super().score(batch)
 
 
 class BrokenCache(MemoryCache):

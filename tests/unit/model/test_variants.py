@@ -19,8 +19,9 @@ from gateway.model.onnx import OnnxCrossEncoder, execution_path
 from gateway.model.quantize import calibration_pairs, generate
 from gateway.model.variants import inspect, resolve, static_model_path
 from gateway.settings import ModelSettings, SpeedSettings
+from tests.doubles.corpora import SHARED
 
-SCIFACT = Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact"
+SCIFACT = SHARED / "data" / "scifact"
 TOLERANCE = 1e-3
 CALIBRATION_PAIRS = 24
 

@@ -9,7 +9,8 @@ import pytest
 
 from gateway.settings import EmbedderSettings
 from gateway.vectors.write import WriteVectors
-from tests.unit.test_query_vectors import JSON, FakeEmbedder
+from tests.doubles.encoders import FakeEmbedder
+from tests.doubles.net import JSON
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 

@@ -1,4 +1,8 @@
-"""Private ``redis-server`` processes for tests: on free ports, killed and started again."""
+"""Private ``redis-server`` processes for tests: on free ports, killed and started again.
+
+``RedisProcess`` runs one in a work directory (TLS or cluster flags as asked);
+``OwnRedis`` is the load tools' ``RedisServer`` with a URL and a key count.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
-from tests.conftest import free_port
+from ops.harness.servers import RedisServer
+from tests.doubles.net import free_port
 
 
 def _cluster_port() -> int:
@@ -60,3 +66,18 @@ class RedisProcess:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+
+
+class OwnRedis(RedisServer):
+    """A private redis-server on a free port that tests may stop and restart."""
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def keys(self) -> int:
+        client = redis.Redis(port=self.port)
+        try:
+            return int(client.dbsize())
+        finally:
+            client.close()

@@ -1,4 +1,4 @@
-"""The retriever tree's pure parts: parsing and its errors, fusion arithmetic, the hybrid tree."""
+"""Parsing a retriever tree, and its Elasticsearch-shaped errors."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import ClientRequestError
-from gateway.retrievers import fuse, hybrid
 from gateway.retrievers.parse import Fusion, Knn, Rerank, Standard, parse
-from gateway.settings import HybridOptions
 
 STD = {"standard": {"query": {"match": {"text": "a"}}}}
 KNN = {"knn": {"field": "v", "query_vector": [1.0, 0.0], "k": 3, "num_candidates": 5}}
@@ -114,43 +112,3 @@ def test_simplified_form_is_kept_for_expansion() -> None:
         "q",
         "minmax",
     )
-
-
-def test_minmax_and_l2_follow_elasticsearch_edge_cases() -> None:
-    assert fuse.normalize([2.0, 4.0, 3.0], "minmax") == [0.0, 1.0, 0.5]
-    assert fuse.normalize([3.0, 3.0], "minmax") == [3.0, 3.0]  # max == min: every score is min
-    assert fuse.normalize([3.0, 4.0], "l2_norm") == pytest.approx([0.6, 0.8])
-    assert fuse.normalize([0.0, 0.0], "l2_norm") == [0.0, 0.0]  # norm < 1e-6: unchanged
-    assert fuse.normalize([5.0], "none") == [5.0]
-
-
-def test_rrf_sums_reciprocal_ranks_within_the_window() -> None:
-    a = [("x", 9.0), ("y", 8.0), ("z", 7.0)]
-    b = [("z", 0.9), ("x", 0.8)]
-    got = fuse.rrf([a, b], rank_constant=1, window=2)
-    # window 2: z counts only from b (rank 1), y from a (rank 2); x from both.
-    assert [(r.key, r.score, r.rank) for r in got] == [("x", 1 / 2 + 1 / 3, 1), ("z", 1 / 2, 2)]
-
-
-def test_linear_adds_zero_for_a_missing_list_and_cuts_at_min_score() -> None:
-    a = [("x", 10.0), ("y", 0.0)]
-    b = [("y", 2.0)]
-    got = fuse.linear([a, b], [1.0, 3.0], ["minmax", "none"], window=5)
-    assert [(r.key, r.score) for r in got] == [("y", 6.0), ("x", 1.0)]
-    cut = fuse.linear([a, b], [1.0, 3.0], ["minmax", "none"], window=5, min_score=2.0)
-    assert [r.key for r in cut] == ["y"]
-
-
-def test_hybrid_tree_only_for_a_plain_match() -> None:
-    options = HybridOptions(vector_field="vec", fusion="linear", knn_weight=2.0)
-    args: dict[str, Any] = {"query_text": "q", "profile": "p", "window": 20, "from_": 0, "size": 5}
-    tree = hybrid.tree_for({"query": {"match": {"t": "q"}}}, options, **args)
-    assert tree is not None and isinstance(tree.root, Rerank)
-    fused = tree.root.child
-    assert isinstance(fused, Fusion) and fused.kind == "linear"
-    assert [c.weight for c in fused.children] == [1.0, 2.0]
-    knn = fused.children[1].node
-    assert isinstance(knn, Knn) and (knn.field, knn.text, knn.k) == ("vec", "q", 20)
-    assert hybrid.tree_for({"query": {"bool": {}}}, options, **args) is None
-    assert hybrid.tree_for({"query": {"match": {}}, "sort": ["x"]}, options, **args) is None
-    assert hybrid.tree_for({"query": {"match": {}}}, options, **{**args, "from_": 18}) is None

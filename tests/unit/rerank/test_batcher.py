@@ -15,18 +15,7 @@ from gateway.model.base import Encoded, FeedRunner, Pair, Scores
 from gateway.model.fake import FakeEncoder
 from gateway.rerank.batcher import ENCODE_SLICE_PAIRS, Batcher, warm_up_shapes
 from gateway.settings import BatcherSettings, ModelSettings
-
-
-class RecordingEncoder(FakeEncoder):
-    """Remembers the token lengths of every batch it ran."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[list[int]] = []
-
-    def score(self, batch: Sequence[Encoded]) -> Scores:
-        self.batches.append([len(e) for e in batch])
-        return super().score(batch)
+from tests.doubles.encoders import RecordingEncoder
 
 
 class BrokenEncoder(FakeEncoder):

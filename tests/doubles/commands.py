@@ -1,4 +1,5 @@
-"""Run ``rerank-gateway`` as users do: the installed console script, in a fresh process."""
+"""Run ``rerank-gateway`` as users do: the installed console script (``run_cli``) or
+``python -m gateway`` (``run_main``), in a fresh process."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from tests.doubles.corpora import REPO
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "rerank-gateway"
 
@@ -30,4 +33,17 @@ def run_cli(
         text=True,
         timeout=timeout_s,
         cwd=cwd,
+    )
+
+
+def run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m gateway`` with only ``env`` (and ``PATH``) set, from the repository."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway"],
+        check=False,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from gateway.settings import Settings
 from ops.env_table import TABLE_FILE, readme_table, table
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.doubles.commands import run_main
 
 
 def test_readme_table_matches_settings() -> None:
@@ -26,18 +21,6 @@ def test_env_nested_and_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.upstream.urls == ["http://a:9200", "https://b:9200"]
     assert s.rerank.fields == ["title", "body.text"]
     assert s.rerank.window == 50
-
-
-def run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway"],
-        check=False,
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
 
 
 @pytest.mark.parametrize(

@@ -1,37 +1,54 @@
-"""The fault suite's corpus and its other doubles: a black-hole TCP server, a port whose
-connects time out, a private Redis.
+"""Ports and sockets: a free loopback port, a blocking JSON request, any aiohttp app on a
+free port, and two network faults.
 
-The scripted upstream itself (``ScriptedUpstream``, ``slow``, ``reset_mid_body``)
-and the client (``call``, ``Answer``) are in ``tests.upstream``.
+``BlackHole`` accepts TCP connections and never answers (a hung Redis);
+``Unconnectable`` is a loopback port whose connects time out (a black-holed host).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import urllib.request
+from typing import Any
 
-import redis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from ops.harness.servers import RedisServer
+JSON = {"Content-Type": "application/json"}
 
-# Upstream (BM25-like) order: d0 first. The fake model prefers documents sharing query words.
-DOCS = [
-    {"_id": f"d{i}", "title": f"document {i}", "text": text}
-    for i, text in enumerate(
-        [
-            "nothing relevant here",
-            "weather report for tuesday",
-            "berlin population is about 3.7 million",
-            "recipes with potatoes",
-            "berlin wall history",
-            "football scores",
-            "population of berlin and its districts berlin",
-            "stock market news",
-        ]
-    )
-]
-QUERY = "berlin population"
-FAKE_ORDER = ["d6", "d2", "d4"]  # what FakeEncoder puts first for QUERY
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http(method: str, url: str, body: Any = None, ndjson: bool = False) -> Any:
+    """Blocking JSON request for fixtures (seeding), raising on error status."""
+    if ndjson:
+        data = body.encode()
+        ctype = "application/x-ndjson"
+    else:
+        data = None if body is None else json.dumps(body).encode()
+        ctype = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": ctype})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        text = resp.read()
+    return json.loads(text) if text else None
+
+
+async def start_app(app: web.Application) -> TestServer:
+    """Any aiohttp app (a scripted model server, say) on a free loopback port."""
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    return server
+
+
+def url_of(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
 
 
 class BlackHole:
@@ -79,18 +96,3 @@ class Unconnectable:
     def close(self) -> None:
         self._filler.close()
         self._listener.close()
-
-
-class OwnRedis(RedisServer):
-    """A private redis-server on a free port that tests may stop and restart."""
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def keys(self) -> int:
-        client = redis.Redis(port=self.port)
-        try:
-            return int(client.dbsize())
-        finally:
-            client.close()

@@ -23,8 +23,9 @@ import yaml
 
 from gateway.metrics import Metrics
 from gateway.settings import ServerSettings, iter_variables
+from tests.doubles.corpora import REPO
 
-K8S = Path(__file__).resolve().parents[2] / "ops" / "k8s"
+K8S = REPO / "ops" / "k8s"
 OVERLAYS = ["cpu", "gpu"]
 K8S_VERSION = "1.30.0"
 KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources", "images", "patches"}

@@ -31,7 +31,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.model.pairs import PairTokenizer
-from tests.conftest import free_port
+from tests.doubles.net import free_port
 
 TOKEN_INPUTS = {"input_ids": "INT64", "attention_mask": "INT64", "token_type_ids": "INT64"}
 TEXT_INPUTS = {"query": "BYTES", "documents": "BYTES"}
