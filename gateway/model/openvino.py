@@ -7,13 +7,16 @@ It reads the same model directory as the onnxruntime backend (``model.onnx`` or
 ``MODEL__CACHE_DIR`` by ``python -m gateway.model.openvino_quantize``.
 
 Batch invariance: OpenVINO's CPU plugin may quantize activations at run time, over the
-whole input (``DYNAMIC_QUANTIZATION_GROUP_SIZE``; the same batch dependence as the
-dynamic int8 ONNX file), and it picks kernels by shape. The first is switched off here
-(group size 0), a static int8 model carries fixed scales, and every request runs in
-one stream with the configured threads; ``tests/unit/model/test_openvino.py`` checks a
-pair's score alone against its score among batch-mates of other lengths. bf16
-(``SPEED__OPENVINO_PRECISION``) only applies on CPUs with bf16 instructions; on others
-OpenVINO computes in f32.
+whole input (``DYNAMIC_QUANTIZATION_GROUP_SIZE``; the batch dependence of the dynamic
+int8 ONNX file): switched off here (group size 0). f32 is then batch-invariant (a pair
+alone and among batch-mates of other lengths agree to 1e-5), and runs batched. The
+static int8 model carries fixed scales, but its int8 kernels are picked by shape, and
+the shapes inside a graph depend on the batch (the stand-in pair graph trims each view
+to its longest row): a pair's score moved by up to 2.4e-2 with its batch-mates on an
+AVX2 EPYC. So an int8 model runs one pair per run (invariant by construction) unless
+``MODEL__ALLOW_BATCH_DEPENDENT=true``, and the fingerprint says which (``runs=``).
+bf16 (``SPEED__OPENVINO_PRECISION``) only applies on CPUs with bf16 instructions; on
+others OpenVINO computes in f32. ``tests/unit/model/test_openvino.py`` checks all this.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from gateway.model.base import Encoded, Pair, Scores
 from gateway.model.onnx import logits_to_scores
 from gateway.model.pairs import PairTokenizer
 from gateway.model.variants import ModelFile, inspect
-from gateway.settings import ModelSettings, SpeedSettings
+from gateway.settings import OnnxModel, SpeedSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def ov_static_path(cache_dir: Path, source: ModelFile) -> Path:
     return cache_dir / f"{source.sha256[:16]}-{OV_RECIPE}" / OV_FILE
 
 
-def resolve_ov(directory: Path, settings: ModelSettings) -> tuple[Path, str]:
+def resolve_ov(directory: Path, settings: OnnxModel) -> tuple[Path, str]:
     """The model file to compile and its quantization kind (``none`` or ``static``)."""
     source_path = directory / settings.file
     if not source_path.is_file():
@@ -71,7 +74,7 @@ def resolve_ov(directory: Path, settings: ModelSettings) -> tuple[Path, str]:
     return source_path, "none"
 
 
-def compile_config(settings: ModelSettings, speed: SpeedSettings) -> dict[str, Any]:
+def compile_config(settings: OnnxModel, speed: SpeedSettings) -> dict[str, Any]:
     """The CPU plugin's properties: latency, one stream, no run-time activation quantization."""
     config: dict[str, Any] = {
         "PERFORMANCE_HINT": "LATENCY",
@@ -100,7 +103,7 @@ class OpenVinoCrossEncoder:
     used only from the batcher's model thread."""
 
     def __init__(
-        self, directory: Path, settings: ModelSettings, speed: SpeedSettings | None = None
+        self, directory: Path, settings: OnnxModel, speed: SpeedSettings | None = None
     ) -> None:
         try:
             import openvino as ov
@@ -141,9 +144,12 @@ class OpenVinoCrossEncoder:
         self._output = named[0] if named else outputs[0]
         self._request = compiled.create_infer_request()
         precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+        # Static int8 kernels are shape-dependent (module docstring): one pair per run.
+        self.per_pair = kind != "none" and not settings.allow_batch_dependent
+        runs = "per-pair" if self.per_pair else "batched"
         self.execution = (
-            f"backend=openvino;precision={precision};quantization={kind};runs=batched;"
-            f"dynamic_quantization=off"
+            f"backend=openvino;precision={precision};quantization={kind};runs={runs};"
+            "dynamic_quantization=off"
         )
         weights = [model_file]
         if model_file.suffix == ".xml":
@@ -177,7 +183,13 @@ class OpenVinoCrossEncoder:
         return self.run(self.feed(batch))
 
     def feed(self, batch: Sequence[Encoded]) -> object:
-        """The padded arrays of a batch (int64, as the exported graph expects)."""
+        """The padded arrays of a batch (int64, as the exported graph expects); per pair:
+        one unpadded feed per pair."""
+        if self.per_pair:
+            return [self._arrays([enc]) for enc in batch]
+        return self._arrays(batch)
+
+    def _arrays(self, batch: Sequence[Encoded]) -> dict[str, Any]:
         width = max(len(e) for e in batch)
         ids = np.zeros((len(batch), width), dtype=np.int64)
         types = np.zeros((len(batch), width), dtype=np.int64)
@@ -193,6 +205,8 @@ class OpenVinoCrossEncoder:
         return arrays
 
     def run(self, feed: object) -> Scores:
+        if isinstance(feed, list):
+            return np.concatenate([self.run(one) for one in feed])
         try:
             result = self._request.infer(feed)
             out = np.array(result[self._output])

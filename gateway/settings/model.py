@@ -143,9 +143,9 @@ class OnnxModel(ModelSettings):
     allow_batch_dependent: bool = Field(
         False,
         description=(
-            "Run a dynamically quantized model on whole batches: faster, but a pair's score"
-            " then depends on its batch-mates (cached under its own fingerprint). Off: one"
-            " pair per run."
+            "Run a dynamically quantized model (or an int8 model on MODEL__BACKEND=openvino)"
+            " on whole batches: faster, but a pair's score then depends on its batch-mates"
+            " (cached under its own fingerprint). Off: one pair per run."
         ),
     )
     device: Literal["cpu", "cuda", "openvino"] = Field(
