@@ -36,7 +36,9 @@ def model_name(model: ModelBackend) -> str:
 
 def runs_on(model: ModelBackend) -> str:
     """Where the model runs: MODEL__DEVICE for a local one, else the backend."""
-    return model.device if isinstance(model, OnnxModel) else model.backend
+    if isinstance(model, OnnxModel):
+        return "openvino-runtime" if model.backend == "openvino" else model.device
+    return model.backend
 
 
 def listen(server: ServerSettings) -> socket.socket:

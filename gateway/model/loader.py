@@ -1,5 +1,5 @@
 """Build the configured cross-encoder: a local directory, a Hub download, a TEI server, or a
-pool of remote scorers."""
+pool of remote scorers; local files run on onnxruntime or OpenVINO."""
 
 from __future__ import annotations
 
@@ -23,4 +23,8 @@ def load_encoder(settings: ModelBackend, speed: SpeedSettings | None = None) -> 
     directory = (
         settings.path if settings.path is not None else download(settings.hub_id, settings.file)
     )
+    if settings.backend == "openvino":
+        from gateway.model.openvino import OpenVinoCrossEncoder  # the optional extra
+
+        return OpenVinoCrossEncoder(directory, settings, speed)
     return OnnxCrossEncoder(directory, settings, speed)

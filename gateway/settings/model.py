@@ -29,8 +29,8 @@ from pydantic import (
 
 from gateway.settings.base import HttpUrl, HttpUrls, ModelDir, Section
 
-Backend = Literal["onnx", "tei", "pool"]
-BACKEND_ERROR = "model_backend"
+Backend = Literal["onnx", "openvino", "tei", "pool"]
+BACKEND_ERROR = "model_backend"  # the error type of a MODEL__BACKEND no backend has
 # Pool protocol `oip`: the tensor roles of MODEL__OIP_TENSORS and their default names.
 OIP_ROLES = {
     "input_ids": "input_ids",
@@ -40,7 +40,7 @@ OIP_ROLES = {
     "documents": "documents",
     "pairs": "pairs",
     "output": "logits",
-}  # the error type of a MODEL__BACKEND no backend has
+}
 
 
 class ModelSettings(Section):
@@ -52,7 +52,9 @@ class ModelSettings(Section):
     backend: Backend = Field(
         "onnx",
         description=(
-            "`onnx` runs the model in the gateway; `tei` sends pairs to a Hugging Face"
+            "`onnx` runs the model in the gateway on onnxruntime; `openvino` runs the same"
+            " files on the OpenVINO runtime (the `openvino` extra, CPU; its int8 model from"
+            " `python -m gateway.model.openvino_quantize`); `tei` sends pairs to a Hugging Face"
             " text-embeddings-inference server's `/rerank` (MODEL__TEI_URL); `pool` splits"
             " them over several remote scorers (MODEL__POOL_URLS)."
         ),
@@ -95,9 +97,10 @@ class ModelSettings(Section):
 
 
 class OnnxModel(ModelSettings):
-    """``onnx``: the model runs in the gateway, from MODEL__PATH or the Hub (MODEL__HUB_ID)."""
+    """``onnx`` / ``openvino``: the model runs in the gateway, from MODEL__PATH or the Hub
+    (MODEL__HUB_ID), on onnxruntime or on the OpenVINO runtime (same files and fields)."""
 
-    backend: Literal["onnx"] = "onnx"
+    backend: Literal["onnx", "openvino"] = "onnx"
     path: ModelDir = Field(
         None,
         description=(
@@ -140,9 +143,9 @@ class OnnxModel(ModelSettings):
     allow_batch_dependent: bool = Field(
         False,
         description=(
-            "Run a dynamically quantized model on whole batches: faster, but a pair's score"
-            " then depends on its batch-mates (cached under its own fingerprint). Off: one"
-            " pair per run."
+            "Run a dynamically quantized model (or an int8 model on MODEL__BACKEND=openvino)"
+            " on whole batches: faster, but a pair's score then depends on its batch-mates"
+            " (cached under its own fingerprint). Off: one pair per run."
         ),
     )
     device: Literal["cpu", "cuda", "openvino"] = Field(
@@ -157,6 +160,14 @@ class OnnxModel(ModelSettings):
         0, ge=0, description="onnxruntime intra-op threads (0: one per physical core)."
     )
     inter_op_threads: int = Field(1, ge=0, description="onnxruntime inter-op threads.")
+
+    @model_validator(mode="after")
+    def _openvino_on_cpu(self) -> OnnxModel:
+        if self.backend == "openvino" and self.device != "cpu":
+            raise ValueError(
+                "MODEL__BACKEND=openvino runs on the CPU: leave MODEL__DEVICE unset (or cpu)"
+            )
+        return self
 
 
 class TeiModel(ModelSettings):
@@ -274,7 +285,7 @@ class PoolModel(ModelSettings):
 def _tag(value: Any) -> str:
     """The backend ``value`` names; ``onnx`` when it names none."""
     found = value.get("backend") if isinstance(value, dict) else getattr(value, "backend", None)
-    return "onnx" if found is None else str(found)
+    return "onnx" if found in (None, "openvino") else str(found)
 
 
 ModelBackend = Annotated[
@@ -284,7 +295,7 @@ ModelBackend = Annotated[
     Discriminator(
         _tag,
         custom_error_type=BACKEND_ERROR,
-        custom_error_message="Input should be 'onnx', 'tei' or 'pool'",
+        custom_error_message="Input should be 'onnx', 'openvino', 'tei' or 'pool'",
     ),
 ]
 MODEL_BACKEND: TypeAdapter[OnnxModel | TeiModel | PoolModel] = TypeAdapter(ModelBackend)

@@ -1,0 +1,215 @@
+"""A cross-encoder run by the OpenVINO runtime (``MODEL__BACKEND=openvino``, the ``openvino``
+extra): the only module that imports ``openvino`` at serving time.
+
+It reads the same model directory as the onnxruntime backend (``model.onnx`` or
+``MODEL__FILE`` + ``tokenizer.json``, through the same ``PairTokenizer``), and with
+``MODEL__QUANTIZATION`` ``static`` / ``auto`` the NNCF int8 model generated into
+``MODEL__CACHE_DIR`` by ``python -m gateway.model.openvino_quantize``.
+
+Batch invariance: OpenVINO's CPU plugin may quantize activations at run time, over the
+whole input (``DYNAMIC_QUANTIZATION_GROUP_SIZE``; the batch dependence of the dynamic
+int8 ONNX file): switched off here (group size 0). f32 is then batch-invariant (a pair
+alone and among batch-mates of other lengths agree to 1e-5), and runs batched. The
+static int8 model carries fixed scales, but its int8 kernels are picked by shape, and
+the shapes inside a graph depend on the batch (the stand-in pair graph trims each view
+to its longest row): a pair's score moved by up to 2.4e-2 with its batch-mates on an
+AVX2 EPYC. So an int8 model runs one pair per run (invariant by construction) unless
+``MODEL__ALLOW_BATCH_DEPENDENT=true``, and the fingerprint says which (``runs=``).
+bf16 (``SPEED__OPENVINO_PRECISION``) only applies on CPUs with bf16 instructions; on
+others OpenVINO computes in f32. ``tests/unit/model/test_openvino.py`` checks all this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.errors import ModelError
+from gateway.model.base import Encoded, Pair, Scores
+from gateway.model.onnx import logits_to_scores
+from gateway.model.pairs import PairTokenizer
+from gateway.model.variants import ModelFile, inspect
+from gateway.settings import OnnxModel, SpeedSettings
+
+log = logging.getLogger(__name__)
+
+# Bumped when the NNCF recipe changes, so an old generated model is never picked up.
+OV_RECIPE = "nncf-int8-transformer-mixed-ffnfp32-v1"
+OV_FILE = "model.xml"
+
+
+def ov_static_path(cache_dir: Path, source: ModelFile) -> Path:
+    """Where the OpenVINO int8 model generated from ``source`` lives: keyed by its content."""
+    return cache_dir / f"{source.sha256[:16]}-{OV_RECIPE}" / OV_FILE
+
+
+def resolve_ov(directory: Path, settings: OnnxModel) -> tuple[Path, str]:
+    """The model file to compile and its quantization kind (``none`` or ``static``)."""
+    source_path = directory / settings.file
+    if not source_path.is_file():
+        raise ModelError(f"no {settings.file} in {directory}")
+    if settings.quantization == "dynamic":
+        raise ModelError(
+            "GATEWAY_MODEL__QUANTIZATION=dynamic is not offered with MODEL__BACKEND=openvino "
+            "(its scores depend on batch-mates); use static or none"
+        )
+    source = inspect(source_path)
+    if settings.quantization == "none" or source.kind != "none":
+        return source_path, source.kind
+    if settings.cache_dir is not None:
+        generated = ov_static_path(settings.cache_dir, source)
+        if generated.is_file():
+            return generated, "static"
+    if settings.quantization == "static":
+        raise ModelError(
+            f"no OpenVINO int8 model for {source_path} in {settings.cache_dir}: generate it with "
+            f"`python -m gateway.model.openvino_quantize --model-dir {directory} "
+            "--cache-dir CACHE --calibration BEIR_DIR` and set GATEWAY_MODEL__CACHE_DIR"
+        )
+    return source_path, "none"
+
+
+def compile_config(settings: OnnxModel, speed: SpeedSettings) -> dict[str, Any]:
+    """The CPU plugin's properties: latency, one stream, no run-time activation quantization."""
+    config: dict[str, Any] = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        "INFERENCE_PRECISION_HINT": speed.openvino_precision,
+        "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
+    }
+    if settings.intra_op_threads:
+        config["INFERENCE_NUM_THREADS"] = settings.intra_op_threads
+    return config
+
+
+def _digest(files: Sequence[Path], extra: str) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\x00")
+    digest.update(extra.encode())
+    return digest.hexdigest()[:32]
+
+
+class OpenVinoCrossEncoder:
+    """``score`` = ``run(feed(batch))`` like the onnxruntime backend; one infer request,
+    used only from the batcher's model thread."""
+
+    def __init__(
+        self, directory: Path, settings: OnnxModel, speed: SpeedSettings | None = None
+    ) -> None:
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise ModelError(
+                "GATEWAY_MODEL__BACKEND=openvino needs the openvino package: "
+                "pip install 'rerank-gateway[openvino]'"
+            ) from exc
+        speed = speed or SpeedSettings.model_validate({})
+        tokenizer_file = directory / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise ModelError(f"no tokenizer.json in {directory}")
+        model_file, kind = resolve_ov(directory, settings)
+        try:
+            self._tok = PairTokenizer(
+                tokenizer_file, settings.max_length, settings.max_query_tokens
+            )
+        except ModelError:
+            raise
+        except Exception as exc:  # tokenizers raises plain Exception types
+            raise ModelError(
+                f"could not load model from {directory}: {type(exc).__name__}"
+            ) from exc
+        config = compile_config(settings, speed)
+        try:
+            core = ov.Core()
+            compiled = core.compile_model(str(model_file), "CPU", config)
+        except Exception as exc:  # openvino raises RuntimeError for everything
+            raise ModelError(
+                f"could not load model from {model_file.parent}: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._inputs = {name for port in compiled.inputs for name in port.get_names()}
+        missing = {"input_ids", "attention_mask"} - self._inputs
+        if missing:
+            raise ModelError(f"{model_file.name} lacks inputs {sorted(missing)}")
+        outputs = compiled.outputs
+        named = [port for port in outputs if "logits" in port.get_names()]
+        self._output = named[0] if named else outputs[0]
+        self._request = compiled.create_infer_request()
+        precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+        # Static int8 kernels are shape-dependent (module docstring): one pair per run.
+        self.per_pair = kind != "none" and not settings.allow_batch_dependent
+        runs = "per-pair" if self.per_pair else "batched"
+        self.execution = (
+            f"backend=openvino;precision={precision};quantization={kind};runs={runs};"
+            "dynamic_quantization=off"
+        )
+        weights = [model_file]
+        if model_file.suffix == ".xml":
+            weights.append(model_file.with_suffix(".bin"))
+        self._fingerprint = _digest(
+            [*weights, tokenizer_file], f"max_length={settings.max_length};{self.execution}"
+        )
+        self.model_file = model_file
+        log.info(
+            "model loaded: %s (OpenVINO %s on CPU, %s, fingerprint %s)",
+            model_file,
+            ov.get_version(),
+            self.execution,
+            self._fingerprint,
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
+        return self._tok.encode(pairs)
+
+    def clip_query(self, query: str) -> str:
+        return self._tok.clip_query(query)
+
+    def split(self, texts: Sequence[str], max_tokens: int, overlap: int) -> list[list[str]]:
+        return self._tok.split(texts, max_tokens, overlap)
+
+    def score(self, batch: Sequence[Encoded]) -> Scores:
+        return self.run(self.feed(batch))
+
+    def feed(self, batch: Sequence[Encoded]) -> object:
+        """The padded arrays of a batch (int64, as the exported graph expects); per pair:
+        one unpadded feed per pair."""
+        if self.per_pair:
+            return [self._arrays([enc]) for enc in batch]
+        return self._arrays(batch)
+
+    def _arrays(self, batch: Sequence[Encoded]) -> dict[str, Any]:
+        width = max(len(e) for e in batch)
+        ids = np.zeros((len(batch), width), dtype=np.int64)
+        types = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, enc in enumerate(batch):
+            n = len(enc)
+            ids[row, :n] = enc.ids
+            types[row, :n] = enc.type_ids
+            mask[row, :n] = 1
+        arrays = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            arrays["token_type_ids"] = types
+        return arrays
+
+    def run(self, feed: object) -> Scores:
+        if isinstance(feed, list):
+            return np.concatenate([self.run(one) for one in feed])
+        try:
+            result = self._request.infer(feed)
+            out = np.array(result[self._output])
+        except Exception as exc:
+            raise ModelError(f"inference failed: {type(exc).__name__}") from exc
+        return logits_to_scores(out)
