@@ -174,3 +174,21 @@ def test_low_modules_do_not_import_the_web_or_rerank_wings(low: str, high: str) 
     for name, targets in GRAPH.items():
         if top(name) == low:
             assert not [t for t in targets if top(t) == high], name
+
+
+DOC = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def test_the_architecture_page_draws_these_layers() -> None:
+    """docs/architecture.md's layer list is this test's, line for line."""
+    text = DOC.read_text(encoding="utf-8")
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    drawn = [tuple(n.strip() for n in line.split(",")) for line in block.strip().splitlines()]
+    assert drawn == [layer for layer in LAYERS if layer != ("",)]
+
+
+def test_the_architecture_page_names_every_package_and_module() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    tops = {top(name) for name in module_names()} - {"", "__main__"}
+    missing = sorted(t for t in tops if f"gateway/{t}" not in text)
+    assert missing == [], f"docs/architecture.md does not name gateway/{missing}"
