@@ -13,7 +13,6 @@ embedding (``query_embedding``) is cut down to that part first
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from tokenizers import Tokenizer
 from gateway.errors import ModelError
 from gateway.model.hub import locate_onnx
 from gateway.model.onnx import open_session, run_session
+from gateway.model.variants import file_digest
 from gateway.settings import EmbedderSettings, OnnxModel, SpeedSettings
 
 log = logging.getLogger(__name__)
@@ -176,13 +176,3 @@ def as_model_settings(directory: Path, settings: EmbedderSettings) -> OnnxModel:
             "inter_op_threads": settings.inter_op_threads,
         }
     )
-
-
-def file_digest(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        digest.update(b"\x00")
-    return digest.hexdigest()

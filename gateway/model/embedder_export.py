@@ -28,9 +28,9 @@ from gateway.model.embedder import (
     SENTENCE_OUTPUT,
     OnnxEmbedder,
     PairModelError,
-    file_digest,
 )
 from gateway.model.hub import locate_onnx
+from gateway.model.variants import file_digest
 from gateway.settings import EmbedderSettings, SpeedSettings
 
 _INPUTS = ["input_ids", "attention_mask", "token_type_ids"]

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from gateway.errors import ModelError
 from gateway.model.base import Encoded, Pair, Scores
-from gateway.model.pairs import PairTokenizer
+from gateway.model.pairs import PairTokenizer, padded_inputs
 from gateway.model.variants import ModelFile, resolve
 from gateway.settings import OnnxModel, SpeedSettings
 
@@ -240,19 +240,7 @@ class OnnxCrossEncoder:
         return logits_to_scores(np.asarray(out))
 
     def _arrays(self, batch: Sequence[Encoded]) -> dict[str, Any]:
-        width = max(len(e) for e in batch)
-        ids = np.zeros((len(batch), width), dtype=np.int64)
-        types = np.zeros((len(batch), width), dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        for row, enc in enumerate(batch):
-            n = len(enc)
-            ids[row, :n] = enc.ids
-            types[row, :n] = enc.type_ids
-            mask[row, :n] = 1
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self._inputs:
-            feed["token_type_ids"] = types
-        return feed
+        return padded_inputs(batch, self._inputs)
 
 
 def logits_to_scores(out: np.ndarray[Any, Any]) -> Scores:

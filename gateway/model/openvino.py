@@ -32,8 +32,8 @@ import numpy as np
 from gateway.errors import ModelError
 from gateway.model.base import Encoded, Pair, Scores
 from gateway.model.onnx import logits_to_scores
-from gateway.model.pairs import PairTokenizer
-from gateway.model.variants import ModelFile, inspect
+from gateway.model.pairs import PairTokenizer, padded_inputs
+from gateway.model.variants import ModelFile, file_digest, inspect
 from gateway.settings import OnnxModel, SpeedSettings
 
 log = logging.getLogger(__name__)
@@ -85,17 +85,6 @@ def compile_config(settings: OnnxModel, speed: SpeedSettings) -> dict[str, Any]:
     if settings.intra_op_threads:
         config["INFERENCE_NUM_THREADS"] = settings.intra_op_threads
     return config
-
-
-def _digest(files: Sequence[Path], extra: str) -> str:
-    digest = hashlib.sha256()
-    for path in files:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        digest.update(b"\x00")
-    digest.update(extra.encode())
-    return digest.hexdigest()[:32]
 
 
 class OpenVinoCrossEncoder:
@@ -154,9 +143,9 @@ class OpenVinoCrossEncoder:
         weights = [model_file]
         if model_file.suffix == ".xml":
             weights.append(model_file.with_suffix(".bin"))
-        self._fingerprint = _digest(
-            [*weights, tokenizer_file], f"max_length={settings.max_length};{self.execution}"
-        )
+        content = file_digest(*weights, tokenizer_file)
+        path = f"{content};max_length={settings.max_length};{self.execution}"
+        self._fingerprint = hashlib.sha256(path.encode()).hexdigest()[:32]
         self.model_file = model_file
         log.info(
             "model loaded: %s (OpenVINO %s on CPU, %s, fingerprint %s)",
@@ -190,19 +179,7 @@ class OpenVinoCrossEncoder:
         return self._arrays(batch)
 
     def _arrays(self, batch: Sequence[Encoded]) -> dict[str, Any]:
-        width = max(len(e) for e in batch)
-        ids = np.zeros((len(batch), width), dtype=np.int64)
-        types = np.zeros((len(batch), width), dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        for row, enc in enumerate(batch):
-            n = len(enc)
-            ids[row, :n] = enc.ids
-            types[row, :n] = enc.type_ids
-            mask[row, :n] = 1
-        arrays = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self._inputs:
-            arrays["token_type_ids"] = types
-        return arrays
+        return padded_inputs(batch, self._inputs)
 
     def run(self, feed: object) -> Scores:
         if isinstance(feed, list):

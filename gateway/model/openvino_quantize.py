@@ -15,7 +15,6 @@ feed-forward MatMuls kept in f32 like the onnxruntime static recipe
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from gateway.errors import ModelError
 from gateway.model.openvino import OV_RECIPE, ov_static_path
-from gateway.model.quantize import KEEP_FP32, calibration_pairs, pair_feeds
+from gateway.model.quantize import KEEP_FP32, calibration_pairs, command, pair_feeds
 from gateway.model.variants import inspect
 
 
@@ -93,30 +92,7 @@ def _ignored() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument(
-        "--model-dir", required=True, type=Path, help="holds model.onnx + tokenizer.json"
-    )
-    ap.add_argument("--cache-dir", required=True, type=Path, help="GATEWAY_MODEL__CACHE_DIR")
-    ap.add_argument("--calibration", required=True, type=Path, help="BEIR dir (train split)")
-    ap.add_argument("--pairs", type=int, default=128, help="calibration pairs")
-    ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--force", action="store_true", help="rebuild even if present")
-    args = ap.parse_args(argv)
-    try:
-        out = generate(
-            args.model_dir,
-            args.cache_dir,
-            args.calibration,
-            n_pairs=args.pairs,
-            max_length=args.max_length,
-            force=args.force,
-        )
-    except ModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(out)
-    return 0
+    return command(__doc__ or "", generate, argv)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ Only tokenizers here; errors become ``ModelError`` (``onnx`` re-raises them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
@@ -114,3 +115,21 @@ def _encoded(enc: Encoding, query_cut: bool) -> Encoded:
         np.asarray(enc.type_ids, dtype=np.int64),
         truncated=query_cut or bool(enc.overflowing),
     )
+
+
+def padded_inputs(batch: Sequence[Encoded], names: Collection[str]) -> dict[str, Any]:
+    """A batch as the model's int64 inputs, right-padded to its longest pair: ``input_ids``,
+    ``attention_mask`` and, when the graph has it (``names``), ``token_type_ids``."""
+    width = max(len(e) for e in batch)
+    ids = np.zeros((len(batch), width), dtype=np.int64)
+    types = np.zeros((len(batch), width), dtype=np.int64)
+    mask = np.zeros((len(batch), width), dtype=np.int64)
+    for row, enc in enumerate(batch):
+        n = len(enc)
+        ids[row, :n] = enc.ids
+        types[row, :n] = enc.type_ids
+        mask[row, :n] = 1
+    feed = {"input_ids": ids, "attention_mask": mask}
+    if "token_type_ids" in names:
+        feed["token_type_ids"] = types
+    return feed

@@ -57,7 +57,9 @@ log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 30.0
 T = TypeVar("T")
-TIMEOUT_HEADER = "X-Rerank-Timeout-Ms"  # what a rerank-gateway backend reads (gateway.search.request)
+TIMEOUT_HEADER = (
+    "X-Rerank-Timeout-Ms"  # what a rerank-gateway backend reads (gateway.search.request)
+)
 _P_EDGE = 1e-15  # relevance scores of 0 or 1 exactly: the logit is cut to about ±34.5
 _NO_IDS = np.zeros(0, dtype=np.int64)
 

@@ -30,7 +30,7 @@ import random
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +213,14 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    return command(__doc__ or "", generate, argv)
+
+
+def command(description: str, build: Callable[..., Path], argv: list[str] | None) -> int:
+    """The command line of a model generator (this module's, ``openvino_quantize``'s)."""
+    ap = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawTextHelpFormatter
+    )
     ap.add_argument(
         "--model-dir", required=True, type=Path, help="holds model.onnx + tokenizer.json"
     )
@@ -224,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="rebuild even if present")
     args = ap.parse_args(argv)
     try:
-        out = generate(
+        out = build(
             args.model_dir,
             args.cache_dir,
             args.calibration,

@@ -105,3 +105,14 @@ def _auto_dynamic(directory: Path, settings: OnnxModel, source: ModelFile) -> Mo
     if settings.device != "cpu" or "file" in settings.model_fields_set or not dynamic.is_file():
         return source
     return inspect(dynamic)
+
+
+def file_digest(*paths: Path) -> str:
+    """sha256 over the files' contents, in order (model + tokenizer fingerprints)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\x00")
+    return digest.hexdigest()
