@@ -18,13 +18,16 @@ calibrated on SciFact *train* pairs (``python -m gateway.model.quantize``)::
     .venv/bin/python -m ops.invariance_speed --data DATA/scifact --pairs 96 --repeats 3 \\
         --batch 4,16
 
-The research option matrix it replaced (OpenVINO, PyTorch, fp16, unfused int8) and its
-figures are in ``docs/speed.md``.
+With the ``openvino`` extra it also runs the OpenVINO runtime backend
+(``MODEL__BACKEND=openvino``): f32, and its NNCF int8 model (generated into the same
+cache directory) one pair per run and batched. The research option matrix it replaced
+(PyTorch, fp16, unfused int8) and its figures are in ``docs/speed.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import time
@@ -34,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from gateway.model.base import Encoded
-from gateway.model.onnx import OnnxCrossEncoder
+from gateway.model import openvino_quantize
+from gateway.model.base import CrossEncoder, Encoded
+from gateway.model.loader import load_encoder
 from gateway.model.quantize import generate
 from gateway.settings import OnnxModel
 from ops.harness.bm25 import build_pairs
@@ -48,6 +52,14 @@ PATHS: dict[str, dict[str, Any]] = {
     "int8-dynamic (today)": {"quantization": "dynamic", "allow_batch_dependent": True},
     "int8-dynamic per-pair": {"quantization": "dynamic"},
     "int8-static": {"quantization": "static"},
+    # The OpenVINO runtime (the `openvino` extra); its int8 model from NNCF.
+    "ov fp32": {"backend": "openvino", "quantization": "none"},
+    "ov int8 per-pair": {"backend": "openvino", "quantization": "static"},
+    "ov int8 batched": {
+        "backend": "openvino",
+        "quantization": "static",
+        "allow_batch_dependent": True,
+    },
 }
 
 
@@ -55,7 +67,7 @@ PATHS: dict[str, dict[str, Any]] = {
 class Run:
     name: str
     batch: int
-    encoder: OnnxCrossEncoder
+    encoder: CrossEncoder
     rates: list[float] = field(default_factory=list)
     scores: np.ndarray[Any, Any] | None = None
 
@@ -75,7 +87,7 @@ def timed(run: Run, encoded: list[Encoded]) -> np.ndarray[Any, Any]:
     return scores
 
 
-def alone(encoder: OnnxCrossEncoder, encoded: list[Encoded]) -> np.ndarray[Any, Any]:
+def alone(encoder: CrossEncoder, encoded: list[Encoded]) -> np.ndarray[Any, Any]:
     return np.concatenate([encoder.score([e]) for e in encoded])
 
 
@@ -101,13 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     generate(args.model_dir, args.cache_dir, args.data, n_pairs=args.calibration_pairs)
+    paths = dict(PATHS)
+    if importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None:
+        paths = {k: v for k, v in paths.items() if v.get("backend") != "openvino"}
+        print("OpenVINO paths left out: pip install 'rerank-gateway[openvino]'")
+    else:
+        openvino_quantize.generate(
+            args.model_dir, args.cache_dir, args.data, n_pairs=args.calibration_pairs
+        )
     ps = build_pairs(args.data, "test", args.pairs, 16)
     sizes = [int(b) for b in args.batch.split(",")]
     runs: list[Run] = []
-    encoders: dict[str, OnnxCrossEncoder] = {}
-    for name, fields in PATHS.items():
-        encoders[name] = OnnxCrossEncoder(
-            args.model_dir,
+    encoders: dict[str, CrossEncoder] = {}
+    for name, fields in paths.items():
+        encoders[name] = load_encoder(
             OnnxModel.model_validate(
                 {
                     "path": args.model_dir,
