@@ -140,7 +140,7 @@ async def test_a_resume_after_the_point_in_time_expired_starts_over_on_what_is_l
     assert_filled_once(cluster, index, embedder)
 
 
-COMMAND = [sys.executable, "-m", "gateway.vectors.backfill"]
+COMMAND = [sys.executable, "-m", "gateway", "backfill"]
 
 
 def command_env(cluster: str, model_dir: Path, embedder_cache: str) -> dict[str, str]:
