@@ -94,7 +94,7 @@ def test_relevance_models_are_backends_too() -> None:
     [
         (
             {"GATEWAY_MODEL__BACKEND": "triton"},
-            "GATEWAY_MODEL__BACKEND: Input should be 'onnx', 'tei' or 'pool'",
+            "GATEWAY_MODEL__BACKEND: Input should be 'onnx', 'openvino', 'tei' or 'pool'",
         ),
         (
             {"GATEWAY_MODEL__BACKEND": "tei"},
