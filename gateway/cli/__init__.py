@@ -14,10 +14,20 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import canary, check, evaluate, export_model, report, seed, serve, train
+from gateway.cli import (
+    canary,
+    check,
+    evaluate,
+    export_model,
+    fine_tune,
+    report,
+    seed,
+    serve,
+    train,
+)
 from gateway.cli.config import ConfigError
 
-COMMANDS = (serve, check, seed, evaluate, report, export_model, train, canary)
+COMMANDS = (serve, check, seed, evaluate, report, export_model, train, fine_tune, canary)
 PROG = "rerank-gateway"
 
 

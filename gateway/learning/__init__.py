@@ -12,6 +12,9 @@
     significance.py  nDCG@10 per query and a paired randomization test
     canary.py      shadow → interleaving → promote / roll back, by a pre-declared stop rule
     train.py       ``python -m gateway.learning.train``: logs → judgments → model → registry
+    finetune.py    judgments → ranked lists → CrossEncoderTrainer → fine-tuned weights
+    finetune_checks.py  those weights → the gateway's ONNX layout; agreement, batch invariance
+    finetune_run.py  ``rerank-gateway fine-tune``: judgments → model dir → proof → registry
 
 Lower layers only: events, experiments, report, fusion, chunking. ``relevance`` and
 ``profiles`` import ``features`` / ``ranker`` / ``registry`` to serve a trained model.
