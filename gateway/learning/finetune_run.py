@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     candidates = read_candidates(Path(args.candidates))
     settings = TuneSettings(
         start=Path(args.start),
-        max_length=args.max_length,
+        max_length=args.train_max_length or args.max_length,
         loss=args.loss,
         list_size=args.list_size,
         batch_size=args.batch_size,
@@ -285,6 +285,8 @@ def run(args: argparse.Namespace) -> int:
                 "labels": source,
                 "serving_model": str(args.serving_model),
                 **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+                "max_length": args.max_length,
+                "train_max_length": settings.max_length,
             },
         )
     served = Registry(Path(args.registry)).model_dir(f"{entry.name}@{entry.revision}")
@@ -315,7 +317,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     tune = parser.add_argument_group("training")
     tune.add_argument("--start", required=True, help="starting weights (a local HF / ST dir)")
     tune.add_argument("--loss", choices=LOSSES, default="lambda")
-    tune.add_argument("--max-length", type=int, default=256, help="tokens per pair")
+    tune.add_argument(
+        "--max-length", type=int, default=256, help="tokens per pair: export and evaluation"
+    )
+    tune.add_argument("--train-max-length", type=int, help="tokens per pair in training")
     tune.add_argument("--list-size", type=int, default=8, help="documents per query list")
     tune.add_argument("--batch-size", type=int, default=4, help="lists per step")
     tune.add_argument("--learning-rate", type=float, default=2e-5)
