@@ -280,6 +280,8 @@ def run(args: argparse.Namespace) -> int:
                 "queries": paired.wins + paired.losses + paired.ties,
                 "checks": result.as_dict(),
                 "training": asdict(report),
+                "train_queries": len(train_labels),
+                "train_lists": len(items),
             },
             params={
                 "labels": source,

@@ -127,7 +127,7 @@ def test_labels_to_a_registered_onnx_model_the_gateway_serves(
     assert entry.metrics["queries"] == 2 and 0.0 <= entry.metrics["p_value"] <= 1.0
     assert entry.metrics["checks"]["passed"] is True
     assert entry.metrics["checks"]["max_abs_logit_diff"] <= 1e-3
-    assert entry.metrics["training"]["steps"] == 3
+    assert entry.metrics["training"]["steps"] == 3 and entry.metrics["train_lists"] == 4
     assert entry.params["max_length"] == 32 and entry.params["loss"] == "lambda"
     assert registry.serving("tiny-ce") is None  # the canary promotes, not training
     served = registry.model_dir("tiny-ce@r1")
