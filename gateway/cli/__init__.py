@@ -20,6 +20,7 @@ from gateway.cli import (
     check,
     evaluate,
     export_model,
+    fine_tune,
     report,
     seed,
     serve,
@@ -27,7 +28,18 @@ from gateway.cli import (
 )
 from gateway.cli.config import ConfigError
 
-COMMANDS = (serve, check, seed, evaluate, report, export_model, train, canary, backfill)
+COMMANDS = (
+    serve,
+    check,
+    seed,
+    evaluate,
+    report,
+    export_model,
+    train,
+    fine_tune,
+    canary,
+    backfill,
+)
 PROG = "rerank-gateway"
 
 

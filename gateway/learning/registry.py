@@ -6,6 +6,9 @@
                                          metrics, created (written last: a revision
                                          without it is unfinished and ignored)
     <root>/<name>/<revision>/model.*     the model (``ranker.MODEL_FILE``)
+    <root>/<name>/<revision>/model/      a fine-tuned cross-encoder (kind ``cross-encoder``):
+                                         an ONNX model directory the gateway serves
+                                         (``MODEL__PATH``; ``gateway.learning.finetune_run``)
     <root>/<name>/serving                the revision that serves (promote / roll back)
     <root>/<name>/journal.jsonl          every step, appended: register, promote,
                                          rollback, canary stages (who reads the log
@@ -13,7 +16,9 @@
 
 Revisions are ``r<N>`` in order of registration. A profile names ``name`` (the
 serving revision) or ``name@r<N>``; ``fingerprint`` (``ltr:name@rN``) goes wherever
-the ranking that a cache holds depends on the learned model.
+the ranking that a cache holds depends on the learned model. A cross-encoder's
+fingerprint (``ce:name@rN``) is written into its model directory
+(``registry.json``), and the ONNX backend adds it to the score cache fingerprint.
 """
 
 from __future__ import annotations
@@ -21,14 +26,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 from gateway.learning import ranker as ranking
 from gateway.learning.ranker import Kind, Ranker
 
 META = "meta.json"
+CROSS_ENCODER = "cross-encoder"  # the kind of a fine-tuned model directory
 SERVING = "serving"
 JOURNAL = "journal.jsonl"
 
@@ -37,11 +44,23 @@ class RegistryError(Exception):
     """A name or revision the registry does not have (or cannot read)."""
 
 
+class Artefact(Protocol):
+    """What registration needs of a trained model: a ``Ranker`` or a model directory."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def feature_names(self) -> Sequence[str]: ...
+
+    def save(self, directory: Path) -> Path: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     name: str
     revision: str
-    kind: Kind
+    kind: str  # ranker.Kind or CROSS_ENCODER
     features: list[str]
     data_window: dict[str, float]  # {"from": ts, "to": ts} of the training sessions
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -50,11 +69,11 @@ class Entry:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.name, self.revision)
+        return fingerprint(self.name, self.revision, self.kind)
 
 
-def fingerprint(name: str, revision: str) -> str:
-    return f"ltr:{name}@{revision}"
+def fingerprint(name: str, revision: str, kind: str = "lightgbm") -> str:
+    return f"{'ce' if kind == CROSS_ENCODER else 'ltr'}:{name}@{revision}"
 
 
 class Registry:
@@ -74,7 +93,7 @@ class Registry:
     def register(
         self,
         name: str,
-        model: Ranker,
+        model: Artefact,
         *,
         data_window: dict[str, float],
         metrics: dict[str, Any],
@@ -118,11 +137,26 @@ class Registry:
         """``name`` (its serving revision) or ``name@rN`` → its entry and its model."""
         name, _, revision = ref.partition("@")
         entry = self.entry(name, revision or None)
+        if entry.kind == CROSS_ENCODER:
+            raise RegistryError(
+                f"model [{ref}] is a cross-encoder: serve its directory"
+                f" (GATEWAY_MODEL__PATH={self.model_dir(ref)})"
+            )
         try:
-            model = ranking.load(self._dir(name) / entry.revision, entry.kind, entry.features)
+            model = ranking.load(
+                self._dir(name) / entry.revision, cast(Kind, entry.kind), entry.features
+            )
         except (OSError, ValueError) as exc:
             raise RegistryError(f"model [{ref}] cannot be read: {type(exc).__name__}") from exc
         return entry, model
+
+    def model_dir(self, ref: str) -> Path:
+        """The model directory of a fine-tuned cross-encoder (``name`` or ``name@rN``)."""
+        name, _, revision = ref.partition("@")
+        entry = self.entry(name, revision or None)
+        if entry.kind != CROSS_ENCODER:
+            raise RegistryError(f"model [{ref}] is a {entry.kind} ranker, not a model directory")
+        return self._dir(name) / entry.revision / "model"
 
     def serving(self, name: str) -> str | None:
         path = self._dir(name) / SERVING

@@ -32,6 +32,9 @@ _ACCELERATED = {
     "cuda": (_CUDA, "onnxruntime-gpu"),
     "openvino": ("OpenVINOExecutionProvider", "onnxruntime-openvino"),
 }
+# A fine-tuned model's registry revision (``{"fingerprint": "ce:name@rN"}``), written into
+# its directory at registration (gateway.learning.registry): part of the fingerprint.
+REGISTRY_FILE = "registry.json"
 _OPT_LEVEL = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -53,6 +56,17 @@ def _fingerprint(model: ModelFile, tokenizer_file: Path, max_length: int, path: 
     digest.update(b"\x00")
     digest.update(f"max_length={max_length};{path}".encode())
     return digest.hexdigest()[:32]
+
+
+def registered_as(directory: Path) -> str | None:
+    """The registry revision a model directory carries (``ce:name@rN``), if any."""
+    path = directory / REGISTRY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"unreadable {REGISTRY_FILE} in {directory}") from exc
 
 
 def execution_path(model: ModelFile, settings: OnnxModel, speed: SpeedSettings) -> str:
@@ -172,7 +186,11 @@ class OnnxCrossEncoder:
         names = [o.name for o in self._session.get_outputs()]
         self._output = "logits" if "logits" in names else names[0]
         self.execution = execution_path(model, settings, speed)
-        self._fingerprint = _fingerprint(model, tokenizer_file, settings.max_length, self.execution)
+        self.revision = registered_as(directory)
+        revision = f";revision={self.revision}" if self.revision else ""
+        self._fingerprint = _fingerprint(
+            model, tokenizer_file, settings.max_length, self.execution + revision
+        )
         # A dynamically quantized graph scales activations over its whole input: one pair
         # per run keeps a pair's score independent of its batch-mates.
         self.per_pair = model.per_pair and not settings.allow_batch_dependent
