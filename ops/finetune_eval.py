@@ -30,7 +30,7 @@ from pathlib import Path
 
 from osmem_server import OsmemServer
 
-from gateway.learning import finetune_run
+from gateway.offline import fine_tune
 from gateway.offline.evaluation import bulk_index, read_jsonl
 from gateway.offline.seeding import Cluster
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             f" {count} documents in {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
-    return finetune_run.main(
+    return fine_tune.main(
         [
             "--start", args.start,
             "--corpus", str(data / "corpus.jsonl"),

@@ -5,7 +5,7 @@ each training query's judged documents and candidates, sentence-transformers'
 ``CrossEncoderTrainer`` (LambdaLoss or BCE) from local starting weights, export to
 the gateway's ONNX layout with its agreement and batch-invariance checks, nDCG@10
 against the serving model on held-out queries with a paired randomization test,
-then the model registry (kind ``cross-encoder``). See ``gateway.learning.finetune_run``.
+then the model registry (kind ``cross-encoder``). See ``gateway.offline.fine_tune``.
 Needs the ``finetune`` extra: ``pip install 'rerank-gateway[finetune]'``.
 
 ::
@@ -26,16 +26,16 @@ HELP = "fine-tune the cross-encoder from judgments, export, check and register i
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from gateway.learning import finetune_run
+    from gateway.offline import fine_tune
 
-    finetune_run.configure(parser)
+    fine_tune.configure(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.learning import finetune_run
+    from gateway.offline import fine_tune
 
     try:
-        return finetune_run.run(args)
+        return fine_tune.run(args)
     except ImportError as exc:
         print(
             f"fine-tune: {exc.name} is missing: pip install 'rerank-gateway[finetune]'"

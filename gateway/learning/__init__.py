@@ -13,9 +13,9 @@
     canary.py      shadow → interleaving → promote / roll back, by a pre-declared stop rule
     finetune.py    judgments → ranked lists → CrossEncoderTrainer → fine-tuned weights
     finetune_checks.py  those weights → the gateway's ONNX layout; agreement, batch invariance
-    finetune_run.py  ``rerank-gateway fine-tune``: judgments → model dir → proof → registry
 
 Training itself (logs → judgments → model → registry) is an offline job that reads the
-experiments' event log: ``gateway.offline.train`` (``rerank-gateway train``). ``relevance``
+experiments' event log: ``gateway.offline.train`` (``rerank-gateway train``), and
+``gateway.offline.fine_tune`` (``rerank-gateway fine-tune``). ``relevance``
 and ``profiles`` import ``features`` / ``ranker`` / ``registry`` to serve a trained model.
 """

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from gateway.model.onnx import OnnxCrossEncoder
-from gateway.settings import ModelSettings
+from gateway.settings import OnnxModel
 
 TOLERANCE = 1e-3
 Pair = tuple[str, str]
@@ -62,7 +62,7 @@ def encoder(
     model_dir: Path, quantization: str = "none", *, max_length: int = 256, threads: int = 1
 ) -> OnnxCrossEncoder:
     """The gateway's ONNX backend on ``model_dir`` (``quantization``: none | dynamic)."""
-    settings = ModelSettings.model_validate(
+    settings = OnnxModel.model_validate(
         {
             "path": model_dir,
             "quantization": quantization,

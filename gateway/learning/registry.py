@@ -8,7 +8,7 @@
     <root>/<name>/<revision>/model.*     the model (``ranker.MODEL_FILE``)
     <root>/<name>/<revision>/model/      a fine-tuned cross-encoder (kind ``cross-encoder``):
                                          an ONNX model directory the gateway serves
-                                         (``MODEL__PATH``; ``gateway.learning.finetune_run``)
+                                         (``MODEL__PATH``; ``gateway.offline.fine_tune``)
     <root>/<name>/serving                the revision that serves (promote / roll back)
     <root>/<name>/journal.jsonl          every step, appended: register, promote,
                                          rollback, canary stages (who reads the log

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.learning.finetune_run import ModelDirectory
 from gateway.learning.ranker import train_linear
 from gateway.learning.registry import CROSS_ENCODER, Registry, RegistryError, fingerprint
 from gateway.model.onnx import REGISTRY_FILE, registered_as
+from gateway.offline.fine_tune import ModelDirectory
 
 
 def exported(tmp_path: Path, name: str) -> Path:

@@ -7,7 +7,7 @@
         --serving-model SERVING_ONNX_DIR (--eval-qrels test.tsv | --holdout-queries 0.2) \\
         --registry models/ --name papers-ce [--max-train-s 600] [--require-better]
 
-(``python -m gateway.learning.finetune_run`` is the same command.)
+(``python -m gateway.offline.fine_tune`` is the same command.)
 
 1. labels: human judgments (``--qrels`` with ``--queries``, TREC or BEIR) or clicks
    (``--events``, ``--redis-url`` with ``--experiment``, or UBI 1.3 records) through
@@ -111,7 +111,7 @@ def _sessions(args: argparse.Namespace) -> list[Session]:
     if args.events:
         return sessions_from_events(read_ndjson(Path(args.events)))
     if args.redis_url and args.experiment:
-        from gateway.learning.train import read_stream
+        from gateway.offline.train import read_stream
 
         return sessions_from_events(asyncio.run(read_stream(args.redis_url, args.experiment)))
     if args.ubi_queries and args.ubi_events:
@@ -341,7 +341,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gateway.learning.finetune_run",
+        prog="python -m gateway.offline.fine_tune",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
