@@ -18,44 +18,51 @@ from gateway.settings import (
 )
 
 
+def model_from_env(monkeypatch: pytest.MonkeyPatch, **variables: str) -> ModelSettings:
+    """``Settings().model`` read from ``GATEWAY_MODEL__<NAME>`` = each of ``variables``."""
+    for name, value in variables.items():
+        monkeypatch.setenv(f"GATEWAY_MODEL__{name}", value)
+    return Settings().model
+
+
 def test_model_backend_unset_is_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GATEWAY_MODEL__DEVICE", "openvino")
-    monkeypatch.setenv("GATEWAY_MODEL__MAX_LENGTH", "128")
-    model = Settings().model
+    model = model_from_env(monkeypatch, DEVICE="openvino", MAX_LENGTH="128")
     assert isinstance(model, OnnxModel)
     assert (model.backend, model.device, model.max_length) == ("onnx", "openvino", 128)
 
 
 def test_model_backend_onnx_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "onnx")
-    monkeypatch.setenv("GATEWAY_MODEL__HUB_ID", "org/ce")
-    monkeypatch.setenv("GATEWAY_MODEL__FILE", "onnx/model_int8.onnx")
-    model = Settings().model
+    model = model_from_env(
+        monkeypatch, BACKEND="onnx", HUB_ID="org/ce", FILE="onnx/model_int8.onnx"
+    )
     assert isinstance(model, OnnxModel)
     assert (model.path, model.hub_id, model.file) == (None, "org/ce", "onnx/model_int8.onnx")
     assert "file" in model.model_fields_set  # MODEL__QUANTIZATION=auto reads it
 
 
 def test_model_backend_tei_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "tei")
-    monkeypatch.setenv("GATEWAY_MODEL__TEI_URL", "http://tei:80/")
-    monkeypatch.setenv("GATEWAY_MODEL__TEI_MAX_BATCH", "8")
-    monkeypatch.setenv("GATEWAY_MODEL__SCORE_MODE", "sigmoid")
-    model = Settings().model
+    model = model_from_env(
+        monkeypatch,
+        BACKEND="tei",
+        TEI_URL="http://tei:80/",
+        TEI_MAX_BATCH="8",
+        SCORE_MODE="sigmoid",
+    )
     assert isinstance(model, TeiModel)
     assert (model.tei_url, model.tei_max_batch, model.score_mode) == ("http://tei:80", 8, "sigmoid")
 
 
 def test_model_backend_pool_from_env_comma_list_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "pool")
-    monkeypatch.setenv("GATEWAY_MODEL__POOL_URLS", "http://a:1/v1/rerank, http://b:2/v1/rerank")
-    monkeypatch.setenv("GATEWAY_MODEL__POOL_PROTOCOL", "tei")
-    model = Settings().model
+    model = model_from_env(
+        monkeypatch,
+        BACKEND="pool",
+        POOL_URLS="http://a:1/v1/rerank, http://b:2/v1/rerank",
+        POOL_PROTOCOL="tei",
+    )
     assert isinstance(model, PoolModel)
     assert model.pool_urls == ["http://a:1/v1/rerank", "http://b:2/v1/rerank"]
     assert model.pool_protocol == "tei"
-    monkeypatch.setenv("GATEWAY_MODEL__POOL_URLS", '["http://c:3/v1/rerank"]')
-    again = Settings().model
+    again = model_from_env(monkeypatch, POOL_URLS='["http://c:3/v1/rerank"]')
     assert isinstance(again, PoolModel)
     assert again.pool_urls == ["http://c:3/v1/rerank"]
 
@@ -64,10 +71,7 @@ def test_another_backends_fields_are_dropped_unknown_ones_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An image sets MODEL__DEVICE=cuda; the operator picks TEI: that still starts."""
-    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "tei")
-    monkeypatch.setenv("GATEWAY_MODEL__TEI_URL", "http://tei:80")
-    monkeypatch.setenv("GATEWAY_MODEL__DEVICE", "cuda")
-    model = Settings().model
+    model = model_from_env(monkeypatch, BACKEND="tei", TEI_URL="http://tei:80", DEVICE="cuda")
     assert isinstance(model, TeiModel)
     assert not hasattr(model, "device")
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
@@ -94,7 +98,7 @@ def test_relevance_models_are_backends_too() -> None:
     [
         (
             {"GATEWAY_MODEL__BACKEND": "triton"},
-            "GATEWAY_MODEL__BACKEND: Input should be 'onnx', 'tei' or 'pool'",
+            "GATEWAY_MODEL__BACKEND: Input should be 'onnx', 'openvino', 'tei' or 'pool'",
         ),
         (
             {"GATEWAY_MODEL__BACKEND": "tei"},
