@@ -25,31 +25,50 @@ def model_from_env(monkeypatch: pytest.MonkeyPatch, **variables: str) -> ModelSe
     return Settings().model
 
 
-def test_model_backend_unset_is_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = model_from_env(monkeypatch, DEVICE="openvino", MAX_LENGTH="128")
-    assert isinstance(model, OnnxModel)
-    assert (model.backend, model.device, model.max_length) == ("onnx", "openvino", 128)
+@pytest.mark.parametrize(
+    ("variables", "kind", "expected"),
+    [
+        pytest.param(
+            {"DEVICE": "openvino", "MAX_LENGTH": "128"},
+            OnnxModel,
+            {"backend": "onnx", "device": "openvino", "max_length": 128},
+            id="unset-is-onnx",
+        ),
+        pytest.param(
+            {"BACKEND": "onnx", "HUB_ID": "org/ce", "FILE": "onnx/model_int8.onnx"},
+            OnnxModel,
+            {"path": None, "hub_id": "org/ce", "file": "onnx/model_int8.onnx"},
+            id="onnx",
+        ),
+        pytest.param(
+            {
+                "BACKEND": "tei",
+                "TEI_URL": "http://tei:80/",
+                "TEI_MAX_BATCH": "8",
+                "SCORE_MODE": "sigmoid",
+            },
+            TeiModel,
+            {"tei_url": "http://tei:80", "tei_max_batch": 8, "score_mode": "sigmoid"},
+            id="tei",
+        ),
+    ],
+)
+def test_model_backend_from_env(
+    monkeypatch: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    kind: type,
+    expected: dict[str, object],
+) -> None:
+    model = model_from_env(monkeypatch, **variables)
+    assert isinstance(model, kind)
+    assert {name: getattr(model, name) for name in expected} == expected
 
 
-def test_model_backend_onnx_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_file_from_env_counts_as_set(monkeypatch: pytest.MonkeyPatch) -> None:
     model = model_from_env(
         monkeypatch, BACKEND="onnx", HUB_ID="org/ce", FILE="onnx/model_int8.onnx"
     )
-    assert isinstance(model, OnnxModel)
-    assert (model.path, model.hub_id, model.file) == (None, "org/ce", "onnx/model_int8.onnx")
     assert "file" in model.model_fields_set  # MODEL__QUANTIZATION=auto reads it
-
-
-def test_model_backend_tei_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = model_from_env(
-        monkeypatch,
-        BACKEND="tei",
-        TEI_URL="http://tei:80/",
-        TEI_MAX_BATCH="8",
-        SCORE_MODE="sigmoid",
-    )
-    assert isinstance(model, TeiModel)
-    assert (model.tei_url, model.tei_max_batch, model.score_mode) == ("http://tei:80", 8, "sigmoid")
 
 
 def test_model_backend_pool_from_env_comma_list_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
