@@ -1,8 +1,8 @@
 """An ONNX cross-encoder run by onnxruntime over a ``tokenizers`` tokenizer.
 
 The only module that runs onnxruntime (``gateway.model.quantize`` uses its quantization
-tools offline, to build a model file). Its exceptions, and the tokenizer's, become
-``ModelError`` here.
+tools offline, to build a model file). Its exceptions become ``ModelError`` here (the
+tokenizer's in ``gateway.model.local``, which this backend shares with ``openvino.py``).
 """
 
 from __future__ import annotations
