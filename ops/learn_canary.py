@@ -33,9 +33,9 @@ from gateway.learning.registry import Registry
 from gateway.settings import Settings
 from gateway.web.state import EXPERIMENTS
 from ops.harness import beir
-from ops.harness.options import data_option, model_dir_option
+from ops.harness.options import reranker_options, reranker_sections
 from ops.harness.servers import osmem, running, seeded
-from ops.harness.users import FIELDS, clicks_on, search_body
+from ops.harness.users import clicks_on, search_body
 
 INDEX = "scifact"
 
@@ -57,8 +57,7 @@ async def stage(
     settings = Settings.model_validate(
         {
             "upstream": {"urls": [upstream]},
-            "model": {"path": str(args.model_dir), "file": args.model_file, "max_length": 128},
-            "rerank": {"window": args.window, "timeout_s": 600.0, "fields": list(FIELDS)},
+            **reranker_sections(args),
             "relevance": {
                 "score_use": "linear",
                 "weight": 0.7,
@@ -150,10 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--registry", type=Path, required=True)
     parser.add_argument("--revision")
-    data_option(parser)
-    model_dir_option(parser)
-    parser.add_argument("--model-file", default="model_int8.onnx")
-    parser.add_argument("--window", type=int, default=20)
+    reranker_options(parser)
     parser.add_argument("--queries", type=int, default=150, help="test queries the users ask")
     parser.add_argument("--rounds", type=int, default=8, help="rounds of searches per stage")
     parser.add_argument("--share", type=float, default=0.5)

@@ -58,12 +58,20 @@ from gateway.learning.judgments import grades, query_key
 from gateway.learning.ranker import Ranker, train_lightgbm, train_linear
 from gateway.learning.registry import Registry
 from gateway.learning.significance import paired_test, per_query_ndcg
-from gateway.offline.train import dataset, fused_order, learned_order, order_by, window_of
+from gateway.offline.train import (
+    dataset,
+    fused_order,
+    held_queries,
+    holdout_option,
+    learned_order,
+    order_by,
+    window_of,
+)
 from gateway.rerank.fusion import FusionSpec, fuse
 from gateway.settings import Settings
 from gateway.web.state import EXPERIMENTS, FLOW
 from ops.harness import beir
-from ops.harness.options import data_option, model_dir_option, path_option
+from ops.harness.options import path_option, reranker_options, reranker_sections
 from ops.harness.servers import osmem, running, seeded
 from ops.harness.users import FIELDS, clicks_on, search_body
 
@@ -139,12 +147,7 @@ async def collect(args: argparse.Namespace) -> dict[str, Any]:
         settings = Settings.model_validate(
             {
                 "upstream": {"urls": [upstream]},
-                "model": {
-                    "path": str(args.model_dir),
-                    "file": args.model_file,
-                    "max_length": args.max_length,
-                },
-                "rerank": {"window": args.window, "timeout_s": 600.0, "fields": list(FIELDS)},
+                **reranker_sections(args),
                 "relevance": {"score_use": "linear", "weight": args.serving_weight},
                 "cache": {"memory_entries": 1_000_000},
                 "experiment": {
@@ -237,8 +240,7 @@ def report(state: dict[str, Any], args: argparse.Namespace) -> None:
     """Steps 2, 4 and 5: labels, training, the held-out table."""
     text = state["queries"]
     train_s, train_labels, valid_labels, all_labels = labels(state, args)
-    qids = sorted(state["train"])
-    held = set(random.Random(args.seed).sample(qids, round(len(qids) * args.query_holdout)))
+    held = held_queries(state["train"], args.query_holdout, args.seed)
     if held:  # validate on queries the model never trained on (their clicks, all sessions)
         valid_labels = all_labels
         print(f"validation: {len(held)} train queries held out of training (query-disjoint)")
@@ -331,13 +333,9 @@ def speed(test: dict[str, Window], *models: Ranker) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    data_option(parser)
-    model_dir_option(parser)
-    parser.add_argument("--model-file", default="model_int8.onnx")
-    parser.add_argument("--max-length", type=int, default=128)
+    reranker_options(parser)
     parser.add_argument("--train-queries", type=int, default=200)
     parser.add_argument("--test-queries", type=int, default=300)
-    parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--sessions", type=int, default=5, help="searches per train query")
     parser.add_argument("--eta", type=float, default=1.0, help="examination 1 / rank**eta")
     parser.add_argument("--p-rel", type=float, default=0.9)
@@ -346,13 +344,7 @@ def main() -> None:
     parser.add_argument(
         "--unshown-zero", action="store_true", help="train: unshown window hits get grade 0"
     )
-    parser.add_argument(
-        "--query-holdout",
-        type=float,
-        default=0.0,
-        help="share of train queries kept out of"
-        " training to validate on (query-disjoint; default: the time split's later sessions)",
-    )
+    holdout_option(parser, "--query-holdout")
     parser.add_argument("--train-share", type=float, default=0.8)
     parser.add_argument("--rounds", type=int, default=100, help="LightGBM boosting rounds")
     parser.add_argument("--leaves", type=int, default=15, help="LightGBM num_leaves")

@@ -23,7 +23,7 @@ from gateway.app import create_app, wait_ready
 from gateway.model.base import CrossEncoder
 from gateway.model.embedder import Embedder
 from gateway.settings import Settings
-from tests.doubles.corpora import POPULATION_DOCS, SHARED, load_docs
+from tests.doubles.corpora import POPULATION_DOCS, SCIFACT, SHARED, load_docs
 from tests.doubles.gateway import GatewayFactory, GatewayTestServer
 from tests.doubles.net import free_port
 from tests.doubles.search_servers import seed_index, start_noida
@@ -45,6 +45,14 @@ def model_dir() -> Path:
     if not (path / "tokenizer.json").is_file():
         pytest.fail(f"model not found at {path}: set GATEWAY_TEST_MODEL_DIR")
     return path
+
+
+@pytest.fixture(scope="session")
+def scifact() -> Path:
+    """The SciFact BEIR directory (``../shared/data/scifact``) with its train split."""
+    if not (SCIFACT / "qrels" / "train.tsv").is_file():
+        pytest.fail(f"SciFact not found at {SCIFACT} (../shared/data/scifact)")
+    return SCIFACT
 
 
 @pytest.fixture(scope="session")

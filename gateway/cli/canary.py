@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 from pathlib import Path
 
 from gateway.cli.report import fetch
@@ -30,6 +31,7 @@ HELP = "canary a registered ranker: shadow, live comparison, promote or roll bac
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    # start: one option per StopRule field, of the same name (``run`` reads them by name).
     parser.add_argument("action", choices=["start", "settings", "step", "status"])
     parser.add_argument("--registry", required=True, help="model registry directory")
     parser.add_argument("--name", required=True, help="model name in the registry")
@@ -60,15 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if revision is None:
             print(f"canary: no revision of [{args.name}] in {args.registry}")
             return 1
-        rule = StopRule(
-            live=args.live,
-            share=args.share,
-            shadow_min=args.shadow_min,
-            max_error_share=args.max_error_share,
-            min_decisive=args.min_decisive,
-            max_searches=args.max_searches,
-            alpha=args.alpha,
-        )
+        rule = StopRule(**{f.name: getattr(args, f.name) for f in fields(StopRule)})
         print(json.dumps(canary.start(revision, rule), indent=2))
     elif args.action == "settings":
         section = canary.experiment_settings(args.serving_profile, args.candidate_profile or "")

@@ -292,14 +292,7 @@ class OipCrossEncoder(PoolCrossEncoder):
 
     async def _call(self, backend: Backend, part: list[TextPair]) -> list[float]:
         url = backend.url.rstrip("/") + self._model + "/infer"
-        body = infer_body(self.tensors, part)
-        try:
-            async with self._session.post(url, json=body, headers=self._headers) as r:
-                if r.status != 200:
-                    raise BackendError(f"status {r.status}: {_error_message(await r.read())}")
-                answer = await r.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise BackendError(type(exc).__name__) from exc
+        answer = await self._post_json(url, infer_body(self.tensors, part), _error_message)
         return output_logits(self.tensors, answer, len(part))
 
     async def _probe(self, backend: Backend) -> None:

@@ -1,8 +1,8 @@
 """An ONNX cross-encoder run by onnxruntime over a ``tokenizers`` tokenizer.
 
 The only module that runs onnxruntime (``gateway.model.quantize`` uses its quantization
-tools offline, to build a model file). Its exceptions, and the tokenizer's, become
-``ModelError`` here.
+tools offline, to build a model file). Its exceptions become ``ModelError`` here (the
+tokenizer's in ``gateway.model.local``, which this backend shares with ``openvino.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from gateway.errors import ModelError
-from gateway.model.base import Encoded, Pair, Scores
-from gateway.model.pairs import PairTokenizer, padded_inputs
+from gateway.model.local import LocalEncoder, check_inputs, load_tokenizer, registered_as
 from gateway.model.variants import ModelFile, resolve
 from gateway.settings import OnnxModel, SpeedSettings
 
@@ -32,9 +30,6 @@ _ACCELERATED = {
     "cuda": (_CUDA, "onnxruntime-gpu"),
     "openvino": ("OpenVINOExecutionProvider", "onnxruntime-openvino"),
 }
-# A fine-tuned model's registry revision (``{"fingerprint": "ce:name@rN"}``), written into
-# its directory at registration (gateway.learning.registry): part of the fingerprint.
-REGISTRY_FILE = "registry.json"
 _OPT_LEVEL = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -56,17 +51,6 @@ def _fingerprint(model: ModelFile, tokenizer_file: Path, max_length: int, path: 
     digest.update(b"\x00")
     digest.update(f"max_length={max_length};{path}".encode())
     return digest.hexdigest()[:32]
-
-
-def registered_as(directory: Path) -> str | None:
-    """The registry revision a model directory carries (``ce:name@rN``), if any."""
-    path = directory / REGISTRY_FILE
-    if not path.is_file():
-        return None
-    try:
-        return str(json.loads(path.read_text(encoding="utf-8"))["fingerprint"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"unreadable {REGISTRY_FILE} in {directory}") from exc
 
 
 def execution_path(model: ModelFile, settings: OnnxModel, speed: SpeedSettings) -> str:
@@ -149,13 +133,12 @@ def run_session(session: ort.InferenceSession, outputs: list[str], feed: dict[st
         raise ModelError(f"inference failed: {type(exc).__name__}") from exc
 
 
-class OnnxCrossEncoder:
+class OnnxCrossEncoder(LocalEncoder):
     """Loads the file MODEL__QUANTIZATION / MODEL__FILE select (``gateway.model.variants``)
     + ``tokenizer.json`` from a directory.
 
-    ``score`` = ``run(feed(batch))``: the batcher builds the padded input of the next
-    batch (``feed``) while the model thread runs the current one (``run``). With IO
-    binding (cuda by default) ``feed`` also copies the inputs to the device.
+    ``score`` = ``run(feed(batch))`` (``LocalEncoder``). With IO binding (cuda by
+    default) ``feed`` also copies the inputs to the device.
     """
 
     def __init__(
@@ -165,27 +148,14 @@ class OnnxCrossEncoder:
         speed = speed or SpeedSettings.model_validate({})
         model = resolve(directory, settings)
         model_file = model.path
-        tokenizer_file = directory / "tokenizer.json"
-        if not tokenizer_file.is_file():
-            raise ModelError(f"no tokenizer.json in {directory}")
-        try:
-            self._tok = PairTokenizer(
-                tokenizer_file, settings.max_length, settings.max_query_tokens
-            )
-        except ModelError:
-            raise
-        except Exception as exc:  # tokenizers raises plain Exception types
-            raise ModelError(
-                f"could not load model from {directory}: {type(exc).__name__}"
-            ) from exc
+        self._tok = load_tokenizer(directory, settings)
         self._session = open_session(model_file, settings, speed)
         self._inputs = {i.name for i in self._session.get_inputs()}
-        missing = {"input_ids", "attention_mask"} - self._inputs
-        if missing:
-            raise ModelError(f"{model_file.name} lacks inputs {sorted(missing)}")
+        check_inputs(model_file, self._inputs)
         names = [o.name for o in self._session.get_outputs()]
         self._output = "logits" if "logits" in names else names[0]
         self.execution = execution_path(model, settings, speed)
+        tokenizer_file = directory / "tokenizer.json"
         self.revision = registered_as(directory)
         revision = f";revision={self.revision}" if self.revision else ""
         self._fingerprint = _fingerprint(
@@ -208,29 +178,8 @@ class OnnxCrossEncoder:
             self._fingerprint,
         )
 
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
-        return self._tok.encode(pairs)
-
-    def clip_query(self, query: str) -> str:
-        return self._tok.clip_query(query)
-
-    def split(self, texts: Sequence[str], max_tokens: int, overlap: int) -> list[list[str]]:
-        """Token windows of each text, cut at the tokens' character offsets."""
-        return self._tok.split(texts, max_tokens, overlap)
-
-    def score(self, batch: Sequence[Encoded]) -> Scores:
-        return self.run(self.feed(batch))
-
-    def feed(self, batch: Sequence[Encoded]) -> object:
-        """The padded arrays of a batch; with IO binding, already bound (on the device);
-        per pair: one unpadded feed per pair."""
-        if self.per_pair:
-            return [self._arrays([enc]) for enc in batch]
-        arrays = self._arrays(batch)
+    def _bind(self, arrays: dict[str, Any]) -> object:
+        """With IO binding, the arrays bound on the device."""
         if not self.io_binding:
             return arrays
         try:
@@ -243,36 +192,11 @@ class OnnxCrossEncoder:
             raise ModelError(f"input binding failed: {type(exc).__name__}") from exc
         return binding
 
-    def run(self, feed: object) -> Scores:
-        if isinstance(feed, list):
-            return np.concatenate([self.run(one) for one in feed])
-        try:
-            if isinstance(feed, dict):
-                (out,) = self._session.run([self._output], feed)
-            else:
-                binding: Any = feed
-                self._session.run_with_iobinding(binding)
-                (out,) = binding.copy_outputs_to_cpu()
-        except Exception as exc:
-            raise ModelError(f"inference failed: {type(exc).__name__}") from exc
-        return logits_to_scores(np.asarray(out))
-
-    def _arrays(self, batch: Sequence[Encoded]) -> dict[str, Any]:
-        return padded_inputs(batch, self._inputs)
-
-
-def logits_to_scores(out: np.ndarray[Any, Any]) -> Scores:
-    """``[B]``, ``[B,1]`` or ``[B,2]`` model output → one logit per pair.
-
-    For two-class heads the score is ``logit(relevant) - logit(irrelevant)``, so
-    its sigmoid equals the softmax probability of the relevant class.
-    """
-    if out.ndim == 1:
-        scores = out
-    elif out.ndim == 2 and out.shape[1] == 1:
-        scores = out[:, 0]
-    elif out.ndim == 2 and out.shape[1] == 2:
-        scores = out[:, 1] - out[:, 0]
-    else:
-        raise ModelError(f"unsupported model output shape {list(out.shape)}")
-    return scores.astype(np.float32, copy=False)
+    def _infer(self, feed: object) -> np.ndarray[Any, Any]:
+        if isinstance(feed, dict):
+            (out,) = self._session.run([self._output], feed)
+        else:
+            binding: Any = feed
+            self._session.run_with_iobinding(binding)
+            (out,) = binding.copy_outputs_to_cpu()
+        return np.asarray(out)

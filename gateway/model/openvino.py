@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gateway.errors import ModelError
-from gateway.model.base import Encoded, Pair, Scores
-from gateway.model.onnx import logits_to_scores
-from gateway.model.pairs import PairTokenizer, padded_inputs
+from gateway.model.local import LocalEncoder, check_inputs, load_tokenizer, registered_as
 from gateway.model.variants import ModelFile, file_digest, inspect
 from gateway.settings import OnnxModel, SpeedSettings
 
@@ -87,9 +84,9 @@ def compile_config(settings: OnnxModel, speed: SpeedSettings) -> dict[str, Any]:
     return config
 
 
-class OpenVinoCrossEncoder:
-    """``score`` = ``run(feed(batch))`` like the onnxruntime backend; one infer request,
-    used only from the batcher's model thread."""
+class OpenVinoCrossEncoder(LocalEncoder):
+    """``score`` = ``run(feed(batch))`` (``LocalEncoder``); one infer request, used only
+    from the batcher's model thread."""
 
     def __init__(
         self, directory: Path, settings: OnnxModel, speed: SpeedSettings | None = None
@@ -102,20 +99,8 @@ class OpenVinoCrossEncoder:
                 "pip install 'rerank-gateway[openvino]'"
             ) from exc
         speed = speed or SpeedSettings.model_validate({})
-        tokenizer_file = directory / "tokenizer.json"
-        if not tokenizer_file.is_file():
-            raise ModelError(f"no tokenizer.json in {directory}")
+        self._tok = load_tokenizer(directory, settings)
         model_file, kind = resolve_ov(directory, settings)
-        try:
-            self._tok = PairTokenizer(
-                tokenizer_file, settings.max_length, settings.max_query_tokens
-            )
-        except ModelError:
-            raise
-        except Exception as exc:  # tokenizers raises plain Exception types
-            raise ModelError(
-                f"could not load model from {directory}: {type(exc).__name__}"
-            ) from exc
         config = compile_config(settings, speed)
         try:
             core = ov.Core()
@@ -125,9 +110,7 @@ class OpenVinoCrossEncoder:
                 f"could not load model from {model_file.parent}: {type(exc).__name__}: {exc}"
             ) from exc
         self._inputs = {name for port in compiled.inputs for name in port.get_names()}
-        missing = {"input_ids", "attention_mask"} - self._inputs
-        if missing:
-            raise ModelError(f"{model_file.name} lacks inputs {sorted(missing)}")
+        check_inputs(model_file, self._inputs)
         outputs = compiled.outputs
         named = [port for port in outputs if "logits" in port.get_names()]
         self._output = named[0] if named else outputs[0]
@@ -143,8 +126,10 @@ class OpenVinoCrossEncoder:
         weights = [model_file]
         if model_file.suffix == ".xml":
             weights.append(model_file.with_suffix(".bin"))
-        content = file_digest(*weights, tokenizer_file)
-        path = f"{content};max_length={settings.max_length};{self.execution}"
+        content = file_digest(*weights, directory / "tokenizer.json")
+        self.revision = registered_as(directory)  # a fine-tuned model's registry revision
+        revision = f";revision={self.revision}" if self.revision else ""
+        path = f"{content};max_length={settings.max_length};{self.execution}{revision}"
         self._fingerprint = hashlib.sha256(path.encode()).hexdigest()[:32]
         self.model_file = model_file
         log.info(
@@ -155,38 +140,6 @@ class OpenVinoCrossEncoder:
             self._fingerprint,
         )
 
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def encode(self, pairs: Sequence[Pair]) -> list[Encoded]:
-        return self._tok.encode(pairs)
-
-    def clip_query(self, query: str) -> str:
-        return self._tok.clip_query(query)
-
-    def split(self, texts: Sequence[str], max_tokens: int, overlap: int) -> list[list[str]]:
-        return self._tok.split(texts, max_tokens, overlap)
-
-    def score(self, batch: Sequence[Encoded]) -> Scores:
-        return self.run(self.feed(batch))
-
-    def feed(self, batch: Sequence[Encoded]) -> object:
-        """The padded arrays of a batch (int64, as the exported graph expects); per pair:
-        one unpadded feed per pair."""
-        if self.per_pair:
-            return [self._arrays([enc]) for enc in batch]
-        return self._arrays(batch)
-
-    def _arrays(self, batch: Sequence[Encoded]) -> dict[str, Any]:
-        return padded_inputs(batch, self._inputs)
-
-    def run(self, feed: object) -> Scores:
-        if isinstance(feed, list):
-            return np.concatenate([self.run(one) for one in feed])
-        try:
-            result = self._request.infer(feed)
-            out = np.array(result[self._output])
-        except Exception as exc:
-            raise ModelError(f"inference failed: {type(exc).__name__}") from exc
-        return logits_to_scores(out)
+    def _infer(self, feed: object) -> np.ndarray[Any, Any]:
+        result = self._request.infer(feed)
+        return np.array(result[self._output])

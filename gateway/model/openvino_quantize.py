@@ -15,28 +15,17 @@ feed-forward MatMuls kept in f32 like the onnxruntime static recipe
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 from gateway.errors import ModelError
 from gateway.model.openvino import OV_RECIPE, ov_static_path
-from gateway.model.quantize import KEEP_FP32, calibration_pairs, command, pair_feeds
-from gateway.model.variants import inspect
+from gateway.model.quantize import KEEP_FP32, Feeds, Generator, command
 
 
-def generate(
-    model_dir: Path,
-    cache_dir: Path,
-    calibration: Path,
-    *,
-    model_file: str = "model.onnx",
-    n_pairs: int = 128,
-    max_length: int = 256,
-    force: bool = False,
-) -> Path:
-    """The OpenVINO int8 model of ``model_dir/model_file`` in ``cache_dir`` (built if missing)."""
+def _nncf_int8(source: Path, out: Path, feeds: Feeds) -> dict[str, str]:
+    """NNCF's static int8 of ``source`` saved as OpenVINO IR at ``out`` (atomically)."""
     try:
         import nncf
         import openvino as ov
@@ -45,26 +34,15 @@ def generate(
             "generating the OpenVINO int8 model needs openvino and nncf: "
             "pip install 'rerank-gateway[openvino]'"
         ) from exc
-    path = model_dir / model_file
-    if not path.is_file():
-        raise ModelError(f"no {path}")
-    source = inspect(path)
-    if source.kind != "none":
-        raise ModelError(f"{path} is already quantized ({source.kind}); start from fp32")
-    out = ov_static_path(cache_dir, source)
-    if out.is_file() and not force:
-        return out
-    pairs = calibration_pairs(calibration, n_pairs)
-    feeds = pair_feeds(model_dir / "tokenizer.json", pairs, max_length)
-    model = ov.Core().read_model(str(path))
+    model = ov.Core().read_model(str(source))
     names = {port.get_any_name() for port in model.inputs}
-    feeds = [{k: v for k, v in feed.items() if k in names} for feed in feeds]
+    dataset = [{k: v for k, v in feed.items() if k in names} for feed in feeds]
     quantized = nncf.quantize(
         model,
-        nncf.Dataset(feeds),
+        nncf.Dataset(dataset),
         model_type=nncf.ModelType.TRANSFORMER,
         preset=nncf.QuantizationPreset.MIXED,
-        subset_size=len(feeds),
+        subset_size=len(dataset),
         ignored_scope=nncf.IgnoredScope(patterns=_ignored(), validate=False),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,16 +51,11 @@ def generate(
         ov.save_model(quantized, str(staged), compress_to_fp16=False)
         staged.with_suffix(".bin").replace(out.with_suffix(".bin"))
         staged.replace(out)
-    manifest = {
-        "source": str(path),
-        "source_sha256": source.sha256,
-        "recipe": OV_RECIPE,
-        "keep_fp32": list(KEEP_FP32),
-        "calibration": {"dir": str(calibration), "split": "train", "pairs": len(pairs)},
-        "openvino": ov.get_version(),
-    }
-    (out.parent / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return out
+    return {"openvino": ov.get_version()}
+
+
+# The OpenVINO int8 model of ``model_dir/model_file`` in ``cache_dir`` (built if missing).
+generate = Generator(OV_RECIPE, ov_static_path, _nncf_int8)
 
 
 def _ignored() -> list[str]:

@@ -16,7 +16,7 @@ words (pre-tokenizer words: the last two words of a prefix may be cut, so
 their tokens do not count), and no further than ``max_query_tokens x 128``
 characters. A query of any length thus costs at most that much tokenizing.
 
-Only tokenizers here; errors become ``ModelError`` (``onnx`` re-raises them).
+Only tokenizers here; errors become ``ModelError`` (``local`` re-raises them).
 """
 
 from __future__ import annotations

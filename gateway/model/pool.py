@@ -41,7 +41,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -200,14 +200,22 @@ class PoolCrossEncoder(RemoteText):
         """One part (pairs of one query) scored by one backend; its faults as BackendError."""
         query, texts = part[0].query, [pair.text for pair in part]
         body = request_body(self.protocol, self.settings.pool_model, query, texts)
+        answer = await self._post_json(backend.url, body)
+        return answer_logits(self.protocol, answer, len(texts))
+
+    async def _post_json(
+        self, url: str, body: object, detail: Callable[[bytes], str] | None = None
+    ) -> Any:
+        """A backend's JSON answer to ``body``; a non-200 answer (with ``detail`` of its body
+        when given), a refused or timed-out call and a body that is not JSON as BackendError."""
         try:
-            async with self._session.post(backend.url, json=body, headers=self._headers) as r:
+            async with self._session.post(url, json=body, headers=self._headers) as r:
                 if r.status != 200:
-                    raise BackendError(f"status {r.status}")
-                answer = await r.json(content_type=None)
+                    why = f": {detail(await r.read())}" if detail else ""
+                    raise BackendError(f"status {r.status}{why}")
+                return await r.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise BackendError(type(exc).__name__) from exc
-        return answer_logits(self.protocol, answer, len(texts))
 
     async def _probe(self, backend: Backend) -> None:
         """One tiny rerank call; BackendError if the backend does not answer it."""

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from gateway.errors import ModelError
-from gateway.model.variants import STATIC_RECIPE, inspect, static_model_path
+from gateway.model.variants import STATIC_RECIPE, ModelFile, inspect, static_model_path
 
 # MatMuls kept in fp32 (mixed precision; see the module docstring): regular expressions
 # over node names with the graph's copy suffixes dropped (the pair graph runs the encoder
@@ -178,38 +178,74 @@ def _layer(node_name: str) -> str:
     return re.sub(r"_\d+(?=/)", "", node_name)
 
 
-def generate(
-    model_dir: Path,
-    cache_dir: Path,
-    calibration: Path,
-    *,
-    model_file: str = "model.onnx",
-    n_pairs: int = 128,
-    max_length: int = 256,
-    force: bool = False,
-) -> Path:
-    """The static model of ``model_dir/model_file`` in ``cache_dir`` (built if missing)."""
-    path = model_dir / model_file
+Feeds = Sequence[dict[str, np.ndarray[Any, Any]]]
+
+
+class Generator:
+    """A generated model's common steps (an fp32 source, the cached output, calibration
+    feeds from the train split, ``manifest.json``); ``quantize(source, out, feeds)``
+    writes the model and returns what else the manifest records. This module's
+    ``generate`` and ``openvino_quantize.generate`` are two of them."""
+
+    def __init__(
+        self,
+        recipe: str,
+        out_path: Callable[[Path, ModelFile], Path],
+        quantize: Callable[[Path, Path, Feeds], dict[str, str]],
+    ) -> None:
+        self.recipe = recipe
+        self._out_path = out_path
+        self._quantize = quantize
+
+    def __call__(
+        self,
+        model_dir: Path,
+        cache_dir: Path,
+        calibration: Path,
+        *,
+        model_file: str = "model.onnx",
+        n_pairs: int = 128,
+        max_length: int = 256,
+        force: bool = False,
+    ) -> Path:
+        """The model generated from ``model_dir/model_file`` in ``cache_dir`` (built if
+        missing)."""
+        source = fp32_source(model_dir / model_file)
+        out = self._out_path(cache_dir, source)
+        if out.is_file() and not force:
+            return out
+        pairs = calibration_pairs(calibration, n_pairs)
+        feeds = pair_feeds(model_dir / "tokenizer.json", pairs, max_length)
+        extra = self._quantize(source.path, out, feeds)
+        manifest = {
+            "source": str(source.path),
+            "source_sha256": source.sha256,
+            "recipe": self.recipe,
+            "keep_fp32": list(KEEP_FP32),
+            "calibration": {"dir": str(calibration), "split": "train", "pairs": len(pairs)},
+            **extra,
+        }
+        (out.parent / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return out
+
+
+def fp32_source(path: Path) -> ModelFile:
+    """The model file a generator starts from: present and not quantized yet."""
     if not path.is_file():
         raise ModelError(f"no {path}")
     source = inspect(path)
     if source.kind != "none":
         raise ModelError(f"{path} is already quantized ({source.kind}); start from fp32")
-    out = static_model_path(cache_dir, source)
-    if out.is_file() and not force:
-        return out
-    pairs = calibration_pairs(calibration, n_pairs)
-    feeds = pair_feeds(model_dir / "tokenizer.json", pairs, max_length)
-    quantize_static_int8(path, out, feeds)
-    manifest = {
-        "source": str(path),
-        "source_sha256": source.sha256,
-        "recipe": STATIC_RECIPE,
-        "keep_fp32": list(KEEP_FP32),
-        "calibration": {"dir": str(calibration), "split": "train", "pairs": len(pairs)},
-    }
-    (out.parent / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return out
+    return source
+
+
+def _static_int8(source: Path, out: Path, feeds: Feeds) -> dict[str, str]:
+    quantize_static_int8(source, out, feeds)
+    return {}
+
+
+# The static model of ``model_dir/model_file`` in ``cache_dir`` (built if missing).
+generate = Generator(STATIC_RECIPE, static_model_path, _static_int8)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,7 +61,8 @@ from gateway.learning.judgments import by_query, query_key, read_qrels
 from gateway.learning.registry import CROSS_ENCODER, Registry, fingerprint
 from gateway.learning.significance import Paired, paired_test, per_query_ndcg
 from gateway.learning.ubi import read_ndjson, sessions_from_ubi
-from gateway.model.onnx import REGISTRY_FILE, OnnxCrossEncoder
+from gateway.model.local import REGISTRY_FILE
+from gateway.model.onnx import OnnxCrossEncoder
 
 Labels = dict[str, dict[str, float]]  # query key → doc → label
 

@@ -37,7 +37,7 @@ import asyncio
 import json
 import random
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,9 +196,21 @@ def _click_judgments(
     return [Judgment(q, d, a, source="pbm") for (q, d), a in fitted.attractiveness.items()]
 
 
-def _held_queries(sessions: Sequence[Session], share: float, seed: int) -> set[str]:
-    queries = sorted({s.query for s in sessions})
-    return set(random.Random(seed).sample(queries, round(len(queries) * share)))
+def held_queries(queries: Iterable[str], share: float, seed: int) -> set[str]:
+    """A seeded ``share`` of the distinct ``queries``, kept out of training (query-disjoint)."""
+    distinct = sorted(set(queries))
+    return set(random.Random(seed).sample(distinct, round(len(distinct) * share)))
+
+
+def holdout_option(parser: argparse.ArgumentParser, flag: str = "--holdout-queries") -> None:
+    """``flag``: the share ``held_queries`` keeps out (this command's, ``ops/learn_sim``'s)."""
+    parser.add_argument(
+        flag,
+        type=float,
+        default=0.0,
+        help="share of queries kept out of training and judged on (query-disjoint);"
+        " 0: judge on the time split's later sessions",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,10 +224,10 @@ def run(args: argparse.Namespace) -> int:
     theta = examination_curve(before) if args.click_model == "pbm" else None
     labels = by_query(_click_judgments(before, args.click_model, theta))
     held = _click_judgments(after, args.click_model, theta)
-    held_queries = _held_queries(sessions, args.holdout_queries, args.seed)
-    if held_queries:  # validate on queries the model never saw: their clicks, all sessions
-        labels = {q: j for q, j in labels.items() if q not in held_queries}
-        held = [j for j in _click_judgments(sessions, args.click_model) if j.query in held_queries]
+    held_out = held_queries((s.query for s in sessions), args.holdout_queries, args.seed)
+    if held_out:  # validate on queries the model never saw: their clicks, all sessions
+        labels = {q: j for q, j in labels.items() if q not in held_out}
+        held = [j for j in _click_judgments(sessions, args.click_model) if j.query in held_out]
     rows, ys, groups = dataset(windows, labels)
     if not groups:
         print("train: no query has two labelled hits in --features", file=sys.stderr)
@@ -237,8 +249,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         judged = _scaled(held)
         source = (
-            f"clicks of {len(held_queries)} held-out queries"
-            if held_queries
+            f"clicks of {len(held_out)} held-out queries"
+            if held_out
             else f"held-out clicks after {cut:.0f}"
         )
     result = compare(windows, judged, model, serving)
@@ -284,13 +296,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=["lightgbm", "linear"], default="lightgbm")
     parser.add_argument("--click-model", choices=["pbm", "coec"], default="pbm")
     parser.add_argument("--train-share", type=float, default=0.8, help="time split")
-    parser.add_argument(
-        "--holdout-queries",
-        type=float,
-        default=0.0,
-        help="share of queries kept out of training and judged on (query-disjoint);"
-        " 0: judge on the time split's later sessions",
-    )
+    holdout_option(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--serving", default="linear:0.7", help="replace | rrf | linear:<w>")
     parser.add_argument("--qrels", help="evaluate on human judgments (TREC or BEIR qrels)")

@@ -20,6 +20,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 SHARED = REPO.parent / "shared"
+SCIFACT = SHARED / "data" / "scifact"  # BEIR SciFact: calibration (train) and test pairs
 
 
 def load_docs() -> list[dict[str, Any]]:

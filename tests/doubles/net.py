@@ -1,5 +1,5 @@
 """Ports and sockets: a free loopback port, a blocking JSON request, any aiohttp app on a
-free port, and two network faults.
+free port, bytes written on a raw connection (``raw_connection``), and two network faults.
 
 ``BlackHole`` accepts TCP connections and never answers (a hung Redis);
 ``Unconnectable`` is a loopback port whose connects time out (a black-holed host).
@@ -8,13 +8,16 @@ free port, and two network faults.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import urllib.request
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 JSON = {"Content-Type": "application/json"}
 
@@ -38,6 +41,20 @@ def http(method: str, url: str, body: Any = None, ndjson: bool = False) -> Any:
     with urllib.request.urlopen(req, timeout=30) as resp:
         text = resp.read()
     return json.loads(text) if text else None
+
+
+@contextlib.asynccontextmanager
+async def raw_connection(url: str, data: bytes) -> AsyncIterator[asyncio.StreamReader]:
+    """``data`` written on a fresh connection to ``url``'s host and port: its reader, the
+    connection closed on leaving (for requests whose exact bytes matter)."""
+    target = URL(url)
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        yield reader
+    finally:
+        writer.close()
 
 
 async def start_app(app: web.Application) -> TestServer:

@@ -12,7 +12,9 @@ answers ``GET /`` like OpenSearch and drops ``X-Elastic-Product``; ``tls`` serve
 https. It listens on the same port again after ``close`` and ``start``, and
 ``async with ScriptedUpstream(docs) as upstream`` starts and closes it.
 
-``call`` sends one request with a fresh client session and returns an ``Answer``.
+``call`` sends one request with a fresh client session and returns an ``Answer``;
+``assert_degraded`` checks that a gateway whose model failed answers a search with the
+cluster's own order.
 """
 
 from __future__ import annotations
@@ -306,3 +308,13 @@ async def call(
         session.request(method, url, data=data, headers=all_headers) as response,
     ):
         return Answer(response.status, response.headers, await response.read())
+
+
+async def assert_degraded(gateway_url: str, upstream_url: str, body: Any) -> None:
+    """``body`` searched through the gateway: not reranked (``model_error``), and in the
+    order the cluster itself answers it in."""
+    down = await call("POST", f"{gateway_url}/docs/_search", body)
+    assert down.headers["X-Rerank"] == "skipped"
+    assert down.headers["X-Rerank-Reason"] == "model_error"
+    bare = await call("POST", f"{upstream_url}/docs/_search", body)
+    assert down.ids() == bare.ids()  # the cluster's own order

@@ -21,6 +21,18 @@ T = TypeVar("T")
 POLL_S = 0.02
 
 
+class _Deadline:
+    """``timeout_s`` from now; ``check`` fails the test with ``what`` once it has passed."""
+
+    def __init__(self, timeout_s: float, what: str) -> None:
+        self._at = time.monotonic() + timeout_s
+        self._message = f"{what} did not hold within {timeout_s} s"
+
+    def check(self) -> None:
+        if time.monotonic() >= self._at:
+            pytest.fail(self._message)
+
+
 async def wait_for(
     predicate: Callable[[], T | Awaitable[T]],
     timeout_s: float = 10.0,
@@ -29,15 +41,14 @@ async def wait_for(
     poll_s: float = POLL_S,
 ) -> T:
     """The first truthy value of ``predicate()``, polled every ``poll_s`` for ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
+    deadline = _Deadline(timeout_s, what)
     while True:
         value = predicate()
         if inspect.isawaitable(value):
             value = await value
         if value:
             return value  # type: ignore[return-value]
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what} did not hold within {timeout_s} s")
+        deadline.check()
         await asyncio.sleep(poll_s)
 
 
@@ -49,11 +60,8 @@ def wait_until(
     poll_s: float = POLL_S,
 ) -> T:
     """``wait_for`` for blocking code."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what} did not hold within {timeout_s} s")
+    deadline = _Deadline(timeout_s, what)
+    while not (value := predicate()):
+        deadline.check()
         time.sleep(poll_s)
+    return value

@@ -28,47 +28,41 @@ def nested(depth: int) -> bytes:
     return json.dumps({"query": query}).encode()
 
 
-# name → (body, content type); sent to POST /docs/_search.
-BODIES: dict[str, tuple[bytes, str]] = {
-    "truncated": (b'{"query": {"match": {"text": "berlin"', "application/json"),
-    "invalid_json": (b"{query: 1}", "application/json"),
-    "trailing_garbage": (b'{"size": 1} xyz', "application/json"),
-    "invalid_utf8": (b'{"query": {"match": {"text": "\xff\xfe berlin"}}}', "application/json"),
-    "lone_surrogate": (b'{"query": {"match": {"text": "\\ud800 berlin"}}}', "application/json"),
-    "nul_bytes": (b'{"query": {"match": {"text": "ber\x00lin"}}}', "application/json"),
-    "nested_10000_objects": (b'{"query":' * 10_000 + b"1" + b"}" * 10_000, "application/json"),
-    "nested_10000_arrays": (b"[" * 10_000 + b"]" * 10_000, "application/json"),
-    "nested_bool_250": (nested(250), "application/json"),
-    "huge_integer": (b'{"size": 1' + b"0" * 400 + b"}", "application/json"),
-    "huge_float": (b'{"size": 1e400}', "application/json"),
-    "nan": (b'{"size": NaN}', "application/json"),
-    "infinity": (b'{"from": Infinity}', "application/json"),
-    "negative_from": (b'{"from": -1, "query": {"match": {"text": "berlin"}}}', "application/json"),
-    "negative_size": (b'{"size": -5, "query": {"match": {"text": "berlin"}}}', "application/json"),
-    "float_size": (b'{"size": 2.5, "query": {"match": {"text": "berlin"}}}', "application/json"),
-    "string_size": (b'{"size": "ten", "query": {"match": {"text": "b"}}}', "application/json"),
-    "bool_size": (b'{"size": true, "query": {"match": {"text": "b"}}}', "application/json"),
-    "size_1e9": (b'{"size": 1000000000, "query": {"match": {"text": "b"}}}', "application/json"),
-    "from_1e9": (b'{"from": 1000000000, "query": {"match": {"text": "b"}}}', "application/json"),
-    "duplicate_keys": (
-        b'{"size": 1, "size": 2, "query": {"match": {"text": "b"}}}',
-        "application/json",
-    ),
-    "unknown_query": (b'{"query": {"frobnicate": {"text": "x"}}}', "application/json"),
-    "query_not_object": (b'{"query": "berlin"}', "application/json"),
-    "sort_garbage": (
-        b'{"sort": [{"_score": 5}], "query": {"match": {"text": "b"}}}',
-        "application/json",
-    ),
-    "fields_garbage": (
-        b'{"fields": 7, "query": {"match": {"text": "berlin"}}}',
-        "application/json",
-    ),
-    "empty": (b"", "application/json"),
-    "whitespace": (b"  \n ", "application/json"),
-    "top_level_array": (b"[1, 2]", "application/json"),
-    "top_level_scalar": (b"42", "application/json"),
-    "null": (b"null", "application/json"),
+# name → body, sent as application/json to POST /docs/_search.
+JSON_BODIES: dict[str, bytes] = {
+    "truncated": b'{"query": {"match": {"text": "berlin"',
+    "invalid_json": b"{query: 1}",
+    "trailing_garbage": b'{"size": 1} xyz',
+    "invalid_utf8": b'{"query": {"match": {"text": "\xff\xfe berlin"}}}',
+    "lone_surrogate": b'{"query": {"match": {"text": "\\ud800 berlin"}}}',
+    "nul_bytes": b'{"query": {"match": {"text": "ber\x00lin"}}}',
+    "nested_10000_objects": b'{"query":' * 10_000 + b"1" + b"}" * 10_000,
+    "nested_10000_arrays": b"[" * 10_000 + b"]" * 10_000,
+    "nested_bool_250": nested(250),
+    "huge_integer": b'{"size": 1' + b"0" * 400 + b"}",
+    "huge_float": b'{"size": 1e400}',
+    "nan": b'{"size": NaN}',
+    "infinity": b'{"from": Infinity}',
+    "negative_from": b'{"from": -1, "query": {"match": {"text": "berlin"}}}',
+    "negative_size": b'{"size": -5, "query": {"match": {"text": "berlin"}}}',
+    "float_size": b'{"size": 2.5, "query": {"match": {"text": "berlin"}}}',
+    "string_size": b'{"size": "ten", "query": {"match": {"text": "b"}}}',
+    "bool_size": b'{"size": true, "query": {"match": {"text": "b"}}}',
+    "size_1e9": b'{"size": 1000000000, "query": {"match": {"text": "b"}}}',
+    "from_1e9": b'{"from": 1000000000, "query": {"match": {"text": "b"}}}',
+    "duplicate_keys": b'{"size": 1, "size": 2, "query": {"match": {"text": "b"}}}',
+    "unknown_query": b'{"query": {"frobnicate": {"text": "x"}}}',
+    "query_not_object": b'{"query": "berlin"}',
+    "sort_garbage": b'{"sort": [{"_score": 5}], "query": {"match": {"text": "b"}}}',
+    "fields_garbage": b'{"fields": 7, "query": {"match": {"text": "berlin"}}}',
+    "empty": b"",
+    "whitespace": b"  \n ",
+    "top_level_array": b"[1, 2]",
+    "top_level_scalar": b"42",
+    "null": b"null",
+}
+# name → (body, content type): the bodies sent as something else.
+TYPED_BODIES: dict[str, tuple[bytes, str]] = {
     "text_plain": (b'{"query": {"match": {"text": "berlin"}}}', "text/plain"),
     "form_encoded": (b"query=berlin", "application/x-www-form-urlencoded"),
     "xml": (b"<query>berlin</query>", "application/xml"),
@@ -77,6 +71,7 @@ BODIES: dict[str, tuple[bytes, str]] = {
         "application/vnd.elasticsearch+json; compatible-with=8",
     ),
 }
+BODIES = {**{n: (b, "application/json") for n, b in JSON_BODIES.items()}, **TYPED_BODIES}
 SEARCH = '{"query": {"match": {"text": "berlin"}}, "size": 3}'
 # Bodies the gateway could read only by repairing them: the cluster's own answer must come
 # back, status and body (they go to it byte for byte).

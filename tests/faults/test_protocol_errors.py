@@ -20,12 +20,11 @@ from typing import Any
 import aiohttp
 import pytest
 from multidict import CIMultiDict
-from yarl import URL
 
 from gateway.model.fake import FakeEncoder
 from tests.doubles.corpora import REPO
 from tests.doubles.gateway import GatewayFactory, settings_with
-from tests.doubles.net import free_port
+from tests.doubles.net import free_port, raw_connection
 from tests.doubles.upstream import ScriptedUpstream, call
 from tests.doubles.waits import wait_for
 
@@ -92,24 +91,17 @@ class Raw:
 
 async def exchange(url: str, data: bytes) -> Raw:
     """``data`` on a fresh connection; the answer, and whether the gateway then closed."""
-    target = URL(url)
-    reader, writer = await asyncio.open_connection(target.host, target.port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        async with asyncio.timeout(5):
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            headers: CIMultiDict[str] = CIMultiDict()
-            for line in lines[1:]:
-                if line:
-                    name, _, value = line.partition(":")
-                    headers.add(name, value.strip())
-            body = await reader.readexactly(int(headers["Content-Length"]))
-            closed = await reader.read(1) == b""
-        return Raw(int(lines[0].split(" ")[1]), headers, body, closed)
-    finally:
-        writer.close()
+    async with raw_connection(url, data) as reader, asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers.add(name, value.strip())
+        body = await reader.readexactly(int(headers["Content-Length"]))
+        closed = await reader.read(1) == b""
+    return Raw(int(lines[0].split(" ")[1]), headers, body, closed)
 
 
 def assert_es_400(got: Raw, error_type: str) -> None:

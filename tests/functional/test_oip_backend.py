@@ -26,7 +26,7 @@ from tests.doubles.gateway import GatewayFactory
 from tests.doubles.net import free_port
 from tests.doubles.oip_server import OipServer
 from tests.doubles.upstream import ScriptedUpstream as Scripted
-from tests.doubles.upstream import call
+from tests.doubles.upstream import assert_degraded, call
 
 LOCAL = {"file": "model.onnx", "quantization": "none", "intra_op_threads": 1}
 
@@ -181,11 +181,7 @@ async def test_a_server_down_fails_over_and_all_down_degrades(
     assert a.calls == [] and sorted(b.calls) == [2, 3]
     b.fail = True
     other = {"query": {"match": {"text": "madrid spain"}}}  # nothing of it cached
-    down = await call("POST", f"{pool}/docs/_search", other)
-    assert down.headers["X-Rerank"] == "skipped"
-    assert down.headers["X-Rerank-Reason"] == "model_error"
-    bare = await call("POST", f"{upstream.url}/docs/_search", other)
-    assert down.ids() == bare.ids()  # the cluster's own order
+    await assert_degraded(pool, upstream.url, other)
 
 
 async def test_a_slow_server_times_out_and_its_part_goes_to_the_other(

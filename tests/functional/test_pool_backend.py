@@ -24,7 +24,7 @@ from tests.doubles.corpora import WALL_SEARCH as SEARCH
 from tests.doubles.gateway import GatewayFactory
 from tests.doubles.net import free_port
 from tests.doubles.upstream import ScriptedUpstream as Scripted
-from tests.doubles.upstream import call
+from tests.doubles.upstream import assert_degraded, call
 from tests.doubles.waits import wait_for
 
 
@@ -159,8 +159,4 @@ async def test_a_hung_backend_times_out_and_all_down_degrades(
     assert a.deadlines == b.deadlines == {"300"}  # a gateway backend scores within the call
     a.hang, a.fail, b.fail = False, True, True
     other = {"query": {"match": {"text": "madrid spain"}}}  # nothing of it cached
-    down = await call("POST", f"{pool}/docs/_search", other)
-    assert down.headers["X-Rerank"] == "skipped"
-    assert down.headers["X-Rerank-Reason"] == "model_error"
-    bare = await call("POST", f"{upstream.url}/docs/_search", other)
-    assert down.ids() == bare.ids()  # the cluster's own order
+    await assert_degraded(pool, upstream.url, other)

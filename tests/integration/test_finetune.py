@@ -16,7 +16,7 @@ import pytest
 from gateway.cli import main
 from gateway.learning.finetune_checks import batch_spread, encoder
 from gateway.learning.registry import CROSS_ENCODER, Registry, RegistryError
-from gateway.model.onnx import REGISTRY_FILE
+from gateway.model.local import REGISTRY_FILE
 
 pytestmark = [
     pytest.mark.integration,

@@ -10,30 +10,24 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from yarl import URL
 
 from gateway.model.fake import FakeEncoder
 from tests.doubles.gateway import GatewayFactory, settings_with
+from tests.doubles.net import raw_connection
 from tests.doubles.upstream import ScriptedUpstream, call
 
 
 async def exchange(url: str, data: bytes) -> bytes:
     """Write ``data`` on a fresh connection; everything read back until close or 3 s."""
-    target = URL(url)
-    reader, writer = await asyncio.open_connection(target.host, target.port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        out = b""
+    out = b""
+    async with raw_connection(url, data) as reader:
         try:
             async with asyncio.timeout(3):
                 while chunk := await reader.read(65536):
                     out += chunk
         except TimeoutError:
             pass
-        return out
-    finally:
-        writer.close()
+    return out
 
 
 def status_of(raw: bytes) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.learning.ranker import train_linear
 from gateway.learning.registry import CROSS_ENCODER, Registry, RegistryError, fingerprint
-from gateway.model.onnx import REGISTRY_FILE, registered_as
+from gateway.model.local import REGISTRY_FILE, registered_as
 from gateway.offline.fine_tune import ModelDirectory
 
 

@@ -17,15 +17,6 @@ from gateway.model.quantize import calibration_pairs
 from gateway.model.variants import inspect
 from gateway.settings import ModelSettings, OnnxModel
 
-SCIFACT = Path(__file__).resolve().parents[4] / "shared" / "data" / "scifact"
-
-
-@pytest.fixture(scope="module")
-def scifact() -> Path:
-    if not (SCIFACT / "qrels" / "train.tsv").is_file():
-        pytest.fail(f"SciFact not found at {SCIFACT} (../shared/data/scifact)")
-    return SCIFACT
-
 
 @pytest.fixture(scope="module")
 def pairs(scifact: Path) -> list[tuple[str, str]]:

@@ -19,18 +19,9 @@ from gateway.model.onnx import OnnxCrossEncoder, execution_path
 from gateway.model.quantize import calibration_pairs, generate
 from gateway.model.variants import inspect, resolve, static_model_path
 from gateway.settings import ModelSettings, SpeedSettings
-from tests.doubles.corpora import SHARED
 
-SCIFACT = SHARED / "data" / "scifact"
 TOLERANCE = 1e-3
 CALIBRATION_PAIRS = 24
-
-
-@pytest.fixture(scope="session")
-def scifact() -> Path:
-    if not (SCIFACT / "qrels" / "train.tsv").is_file():
-        pytest.fail(f"SciFact not found at {SCIFACT}")
-    return SCIFACT
 
 
 @pytest.fixture(scope="session")

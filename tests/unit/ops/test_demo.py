@@ -11,9 +11,7 @@ from ir_measures import nDCG
 
 from gateway.settings import ModelSettings
 from ops.demo import corpus_subset, judged_queries, model_label, ndcg_at
-from tests.doubles.corpora import REPO
-
-SCIFACT = REPO.parent / "shared" / "data" / "scifact"
+from tests.doubles.corpora import SCIFACT
 
 
 @pytest.mark.parametrize(

@@ -18,44 +18,70 @@ from gateway.settings import (
 )
 
 
-def test_model_backend_unset_is_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GATEWAY_MODEL__DEVICE", "openvino")
-    monkeypatch.setenv("GATEWAY_MODEL__MAX_LENGTH", "128")
-    model = Settings().model
-    assert isinstance(model, OnnxModel)
-    assert (model.backend, model.device, model.max_length) == ("onnx", "openvino", 128)
+def model_from_env(monkeypatch: pytest.MonkeyPatch, **variables: str) -> ModelSettings:
+    """``Settings().model`` read from ``GATEWAY_MODEL__<NAME>`` = each of ``variables``."""
+    for name, value in variables.items():
+        monkeypatch.setenv(f"GATEWAY_MODEL__{name}", value)
+    return Settings().model
 
 
-def test_model_backend_onnx_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "onnx")
-    monkeypatch.setenv("GATEWAY_MODEL__HUB_ID", "org/ce")
-    monkeypatch.setenv("GATEWAY_MODEL__FILE", "onnx/model_int8.onnx")
-    model = Settings().model
-    assert isinstance(model, OnnxModel)
-    assert (model.path, model.hub_id, model.file) == (None, "org/ce", "onnx/model_int8.onnx")
+@pytest.mark.parametrize(
+    ("variables", "kind", "expected"),
+    [
+        pytest.param(
+            {"DEVICE": "openvino", "MAX_LENGTH": "128"},
+            OnnxModel,
+            {"backend": "onnx", "device": "openvino", "max_length": 128},
+            id="unset-is-onnx",
+        ),
+        pytest.param(
+            {"BACKEND": "onnx", "HUB_ID": "org/ce", "FILE": "onnx/model_int8.onnx"},
+            OnnxModel,
+            {"path": None, "hub_id": "org/ce", "file": "onnx/model_int8.onnx"},
+            id="onnx",
+        ),
+        pytest.param(
+            {
+                "BACKEND": "tei",
+                "TEI_URL": "http://tei:80/",
+                "TEI_MAX_BATCH": "8",
+                "SCORE_MODE": "sigmoid",
+            },
+            TeiModel,
+            {"tei_url": "http://tei:80", "tei_max_batch": 8, "score_mode": "sigmoid"},
+            id="tei",
+        ),
+    ],
+)
+def test_model_backend_from_env(
+    monkeypatch: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    kind: type,
+    expected: dict[str, object],
+) -> None:
+    model = model_from_env(monkeypatch, **variables)
+    assert isinstance(model, kind)
+    assert {name: getattr(model, name) for name in expected} == expected
+
+
+def test_model_file_from_env_counts_as_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = model_from_env(
+        monkeypatch, BACKEND="onnx", HUB_ID="org/ce", FILE="onnx/model_int8.onnx"
+    )
     assert "file" in model.model_fields_set  # MODEL__QUANTIZATION=auto reads it
 
 
-def test_model_backend_tei_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "tei")
-    monkeypatch.setenv("GATEWAY_MODEL__TEI_URL", "http://tei:80/")
-    monkeypatch.setenv("GATEWAY_MODEL__TEI_MAX_BATCH", "8")
-    monkeypatch.setenv("GATEWAY_MODEL__SCORE_MODE", "sigmoid")
-    model = Settings().model
-    assert isinstance(model, TeiModel)
-    assert (model.tei_url, model.tei_max_batch, model.score_mode) == ("http://tei:80", 8, "sigmoid")
-
-
 def test_model_backend_pool_from_env_comma_list_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "pool")
-    monkeypatch.setenv("GATEWAY_MODEL__POOL_URLS", "http://a:1/v1/rerank, http://b:2/v1/rerank")
-    monkeypatch.setenv("GATEWAY_MODEL__POOL_PROTOCOL", "tei")
-    model = Settings().model
+    model = model_from_env(
+        monkeypatch,
+        BACKEND="pool",
+        POOL_URLS="http://a:1/v1/rerank, http://b:2/v1/rerank",
+        POOL_PROTOCOL="tei",
+    )
     assert isinstance(model, PoolModel)
     assert model.pool_urls == ["http://a:1/v1/rerank", "http://b:2/v1/rerank"]
     assert model.pool_protocol == "tei"
-    monkeypatch.setenv("GATEWAY_MODEL__POOL_URLS", '["http://c:3/v1/rerank"]')
-    again = Settings().model
+    again = model_from_env(monkeypatch, POOL_URLS='["http://c:3/v1/rerank"]')
     assert isinstance(again, PoolModel)
     assert again.pool_urls == ["http://c:3/v1/rerank"]
 
@@ -64,10 +90,7 @@ def test_another_backends_fields_are_dropped_unknown_ones_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An image sets MODEL__DEVICE=cuda; the operator picks TEI: that still starts."""
-    monkeypatch.setenv("GATEWAY_MODEL__BACKEND", "tei")
-    monkeypatch.setenv("GATEWAY_MODEL__TEI_URL", "http://tei:80")
-    monkeypatch.setenv("GATEWAY_MODEL__DEVICE", "cuda")
-    model = Settings().model
+    model = model_from_env(monkeypatch, BACKEND="tei", TEI_URL="http://tei:80", DEVICE="cuda")
     assert isinstance(model, TeiModel)
     assert not hasattr(model, "device")
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
