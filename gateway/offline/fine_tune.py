@@ -35,7 +35,6 @@ significantly better than the serving model (not registered); 4 when a check fai
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 import shutil
@@ -54,13 +53,12 @@ from gateway.learning.clicks import (
     examination_curve,
     fit_pbm,
     judgments_from_clicks,
-    sessions_from_events,
 )
 from gateway.learning.finetune import LOSSES, TuneSettings, examples, fine_tune
 from gateway.learning.judgments import by_query, query_key, read_qrels
 from gateway.learning.registry import CROSS_ENCODER, Registry, fingerprint
 from gateway.learning.significance import Paired, paired_test, per_query_ndcg
-from gateway.learning.ubi import read_ndjson, sessions_from_ubi
+from gateway.learning.ubi import read_ndjson
 from gateway.model.local import REGISTRY_FILE
 from gateway.model.onnx import OnnxCrossEncoder
 
@@ -109,19 +107,12 @@ def read_candidates(path: Path) -> dict[str, list[str]]:
 
 
 def _sessions(args: argparse.Namespace) -> list[Session]:
-    if args.events:
-        return sessions_from_events(read_ndjson(Path(args.events)))
-    if args.redis_url and args.experiment:
-        from gateway.offline.train import read_stream
+    from gateway.offline.train import sessions_from_args
 
-        return sessions_from_events(asyncio.run(read_stream(args.redis_url, args.experiment)))
-    if args.ubi_queries and args.ubi_events:
-        return sessions_from_ubi(
-            read_ndjson(Path(args.ubi_queries)), read_ndjson(Path(args.ubi_events))
-        )
-    raise SystemExit(
+    return sessions_from_args(
+        args,
         "fine-tune: give --qrels with --queries, --events, --redis-url with --experiment,"
-        " or --ubi-queries and --ubi-events"
+        " or --ubi-queries and --ubi-events",
     )
 
 

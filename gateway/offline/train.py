@@ -164,7 +164,12 @@ async def read_stream(redis_url: str, experiment: str) -> list[dict[str, Any]]:
         await backend.close()
 
 
-def _sessions(args: argparse.Namespace) -> list[Session]:
+def sessions_from_args(
+    args: argparse.Namespace,
+    missing: str = "train: give --events, --redis-url with --experiment, or --ubi-queries and"
+    " --ubi-events",
+) -> list[Session]:
+    """The sessions the command line names: an event file, a live Redis stream, or UBI."""
     if args.events:
         return sessions_from_events(read_ndjson(Path(args.events)))
     if args.redis_url and args.experiment:
@@ -173,9 +178,7 @@ def _sessions(args: argparse.Namespace) -> list[Session]:
         return sessions_from_ubi(
             read_ndjson(Path(args.ubi_queries)), read_ndjson(Path(args.ubi_events))
         )
-    raise SystemExit(
-        "train: give --events, --redis-url with --experiment, or --ubi-queries and --ubi-events"
-    )
+    raise SystemExit(missing)
 
 
 def _scaled(judgments: Sequence[Judgment]) -> dict[str, dict[str, float]]:
@@ -214,7 +217,7 @@ def holdout_option(parser: argparse.ArgumentParser, flag: str = "--holdout-queri
 
 
 def run(args: argparse.Namespace) -> int:
-    sessions = _sessions(args)
+    sessions = sessions_from_args(args)
     if not sessions:
         print("train: no sessions with a query text in the log", file=sys.stderr)
         return 1
