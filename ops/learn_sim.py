@@ -25,6 +25,10 @@ Run (2 shared cores, int8 model at 128 tokens: ~15 minutes, mostly cross-encoder
     .venv/bin/python -m ops.learn_sim --data DATA/scifact --out DIR \\
         --train-queries 200 --test-queries 300 --window 20
 
+TREC DL19 has one qrels file: ``--split-queries 0.5`` cuts the queries of
+``qrels/test.tsv`` into train / test (seeded, query-disjoint; refused where
+``qrels/train.tsv`` exists), and ``--click-grade 2`` makes only grade ≥ 2 attract clicks.
+
 Features are kept in ``--out`` (``features.json``), so ``--reuse`` retrains and
 re-evaluates without scoring again.
 """
@@ -98,8 +102,9 @@ async def traffic(
                 sid = r.headers.get("X-Search-Id", "")
             searches += 1
             hits = answer.get("hits", {}).get("hits", [])
+            relevant = {d: g for d, g in qrels[qid].items() if g >= args.click_grade}
             picked = clicks_on(
-                hits, qrels[qid], sid, rng, eta=args.eta, p_rel=args.p_rel, p_nonrel=args.p_nonrel
+                hits, relevant, sid, rng, eta=args.eta, p_rel=args.p_rel, p_nonrel=args.p_nonrel
             )
             if picked:
                 async with session.post(f"{url}/_gateway/events", json=picked) as r:
@@ -133,12 +138,13 @@ async def windows(
 async def collect(args: argparse.Namespace) -> dict[str, Any]:
     """Steps 1 and 3: traffic through the gateway, the event log, the feature windows."""
     queries = beir.queries(args.data)
-    train_qrels = beir.qrels(args.data, "train")
-    test_qrels = beir.qrels(args.data, "test")
+    if args.split_queries:
+        train_qrels, test_qrels = beir.split_queries(args.data, args.split_queries, args.seed)
+    else:
+        train_qrels, test_qrels = beir.qrels(args.data, "train"), beir.qrels(args.data, "test")
     rng = random.Random(args.seed)
-    train_ids = sorted(
-        rng.sample(sorted(q for q in train_qrels if q in queries), args.train_queries)
-    )
+    train_all = sorted(q for q in train_qrels if q in queries)
+    train_ids = sorted(rng.sample(train_all, min(args.train_queries, len(train_all))))
     test_all = sorted(q for q in test_qrels if q in queries)
     test_ids = sorted(rng.sample(test_all, min(args.test_queries, len(test_all))))
     with osmem() as upstream:
@@ -278,7 +284,10 @@ def report(state: dict[str, Any], args: argparse.Namespace) -> None:
         "(d) learned: linear pairwise": _learned(lin),
     }
     per_q = {name: _ranked(rank, test, qrels) for name, rank in rankers.items()}
-    print(f"\nSciFact test: {len(qrels)} held-out queries, window {args.window}, test qrels\n")
+    print(
+        f"\n{args.data.name} test: {len(qrels)} held-out queries, window {args.window},"
+        " test qrels\n"
+    )
     print("| ranking | nDCG@10 | LightGBM − it | p (paired randomization) | wins/losses/ties |")
     print("|---|---|---|---|---|")
     gbm_q = per_q["(d) learned: LightGBM lambdarank"]
@@ -345,6 +354,19 @@ def main() -> None:
         "--unshown-zero", action="store_true", help="train: unshown window hits get grade 0"
     )
     holdout_option(parser, "--query-holdout")
+    parser.add_argument(
+        "--split-queries",
+        type=float,
+        default=0.0,
+        help="train share of qrels/test.tsv's queries, split seeded and query-disjoint"
+        " (for a dataset without qrels/train.tsv, e.g. TREC DL; default: the two files)",
+    )
+    parser.add_argument(
+        "--click-grade",
+        type=int,
+        default=1,
+        help="lowest qrels grade a simulated user finds relevant (TREC DL: 2)",
+    )
     parser.add_argument("--train-share", type=float, default=0.8)
     parser.add_argument("--rounds", type=int, default=100, help="LightGBM boosting rounds")
     parser.add_argument("--leaves", type=int, default=15, help="LightGBM num_leaves")
@@ -354,6 +376,11 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse --out/features.json")
     parser.add_argument("--registry", type=Path, help="register the LightGBM model here")
     args = parser.parse_args()
+    if args.split_queries:
+        try:
+            beir.split_queries(args.data, args.split_queries, args.seed)
+        except ValueError as exc:
+            parser.error(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
     cached = args.out / "features.json"
     if args.reuse and cached.is_file():

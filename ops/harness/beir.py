@@ -3,13 +3,23 @@ benchmarks read it. The reading itself is the package's (``gateway.offline.evalu
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from gateway.offline.evaluation import read_jsonl, read_qrels
 
-__all__ = ["corpus", "judged", "qrels", "queries", "read_jsonl", "read_qrels", "texts"]
+__all__ = [
+    "corpus",
+    "judged",
+    "qrels",
+    "queries",
+    "read_jsonl",
+    "read_qrels",
+    "split_queries",
+    "texts",
+]
 
 Qrels = dict[str, dict[str, int]]
 
@@ -21,6 +31,27 @@ def queries(data: Path) -> dict[str, str]:
 
 def qrels(data: Path, split: str = "test") -> Qrels:
     return read_qrels(data / "qrels" / f"{split}.tsv")
+
+
+def split_queries(data: Path, share: float, seed: int) -> tuple[Qrels, Qrels]:
+    """(train, test) qrels: the judged queries of ``qrels/test.tsv`` (those in ``queries.jsonl``)
+    shuffled with ``seed`` and cut query-disjoint, ``round(share * n)`` of them to train.
+
+    For a dataset judged in one file only (TREC DL): refused where ``qrels/train.tsv``
+    exists, so a dataset with its own train split is never split a second way.
+    """
+    if (data / "qrels" / "train.tsv").exists():
+        raise ValueError(f"{data}/qrels/train.tsv exists: use its train split, not --split-queries")
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"the train share must be between 0 and 1, not {share}")
+    judged_ = qrels(data, "test")
+    known = queries(data)
+    ids = sorted(q for q in judged_ if q in known)
+    random.Random(seed).shuffle(ids)
+    cut = round(share * len(ids))
+    if not 0 < cut < len(ids):
+        raise ValueError(f"a share of {share} of {len(ids)} queries leaves one side empty")
+    return {q: judged_[q] for q in ids[:cut]}, {q: judged_[q] for q in ids[cut:]}
 
 
 def judged(data: Path, split: str = "test", limit: int = 0) -> dict[str, str]:
