@@ -4,6 +4,8 @@
 
     .venv/bin/python -m ops.bench_cache --data DATA/scifact --model-dir M  # 40 queries, window 100
     .venv/bin/python -m ops.bench_cache --data D --queries 100 --window 50 --redis-url redis://host:6379/15
+    .venv/bin/python -m ops.bench_cache --data D --model-dir M --queries 10 --rounds 5 \
+        --max-length 64  # interleaved direct / warm pairs, a short cold phase
 
 One run, one search server: starts osmem-server, indexes the SciFact corpus
 (read at run time from ``--data``), starts a private ``redis-server`` (no
@@ -13,7 +15,10 @@ with the real ONNX model. Then sends every query, one at a time, in four
 phases: straight to the search server (``direct``), through the gateway with
 ``X-Rerank: off`` (``passthrough``), reranked with an empty cache (``cold``),
 and reranked again (``warm``: every pair from Redis). Prints p50 / p99 per phase
-in milliseconds, the cache counters, and warm / passthrough.
+in milliseconds, the cache counters, and warm / passthrough. ``--rounds R`` then
+sends each query R more times, direct with the window's size and warm, one after
+the other (interleaved, so a shared machine's drift moves both alike), and prints
+warm / direct from those pairs.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ async def bench(args: argparse.Namespace, upstream: str, redis_url: str) -> None
     settings = Settings.model_validate(
         {
             "upstream": {"urls": [upstream]},
-            "model": {"path": str(args.model_dir)},
+            "model": {"path": str(args.model_dir), "max_length": args.max_length},
             "rerank": {"window": args.window, "timeout_s": args.rerank_timeout_s},
             "cache": {"redis_url": redis_url, "timeout_s": args.cache_timeout_s},
         }
@@ -105,6 +110,14 @@ async def bench(args: argparse.Namespace, upstream: str, redis_url: str) -> None
                 await reranker.drain()  # the cold phase's write-backs have landed
                 delta = CacheStats(**{k: getattr(stats, k) - v for k, v in before.items()})
                 rows.append((name, ms, delta if mode == "on" else None))
+            # Interleaved: each query direct (same window) then warm, so drift hits both.
+            paired: dict[str, list[float]] = {"direct-win": [], "warm": []}
+            for _ in range(args.rounds):
+                for text in queries:
+                    paired["direct-win"] += await phase(
+                        session, upstream, [text], None, size=args.window
+                    )
+                    paired["warm"] += await phase(session, url, [text], "on")
 
     print(
         f"\n{len(queries)} SciFact test queries, one at a time, window {args.window}, "
@@ -129,6 +142,15 @@ async def bench(args: argparse.Namespace, upstream: str, redis_url: str) -> None
         " warm Server-Timing p50 ms: "
         + ", ".join(f"{k} {np.median(v):.2f}" for k, v in warm_stages.items())
     )
+    if args.rounds:
+        p_warm, p_win = paired["warm"], paired["direct-win"]
+        print(
+            f"interleaved, {args.rounds} rounds: warm p50 {np.median(p_warm):.2f} ms, direct with"
+            f" the same window p50 {np.median(p_win):.2f} ms: warm / direct p50"
+            f" {np.median(p_warm) / np.median(p_win):.2f}x,"
+            f" mean {np.mean(p_warm) / np.mean(p_win):.2f}x,"
+            f" +{np.median(p_warm) - np.median(p_win):.2f} ms"
+        )
     print(
         f"warm / passthrough: p50 {np.median(warm) / np.median(plain):.2f}x, "
         f"p99 {np.percentile(warm, 99) / np.percentile(plain, 99):.2f}x; "
@@ -142,6 +164,15 @@ def main() -> None:
     model_dir_option(parser)
     parser.add_argument("--queries", type=int, default=40, help="test queries to send")
     parser.add_argument("--window", type=int, default=100, help="hits reranked per search")
+    parser.add_argument(
+        "--rounds", type=int, default=0, help="then this many interleaved direct/warm rounds"
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=256,
+        help="model tokens per pair (lower: a shorter cold phase; the warm path is the same)",
+    )
     parser.add_argument("--redis-url", help="use this Redis instead of a private one")
     parser.add_argument("--cache-timeout-s", type=float, default=0.05)
     parser.add_argument(

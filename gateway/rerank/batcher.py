@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 # up can still cause (32 documents of RERANK__MAX_DOC_CHARS), and enough per call for
 # the tokenizer's own parallelism.
 ENCODE_SLICE_PAIRS = 32
+INLINE_QUERY_CHARS = 256  # longer queries are cut in a worker thread (clip_query)
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
 
@@ -119,6 +120,8 @@ class Batcher:
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
         self._feed_thread = ThreadPoolExecutor(1, thread_name_prefix="model-feed")
         self._runner = encoder if isinstance(encoder, FeedRunner) else None
+        # Checked once: an isinstance against a runtime Protocol costs tens of µs a search.
+        self._clipper = encoder if isinstance(encoder, QueryClipper) else None
         self._seq = 0
         self._ahead: _Batch | None = None
 
@@ -155,10 +158,22 @@ class Batcher:
         return out
 
     async def clip_query(self, query: str) -> str:
-        """The part of ``query`` the model reads (encoders with ``QueryClipper``)."""
-        if not isinstance(self.encoder, QueryClipper):
+        """The part of ``query`` the model reads (encoders with ``QueryClipper``).
+
+        A query of up to ``INLINE_QUERY_CHARS`` is cut on the loop: tokenizing it
+        takes less than handing it to a worker thread and back (a warm-cache search
+        does nothing else with the tokenizer)."""
+        clipper = self._clipper
+        if clipper is None:
             return query
-        return await self._off_loop(self.encoder.clip_query, query)
+        if len(query) > INLINE_QUERY_CHARS:
+            return await self._off_loop(clipper.clip_query, query)
+        try:
+            return clipper.clip_query(query)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"tokenization failed: {type(exc).__name__}") from exc
 
     async def _off_loop(self, call: Callable[[_In], _Out], arg: _In) -> _Out:
         try:

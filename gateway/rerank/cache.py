@@ -46,11 +46,43 @@ def cache_key(fingerprint: str, query: str, index: str, doc_id: str, text: str) 
     ``rrg:v1:{<tag>}:<digest>``: the tag (fingerprint, query) is the cluster hash
     tag; the digest covers every part, the tag's included.
     """
-    fp, q = fingerprint.encode(), query.encode()
-    text_hash = hashlib.blake2b(text.encode(), digest_size=16).digest()
-    tag = _digest((fp, q), 8)
-    digest = _digest((fp, q, index.encode(), doc_id.encode(), text_hash), 20)
-    return f"{KEY_PREFIX}{{{tag}}}:{digest}"
+    return KeyMaker(fingerprint, query).key(index, doc_id, text)
+
+
+class KeyMaker:
+    """The keys of one search (one fingerprint and query): ``cache_key``'s keys, with the
+    tag and the hash of (fingerprint, query) made once rather than once per passage."""
+
+    __slots__ = ("_head", "_prefix")
+
+    def __init__(self, fingerprint: str, query: str) -> None:
+        fp, q = fingerprint.encode(), query.encode()
+        self._prefix = f"{KEY_PREFIX}{{{_digest((fp, q), 8)}}}:"
+        head = hashlib.blake2b(digest_size=20)
+        for part in (fp, q):
+            head.update(len(part).to_bytes(8, "big"))
+            head.update(part)
+        self._head = head
+
+    def key(self, index: str, doc_id: str, text: str) -> str:
+        i, d = index.encode(), doc_id.encode()
+        digest = self._head.copy()
+        digest.update(
+            b"".join(
+                (
+                    len(i).to_bytes(8, "big"),
+                    i,
+                    len(d).to_bytes(8, "big"),
+                    d,
+                    _TEXT_HASH_LEN,
+                    hashlib.blake2b(text.encode(), digest_size=16).digest(),
+                )
+            )
+        )
+        return self._prefix + digest.hexdigest()
+
+
+_TEXT_HASH_LEN = (16).to_bytes(8, "big")  # the length prefix of the 16-byte text hash
 
 
 def encode_score(score: float) -> bytes:

@@ -71,6 +71,8 @@ def _flatten(values: list[Any]) -> list[Any]:
 
 
 def _texts(value: Any) -> list[str]:
+    if type(value) is list and all(type(item) is str for item in value):
+        return [text for item in value if (text := item.strip())]  # ``fields``' usual shape
     out = []
     for item in _flatten(value if isinstance(value, list) else [value]):
         if isinstance(item, str | int | float) and not isinstance(item, bool):

@@ -18,7 +18,7 @@ from typing import Literal
 from gateway import tracing
 from gateway.errors import CacheError, DeadlineExceeded, ModelError, Overloaded, RerankError
 from gateway.rerank.batcher import Batcher
-from gateway.rerank.cache import ScoreCache, cache_key
+from gateway.rerank.cache import KeyMaker, ScoreCache
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ class Reranker:
             query = await self.batcher.clip_query(query)
         except ModelError:
             return RerankOutcome([None] * len(passages), "skipped", "model_error")
-        keys = [cache_key(self.fingerprint, query, p.index, p.doc_id, p.text) for p in passages]
+        make_key = KeyMaker(self.fingerprint, query).key
+        keys = [make_key(p.index, p.doc_id, p.text) for p in passages]
         with tracing.stage("rerank.cache_lookup", pairs=len(keys)) as span:
             raw: list[float | None] = await self._cached(keys)
             cached = sum(s is not None for s in raw)

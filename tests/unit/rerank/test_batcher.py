@@ -13,7 +13,7 @@ import pytest
 from gateway.errors import ModelError, Overloaded
 from gateway.model.base import Encoded, FeedRunner, Pair, Scores
 from gateway.model.fake import FakeEncoder
-from gateway.rerank.batcher import ENCODE_SLICE_PAIRS, Batcher, warm_up_shapes
+from gateway.rerank.batcher import ENCODE_SLICE_PAIRS, INLINE_QUERY_CHARS, Batcher, warm_up_shapes
 from gateway.settings import BatcherSettings, ModelSettings
 from tests.doubles.encoders import RecordingEncoder
 
@@ -287,3 +287,39 @@ async def test_warm_up_runs_each_shape_on_the_model_thread(make_batcher: Factory
     await batcher.warm_up([(1, 16), (8, 256)])
     assert encoder.batches == [[16], [256] * 8]
     assert batcher.stats.batches == 0  # warm-up is not traffic
+
+
+class ClippingEncoder(FakeEncoder):
+    """Cuts queries to 5 characters; records the thread that did; may fail."""
+
+    def __init__(self, exc: Exception | None = None) -> None:
+        super().__init__()
+        self.exc = exc
+        self.threads: list[int] = []
+
+    def clip_query(self, query: str) -> str:
+        self.threads.append(threading.get_ident())
+        if self.exc is not None:
+            raise self.exc
+        return query[:5]
+
+
+async def test_short_queries_are_clipped_on_the_loop_long_ones_in_a_thread(
+    make_batcher: Factory,
+) -> None:
+    encoder = ClippingEncoder()
+    batcher = await make_batcher(encoder)
+    assert await batcher.clip_query("q" * INLINE_QUERY_CHARS) == "qqqqq"
+    assert await batcher.clip_query("l" * (INLINE_QUERY_CHARS + 1)) == "lllll"
+    loop_thread = threading.get_ident()
+    assert encoder.threads[0] == loop_thread and encoder.threads[1] != loop_thread
+    assert await (await make_batcher(FakeEncoder())).clip_query("as is") == "as is"
+
+
+@pytest.mark.parametrize("length", [10, INLINE_QUERY_CHARS + 1])
+async def test_a_failing_clip_is_a_model_error_on_either_path(
+    make_batcher: Factory, length: int
+) -> None:
+    batcher = await make_batcher(ClippingEncoder(RuntimeError("tokenizer broke")))
+    with pytest.raises(ModelError, match="tokenization failed: RuntimeError"):
+        await batcher.clip_query("q" * length)

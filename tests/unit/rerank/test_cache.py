@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from gateway.errors import CacheError
 from gateway.rerank.cache import (
     KEY_PREFIX,
+    KeyMaker,
     MemoryCache,
     RedisCache,
     cache_key,
@@ -86,6 +87,29 @@ def test_hash_tag_has_no_concatenation_collision() -> None:
     a = cache_key("ab", "c", "i", "d", "t")
     b = cache_key("a", "bc", "i", "d", "t")
     assert a[: a.index("}")] != b[: b.index("}")]
+
+
+@pytest.mark.parametrize(
+    ("parts", "key"),
+    [
+        (PARTS, "rrg:v1:{07a60b7def446f7e}:1bd068828b7540617e15be90c229d60765ca4ffb"),
+        (
+            ("onnx:ab12", "what causes é 🙂", "scifact", "4983#2", "a passage"),
+            "rrg:v1:{5446ebe5eb5521de}:a6a3d95160ba486ccc46c08fd299e40fe5f3cf4f",
+        ),
+    ],
+)
+def test_keys_stay_what_earlier_releases_wrote(parts: tuple[str, ...], key: str) -> None:
+    """Entries already in a shared Redis stay readable: the key of given parts is fixed."""
+    assert cache_key(*parts) == key
+    assert KeyMaker(parts[0], parts[1]).key(*parts[2:]) == key
+
+
+@given(st.lists(st.text(max_size=12), min_size=5, max_size=5))
+def test_one_search_s_keys_are_cache_key_s(parts: list[str]) -> None:
+    maker = KeyMaker(parts[0], parts[1])
+    assert maker.key(*parts[2:]) == cache_key(*parts)
+    assert maker.key(*parts[2:]) == maker.key(*parts[2:])  # the shared head is not consumed
 
 
 async def test_memory_cache_is_a_bounded_lru() -> None:
