@@ -117,10 +117,10 @@ async def check_cluster(settings: Settings, report: Report) -> None:
     finally:
         await upstream.close()
     wanted = settings.rerank.fields
-    report.ok(f"{len(indices)} indices (RERANK__FIELDS {','.join(wanted)}; * reranked)")
+    report.ok(f"{len(indices)} indices (GATEWAY_RERANK__FIELDS {','.join(wanted)}; * reranked)")
     for name, fields in sorted(indices.items()):
         reranked = name_allowed(name, settings.rerank.indices)
-        missing = "" if set(wanted) & set(fields) else "  (none of RERANK__FIELDS)"
+        missing = "" if set(wanted) & set(fields) else "  (none of GATEWAY_RERANK__FIELDS)"
         mark = "*" if reranked else " "
         report.note(f"{mark} {name}: {', '.join(fields) or 'no text fields'}{missing}")
 

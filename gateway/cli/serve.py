@@ -2,7 +2,7 @@
 
 The port is bound first (a port in use stops start-up at once), then the model is
 loaded before the gateway answers, so a model that cannot load stops start-up with
-one line, unless SERVER__START_WITHOUT_MODEL lets it load in the background.
+one line, unless GATEWAY_SERVER__START_WITHOUT_MODEL lets it load in the background.
 """
 
 from __future__ import annotations
