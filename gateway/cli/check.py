@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic_core import to_jsonable_python
 
-from gateway.cli.config import add_settings_flags, settings_from_args
+from gateway.cli.config import add_settings_flags, settings_from_args, with_flags
 from gateway.cli.serve import model_name, runs_on
 from gateway.errors import GatewayError
 from gateway.indices import name_allowed
@@ -125,7 +125,7 @@ async def check_cluster(settings: Settings, report: Report) -> None:
         report.note(f"{mark} {name}: {', '.join(fields) or 'no text fields'}{missing}")
 
 
-def check_model(settings: Settings, report: Report) -> None:
+def check_model(settings: Settings, report: Report, args: argparse.Namespace) -> None:
     from gateway.model.loader import load_encoder
 
     name = model_name(settings.model)
@@ -134,7 +134,7 @@ def check_model(settings: Settings, report: Report) -> None:
         encoder = load_encoder(settings.model, settings.speed)
         (score,) = encoder.score(encoder.encode([PROBE]))
     except GatewayError as exc:
-        report.fail(f"model {name}: {exc}")
+        report.fail(f"model {name}: {with_flags(' '.join(str(exc).split()), args)}")
         return
     took = time.perf_counter() - started
     # The file MODEL__QUANTIZATION picked (``auto`` may choose another than MODEL__FILE).
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {line}")
     report = Report()
     asyncio.run(check_cluster(settings, report))
-    check_model(settings, report)
+    check_model(settings, report, args)
     asyncio.run(check_redis(settings, report))
     if report.problems:
         print(f"{report.problems} problem(s): not ready to serve")

@@ -145,6 +145,29 @@ def test_a_missing_model_file_is_an_error_not_a_fallback(model_dir: Path) -> Non
     assert "model.onnx" in line.rsplit("it has ", 1)[1]
 
 
+def test_a_missing_model_file_flag_names_the_flag_and_the_directory(model_dir: Path) -> None:
+    """Typed as ``--model-file``: the line names that flag as well as its variable."""
+    env = {"GATEWAY_MODEL__PATH": str(model_dir)}
+    args = ["--model-file", "model_int9.onnx", "--port", str(free_port())]
+    line = refused(run_cli(["serve", *args], env))
+    assert line.startswith(
+        f"model {model_dir} cannot be used: GATEWAY_MODEL__FILE=model_int9.onnx (--model-file)"
+        f" is not in {model_dir}; it has "
+    )
+
+
+def test_eval_refuses_a_missing_model_file_before_it_runs(model_dir: Path, tmp_path: Path) -> None:
+    """``eval --check-offline --model-file``: one line naming the flag and --model-dir's
+    directory, before any query is sent (the gateway URL here answers nothing)."""
+    args = ["eval", "--data", str(tmp_path), "--gateway", "http://127.0.0.1:9"]
+    args += ["--check-offline", "--model-dir", str(model_dir), "--model-file", "nope.onnx"]
+    done = run_cli(args)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"eval: --model-file nope.onnx is not in {model_dir}; it has ")
+    assert done.stdout == ""
+
+
 def test_cuda_without_a_gpu_stops_start_up(model_dir: Path) -> None:
     import onnxruntime as ort
 
@@ -152,8 +175,8 @@ def test_cuda_without_a_gpu_stops_start_up(model_dir: Path) -> None:
     env = {"GATEWAY_MODEL__PATH": str(model_dir)}
     line = refused(run_cli(["serve", "--device", "cuda", "--port", str(free_port())], env))
     assert line.startswith(
-        f"model {model_dir} cannot be used: GATEWAY_MODEL__DEVICE=cuda but this onnxruntime"
-        " has no CUDAExecutionProvider"
+        f"model {model_dir} cannot be used: GATEWAY_MODEL__DEVICE=cuda (--device) but this"
+        " onnxruntime has no CUDAExecutionProvider"
     )
 
 
