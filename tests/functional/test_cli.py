@@ -125,6 +125,26 @@ def test_check_refuses_bad_settings_the_same_way() -> None:
     assert done.stdout == ""
 
 
+def test_check_binds_the_port_serve_would_listen_on(model_dir: Path) -> None:
+    """``check --host/--port`` are not ignored: a taken port is a problem, a free one is ok."""
+    env = {"GATEWAY_MODEL__PATH": str(model_dir), "GATEWAY_UPSTREAM__URLS": "http://127.0.0.1:9"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli(["check", "--host", "127.0.0.1", "--port", str(port)], env)
+    assert done.returncode == 1, done.stderr
+    where = f"127.0.0.1:{port}"
+    fail = f"FAIL  GATEWAY_SERVER__PORT: cannot listen on {where} (Address already in use)"
+    assert fail in done.stdout.splitlines()
+    free = free_port()
+    done = run_cli(["check", "--host", "127.0.0.1", "--port", str(free)], env)
+    assert f"ok    can listen on 127.0.0.1:{free}" in done.stdout.splitlines()
+    assert "GATEWAY_SERVER__PORT" not in "".join(
+        line for line in done.stdout.splitlines() if line.startswith("FAIL")
+    )
+
+
 def test_a_port_in_use_is_one_line_and_exit_2() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
