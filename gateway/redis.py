@@ -12,6 +12,11 @@ the same policy:
 - a circuit breaker skips Redis for ``CACHE__BREAKER_BACKOFF_S`` after a failure,
   so a dead Redis costs nothing; one warning when an outage starts, one line
   when Redis answers again.
+
+The event log is off the search path: its client waits longer (``timeout_s`` of its
+own, see ``gateway.experiments.events``) and a read for a report page is never
+skipped by the breaker (``skip_when_open=False``), so one slow moment of Redis
+does not answer the page 503 for the whole back-off.
 """
 
 from __future__ import annotations
@@ -183,9 +188,14 @@ class RedisBoundary:
         """A non-transactional pipeline (a cluster client splits it by slot)."""
         return self.client.pipeline(transaction=None if self.cluster else False)
 
-    async def call(self, what: str, call: Awaitable[T], *, bulk: bool = False) -> T:
-        """Run one Redis call within the budget (``bulk``: writes, long reads)."""
-        if not self.breaker.allow():
+    async def call(
+        self, what: str, call: Awaitable[T], *, bulk: bool = False, skip_when_open: bool = True
+    ) -> T:
+        """Run one Redis call within the budget (``bulk``: writes, long reads).
+
+        ``skip_when_open=False``: tried even while the breaker is open (a rare read a
+        person waits for); its outcome still opens or closes the breaker."""
+        if skip_when_open and not self.breaker.allow():
             if asyncio.iscoroutine(call):
                 call.close()  # never started: Redis is being skipped
             self.stats.skipped += 1

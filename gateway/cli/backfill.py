@@ -33,9 +33,9 @@ HELP = "fill a vector field of an index with the embedder"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index", help="index, alias or pattern to fill")
-    parser.add_argument("--field", help="vector field (default EMBEDDER__FIELD)")
+    parser.add_argument("--field", help="vector field (default GATEWAY_EMBEDDER__FIELD)")
     parser.add_argument(
-        "--text-fields", help="comma-separated source fields (EMBEDDER__TEXT_FIELDS)"
+        "--text-fields", help="comma-separated source fields (GATEWAY_EMBEDDER__TEXT_FIELDS)"
     )
     parser.add_argument("--batch-size", type=int, default=200, help="documents per page and _bulk")
     parser.add_argument("--state", type=Path, help="state file (default INDEX.FIELD.backfill.json)")

@@ -2,7 +2,9 @@
 
 Prints the resolved settings (secrets masked), asks the search cluster ``GET /``
 and ``GET /_mapping`` (the indices, their text fields, which are reranked),
-loads the model and scores one pair, pings Redis when one is configured.
+loads the model and scores one pair, pings Redis when one is configured, and binds
+GATEWAY_SERVER__HOST / GATEWAY_SERVER__PORT (``--host`` / ``--port``) and lets go, as
+``serve`` would first (so a gateway already on that port reports it as taken).
 Exit status 0 when everything answered, 1 on any problem, 2 for bad settings.
 """
 
@@ -19,8 +21,8 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic_core import to_jsonable_python
 
-from gateway.cli.config import add_settings_flags, settings_from_args
-from gateway.cli.serve import model_name, runs_on
+from gateway.cli.config import ConfigError, add_settings_flags, settings_from_args, with_flags
+from gateway.cli.serve import listen, model_name, runs_on
 from gateway.errors import GatewayError
 from gateway.indices import name_allowed
 from gateway.settings import Settings, env_name
@@ -117,15 +119,15 @@ async def check_cluster(settings: Settings, report: Report) -> None:
     finally:
         await upstream.close()
     wanted = settings.rerank.fields
-    report.ok(f"{len(indices)} indices (RERANK__FIELDS {','.join(wanted)}; * reranked)")
+    report.ok(f"{len(indices)} indices (GATEWAY_RERANK__FIELDS {','.join(wanted)}; * reranked)")
     for name, fields in sorted(indices.items()):
         reranked = name_allowed(name, settings.rerank.indices)
-        missing = "" if set(wanted) & set(fields) else "  (none of RERANK__FIELDS)"
+        missing = "" if set(wanted) & set(fields) else "  (none of GATEWAY_RERANK__FIELDS)"
         mark = "*" if reranked else " "
         report.note(f"{mark} {name}: {', '.join(fields) or 'no text fields'}{missing}")
 
 
-def check_model(settings: Settings, report: Report) -> None:
+def check_model(settings: Settings, report: Report, args: argparse.Namespace) -> None:
     from gateway.model.loader import load_encoder
 
     name = model_name(settings.model)
@@ -134,7 +136,7 @@ def check_model(settings: Settings, report: Report) -> None:
         encoder = load_encoder(settings.model, settings.speed)
         (score,) = encoder.score(encoder.encode([PROBE]))
     except GatewayError as exc:
-        report.fail(f"model {name}: {exc}")
+        report.fail(f"model {name}: {with_flags(' '.join(str(exc).split()), args)}")
         return
     took = time.perf_counter() - started
     # The file MODEL__QUANTIZATION picked (``auto`` may choose another than MODEL__FILE).
@@ -167,6 +169,18 @@ async def check_redis(settings: Settings, report: Report) -> None:
             await client.aclose()
 
 
+def check_listen(settings: Settings, report: Report) -> None:
+    """Bind the address ``serve`` would listen on, then let it go."""
+    try:
+        sock = listen(settings.server)
+    except ConfigError as exc:
+        report.fail(" ".join(exc.lines))
+        return
+    with sock:
+        port = sock.getsockname()[1]
+    report.ok(f"can listen on {settings.server.host}:{port}")
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     print("settings (secrets masked):")
@@ -174,8 +188,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {line}")
     report = Report()
     asyncio.run(check_cluster(settings, report))
-    check_model(settings, report)
+    check_model(settings, report, args)
     asyncio.run(check_redis(settings, report))
+    check_listen(settings, report)
     if report.problems:
         print(f"{report.problems} problem(s): not ready to serve")
         return 1

@@ -185,8 +185,17 @@ def _looks_like_path(value: str) -> bool:
     return value.startswith(("/", ".", "~")) or Path(value).expanduser().is_dir()
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The settings: environment, then the flags given (``--model`` picks path or Hub id)."""
+def with_flags(message: str, args: argparse.Namespace) -> str:
+    """``message`` with each variable a flag set followed by that flag, as the user typed it:
+    ``GATEWAY_MODEL__FILE=x (--model-file) is not in ...``."""
+    for name, flag in settings_overrides(args)[1].items():
+        found = re.compile(rf"\b{name}(?![A-Z0-9_])(=\S+)?")
+        message = found.sub(rf"\g<0> ({flag})", message)
+    return message
+
+
+def settings_overrides(args: argparse.Namespace) -> tuple[Overrides, dict[str, str]]:
+    """The flags given as settings, and for each variable the flag that set it."""
     overrides: Overrides = {}
     flags: dict[str, str] = {}
     for flag, (section, field, _) in FLAGS.items():
@@ -201,4 +210,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             value = str(Path(value).expanduser())
         overrides.setdefault(section, {})[target] = value
         flags[env_name(section, target)] = flag
-    return load_settings(overrides, flags)
+    return overrides, flags
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings: environment, then the flags given (``--model`` picks path or Hub id)."""
+    return load_settings(*settings_overrides(args))

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 NAME = "eval"
 HELP = "offline evaluation on judged queries (BEIR layout)"
@@ -53,6 +54,16 @@ def run(args: argparse.Namespace) -> int:
     if args.check_offline and not args.model_dir:
         print("eval: --check-offline needs --model-dir (or GATEWAY_MODEL__PATH)", file=sys.stderr)
         return 2
+    if args.check_offline and args.model_file:
+        # Before the queries run, not after: the whole evaluation would be lost.
+        from gateway.errors import ModelError
+        from gateway.model.hub import locate_onnx
+
+        try:
+            locate_onnx(Path(args.model_dir), args.model_file, f"--model-file {args.model_file}")
+        except ModelError as exc:
+            print(f"eval: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
     try:
         from gateway.offline.evaluation import main_async
     except ImportError as exc:

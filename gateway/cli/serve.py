@@ -2,7 +2,7 @@
 
 The port is bound first (a port in use stops start-up at once), then the model is
 loaded before the gateway answers, so a model that cannot load stops start-up with
-one line, unless SERVER__START_WITHOUT_MODEL lets it load in the background.
+one line, unless GATEWAY_SERVER__START_WITHOUT_MODEL lets it load in the background.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import socket
 
 from gateway import __version__
-from gateway.cli.config import ConfigError, add_settings_flags, settings_from_args
+from gateway.cli.config import ConfigError, add_settings_flags, settings_from_args, with_flags
 from gateway.cli.logs import setup_logging
 from gateway.errors import GatewayError
 from gateway.settings import ModelBackend, OnnxModel, ServerSettings, TeiModel
@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
             encoder = load_encoder(settings.model, settings.speed)
         except GatewayError as exc:
             sock.close()
-            raise ConfigError([f"model {model} cannot be used: {exc}"]) from exc
+            why = with_flags(" ".join(str(exc).split()), args)
+            raise ConfigError([f"model {model} cannot be used: {why}"]) from exc
     log.info(
         "rerank-gateway %s listening on http://%s:%d, upstream %s, model %s (%s)",
         __version__,

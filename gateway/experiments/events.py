@@ -6,8 +6,10 @@ in-process ring otherwise.
 dropped and counted) and one writer task normalises and stores batches. The raw
 search answer of an impression is parsed there, off the search path, into the
 ``[index, id]`` list of its first ``k`` hits. Redis is reached through
-``gateway.redis`` (the cache's settings, budget and breaker), where its errors
-become ``EventStoreError``.
+``gateway.redis`` (the cache's settings and breaker, with a budget of at least
+``EVENTS_TIMEOUT_S``: the cache's 50 ms is for the search path), where its errors
+become ``EventStoreError``; reads (the report pages) are tried even while the
+breaker is open.
 
 Event shapes (JSON, one per stream entry, field ``e``)::
 
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 STREAM_PREFIX = "rrg:exp:"
 _QUEUE_MAX = 10_000
 _BATCH = 500
+EVENTS_TIMEOUT_S = 1.0  # the least Redis call budget of the event log (bulk calls: 4x)
 _READ_CHUNK = 1_000  # entries per XRANGE, each call within the Redis budget
 _CLOSE_TIMEOUT_S = 2.0  # what close waits for queued events to be stored
 
@@ -103,8 +106,10 @@ class RedisBackend:
         self.key = key
         self.max_events = max_events
         self.stats = RedisCounts()
+        # Off the search path: the event log waits longer than the score cache does.
+        timeout_s = max(settings.timeout_s, EVENTS_TIMEOUT_S)
         self.redis = RedisBoundary(
-            settings,
+            settings.model_copy(update={"timeout_s": timeout_s}),
             name="experiment events (redis)",
             error=EventStoreError,
             stats=self.stats,
@@ -127,7 +132,8 @@ class RedisBackend:
         start = "-"
         while True:
             xrange = self.redis.client.xrange(self.key, start, "+", count=_READ_CHUNK)
-            chunk = await self.redis.call("XRANGE", xrange, bulk=True) or []
+            call = self.redis.call("XRANGE", xrange, bulk=True, skip_when_open=False)
+            chunk = await call or []
             for _, fields in chunk:
                 raw = (fields or {}).get(b"e")
                 event = json.loads(raw) if isinstance(raw, bytes) else None

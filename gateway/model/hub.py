@@ -125,11 +125,14 @@ def _from_cache(hub_id: str, file: str) -> Path | None:
     return None
 
 
-def locate_onnx(directory: Path, file: str) -> Path:
-    """MODEL__FILE inside a model directory (its root or ``onnx/``); no other file stands in."""
+def locate_onnx(directory: Path, file: str, named: str | None = None) -> Path:
+    """MODEL__FILE inside a model directory (its root or ``onnx/``); no other file stands in.
+
+    ``named`` is how the error calls the file (default ``GATEWAY_MODEL__FILE=<file>``)."""
     for candidate in (directory / file, directory / "onnx" / file):
         if candidate.is_file():
             return candidate
     present = sorted(str(p.relative_to(directory)) for p in directory.glob("**/*.onnx"))
     found = f"; it has {', '.join(present)}" if present else "; it has no .onnx file"
-    raise ModelError(f"GATEWAY_MODEL__FILE={file} is not in {directory}{found}")
+    named = named or f"GATEWAY_MODEL__FILE={file}"
+    raise ModelError(f"{named} is not in {directory}{found}")

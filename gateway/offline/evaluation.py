@@ -178,8 +178,11 @@ async def main_async(args: argparse.Namespace) -> int:
     ranked_by: dict[str, Ranked] = {}
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        for name, rerank, window in variants:
+        for number, (name, rerank, window) in enumerate(variants, 1):
             t0 = time.perf_counter()
+            of = f"{number}/{len(variants)}"
+            # Progress on stderr: stdout is the results (and the table) that callers parse.
+            print(f"eval: {of} {name}: {len(queries)} queries ...", file=sys.stderr, flush=True)
             ranked, lat = await run_variant(
                 session,
                 args.gateway,
@@ -191,6 +194,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
             )
             took = time.perf_counter() - t0
+            print(f"eval: {of} {name}: done in {took:.1f} s", file=sys.stderr, flush=True)
             ranked_by[name] = ranked
             rows[name], per_query[name] = evaluate(qrels, as_run(ranked))
             lat.sort()

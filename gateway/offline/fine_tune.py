@@ -297,7 +297,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     labels.add_argument("--queries", help="queries.jsonl (BEIR) for --qrels / --eval-qrels")
     labels.add_argument("--events", help="event log, JSON lines (the gateway's event shapes)")
     labels.add_argument("--redis-url", help="read the experiment's event stream from Redis")
-    labels.add_argument("--experiment", help="with --redis-url: EXPERIMENT__NAME")
+    labels.add_argument("--experiment", help="with --redis-url: GATEWAY_EXPERIMENT__NAME")
     labels.add_argument("--ubi-queries", help="UBI 1.3 query records, JSON lines")
     labels.add_argument("--ubi-events", help="UBI 1.3 event records, JSON lines")
     labels.add_argument("--click-model", choices=["pbm", "coec"], default="pbm")

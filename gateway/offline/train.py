@@ -289,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", help="event log, JSON lines (the gateway's event shapes)")
     parser.add_argument("--redis-url", help="read the experiment's event stream from Redis")
-    parser.add_argument("--experiment", help="with --redis-url: EXPERIMENT__NAME")
+    parser.add_argument("--experiment", help="with --redis-url: GATEWAY_EXPERIMENT__NAME")
     parser.add_argument("--ubi-queries", help="UBI 1.3 query records, JSON lines")
     parser.add_argument("--ubi-events", help="UBI 1.3 event records, JSON lines")
     parser.add_argument("--features", required=True, help="feature windows per query (JSON)")

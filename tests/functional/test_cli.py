@@ -125,6 +125,26 @@ def test_check_refuses_bad_settings_the_same_way() -> None:
     assert done.stdout == ""
 
 
+def test_check_binds_the_port_serve_would_listen_on(model_dir: Path) -> None:
+    """``check --host/--port`` are not ignored: a taken port is a problem, a free one is ok."""
+    env = {"GATEWAY_MODEL__PATH": str(model_dir), "GATEWAY_UPSTREAM__URLS": "http://127.0.0.1:9"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli(["check", "--host", "127.0.0.1", "--port", str(port)], env)
+    assert done.returncode == 1, done.stderr
+    where = f"127.0.0.1:{port}"
+    fail = f"FAIL  GATEWAY_SERVER__PORT: cannot listen on {where} (Address already in use)"
+    assert fail in done.stdout.splitlines()
+    free = free_port()
+    done = run_cli(["check", "--host", "127.0.0.1", "--port", str(free)], env)
+    assert f"ok    can listen on 127.0.0.1:{free}" in done.stdout.splitlines()
+    assert "GATEWAY_SERVER__PORT" not in "".join(
+        line for line in done.stdout.splitlines() if line.startswith("FAIL")
+    )
+
+
 def test_a_port_in_use_is_one_line_and_exit_2() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -145,6 +165,29 @@ def test_a_missing_model_file_is_an_error_not_a_fallback(model_dir: Path) -> Non
     assert "model.onnx" in line.rsplit("it has ", 1)[1]
 
 
+def test_a_missing_model_file_flag_names_the_flag_and_the_directory(model_dir: Path) -> None:
+    """Typed as ``--model-file``: the line names that flag as well as its variable."""
+    env = {"GATEWAY_MODEL__PATH": str(model_dir)}
+    args = ["--model-file", "model_int9.onnx", "--port", str(free_port())]
+    line = refused(run_cli(["serve", *args], env))
+    assert line.startswith(
+        f"model {model_dir} cannot be used: GATEWAY_MODEL__FILE=model_int9.onnx (--model-file)"
+        f" is not in {model_dir}; it has "
+    )
+
+
+def test_eval_refuses_a_missing_model_file_before_it_runs(model_dir: Path, tmp_path: Path) -> None:
+    """``eval --check-offline --model-file``: one line naming the flag and --model-dir's
+    directory, before any query is sent (the gateway URL here answers nothing)."""
+    args = ["eval", "--data", str(tmp_path), "--gateway", "http://127.0.0.1:9"]
+    args += ["--check-offline", "--model-dir", str(model_dir), "--model-file", "nope.onnx"]
+    done = run_cli(args)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"eval: --model-file nope.onnx is not in {model_dir}; it has ")
+    assert done.stdout == ""
+
+
 def test_cuda_without_a_gpu_stops_start_up(model_dir: Path) -> None:
     import onnxruntime as ort
 
@@ -152,8 +195,8 @@ def test_cuda_without_a_gpu_stops_start_up(model_dir: Path) -> None:
     env = {"GATEWAY_MODEL__PATH": str(model_dir)}
     line = refused(run_cli(["serve", "--device", "cuda", "--port", str(free_port())], env))
     assert line.startswith(
-        f"model {model_dir} cannot be used: GATEWAY_MODEL__DEVICE=cuda but this onnxruntime"
-        " has no CUDAExecutionProvider"
+        f"model {model_dir} cannot be used: GATEWAY_MODEL__DEVICE=cuda (--device) but this"
+        " onnxruntime has no CUDAExecutionProvider"
     )
 
 

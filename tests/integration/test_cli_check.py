@@ -28,7 +28,8 @@ def test_check_passes_and_lists_the_indices(
         "GATEWAY_MODEL__PATH": str(model_dir),
         "GATEWAY_CACHE__REDIS_URL": redis_url,
     }
-    done = run_cli(["check", "--fields", "title,text"], env)
+    port = free_port()  # check binds it (as serve would): never a port someone else holds
+    done = run_cli(["check", "--fields", "title,text", "--port", str(port)], env)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     for secret in ("s3cret-pass", "k3y-secret"):
@@ -43,6 +44,7 @@ def test_check_passes_and_lists_the_indices(
     # The file the default quantization (auto) picked: the per-pair int8 file beside model.onnx.
     assert f"ok    model {model_dir} [model_int8.onnx] (cpu) loaded and scored a pair" in out
     assert f"ok    redis {redis_url} answers PING" in out
+    assert f"ok    can listen on 127.0.0.1:{port}\n" in out
     assert out.endswith("ready to serve\n")
 
 
@@ -56,7 +58,7 @@ def test_check_fails_on_an_unreachable_cluster_a_missing_model_file_and_redis(
         "GATEWAY_MODEL__FILE": "model_int9.onnx",
         "GATEWAY_CACHE__REDIS_URL": redis,
     }
-    done = run_cli(["check", "--upstream", cluster], env)
+    done = run_cli(["check", "--upstream", cluster, "--port", str(free_port())], env)
     assert done.returncode == 1
     failed = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
     assert failed == [

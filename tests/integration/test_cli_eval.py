@@ -26,7 +26,17 @@ async def test_eval_indexes_runs_every_variant_and_agrees_with_the_model_offline
     argv += ["--index-into", osmem, "--depth", "20", "--check-offline"]
     argv += ["--model-dir", str(model_dir)]
     assert await asyncio.to_thread(cli_main, argv) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    # One line per variant as it starts and ends, on stderr only (stdout is parsed).
+    progress = [line for line in captured.err.splitlines() if line.startswith("eval: ")]
+    assert [re.sub(r"done in \d+\.\d s$", "done in N s", line) for line in progress] == [
+        f"eval: 1/2 baseline: {len(QUERIES)} queries ...",
+        "eval: 1/2 baseline: done in N s",
+        f"eval: 2/2 rerank: {len(QUERIES)} queries ...",
+        "eval: 2/2 rerank: done in N s",
+    ]
+    assert "eval: " not in out
     assert f"indexed 20 documents into {osmem}/evalset" in out
     assert "offline check vs rerank: max |score diff|" in out
     assert "identical rankings 3/3" in out

@@ -12,7 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
 
 from gateway.errors import EventStoreError
-from gateway.experiments.events import RedisBackend, create_event_log
+from gateway.experiments.events import EVENTS_TIMEOUT_S, RedisBackend, create_event_log
 from gateway.redis import Breaker, RedisBoundary, RedisCounts, redis_client
 from gateway.rerank.cache import RedisCache
 from gateway.settings import CacheSettings
@@ -76,7 +76,8 @@ def test_password_and_tls_options_reach_every_client(tmp_path: Path, user: str) 
     assert (kwargs["username"], kwargs["password"]) == ("gw", "s3cret")
     assert kwargs["db"] == (5 if events_url else 2)
     assert kwargs["ssl_ca_certs"] == str(ca)
-    assert kwargs["socket_timeout"] == 0.2
+    # The event log is off the search path: it waits longer than the score cache.
+    assert kwargs["socket_timeout"] == (0.2 if user == "cache" else EVENTS_TIMEOUT_S)
     assert boundary.breaker.backoff_s == settings.breaker_backoff_s
     assert "s3cret" not in repr(settings)
 
@@ -132,3 +133,31 @@ async def test_a_failure_becomes_the_callers_error_and_opens_the_breaker() -> No
     finally:
         await boundary.close()
     assert (counts.errors, counts.skipped, counts.outages) == (1, 1, 1)
+
+
+async def test_the_event_log_reads_through_an_open_breaker_with_its_own_budget(
+    redis_url: str,
+) -> None:
+    """A report page reads the events right after a Redis failure (not 503 for the whole
+    back-off), within a budget of its own rather than the score cache's 50 ms."""
+    settings = CacheSettings(redis_url=SecretStr(redis_url), breaker_backoff_s=60)
+    assert settings.timeout_s == 0.05
+    backend = create_event_log(settings, None, "w-polish-read", 100, k=5).backend
+    assert isinstance(backend, RedisBackend)
+    try:
+        assert backend.redis.timeout_s == EVENTS_TIMEOUT_S
+        options = backend.redis.client.connection_pool.connection_kwargs
+        assert options["socket_timeout"] == EVENTS_TIMEOUT_S
+        await backend.clear()
+        await backend.append([{"type": "click", "search_id": "s1", "ts": 1.0}])
+        backend.redis.breaker.failed(TimeoutError())  # one slow moment: the breaker opens
+        assert backend.redis.breaker.is_open
+        assert await backend.read() == [{"type": "click", "search_id": "s1", "ts": 1.0}]
+        assert not backend.redis.breaker.is_open  # the read closed it again
+        backend.redis.breaker.failed(TimeoutError())
+        with pytest.raises(EventStoreError, match="skipped"):  # writes still skip Redis
+            await backend.append([{"type": "click", "search_id": "s2", "ts": 2.0}])
+        backend.redis.breaker.succeeded()
+        await backend.clear()
+    finally:
+        await backend.close()
