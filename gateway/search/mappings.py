@@ -235,7 +235,8 @@ class IndexFields:
             (
                 index,
                 own,
-                f": scoring its text fields {', '.join(own)} (set RERANK__FIELDS to choose)",
+                f": scoring its text fields {', '.join(own)}"
+                " (set GATEWAY_RERANK__FIELDS to choose)",
             )
             for index, own in choice.found.items()
         ] + [
@@ -250,7 +251,9 @@ class IndexFields:
         for index, decision, what in news:
             if self._told.get(index) != decision:
                 self._told[index] = decision
-                log.warning("index [%s] has none of RERANK__FIELDS (%s)%s", index, wanted, what)
+                log.warning(
+                    "index [%s] has none of GATEWAY_RERANK__FIELDS (%s)%s", index, wanted, what
+                )
 
     async def report(self, patterns: Sequence[str], configured: Sequence[str]) -> list[str]:
         """Per include pattern (excludes applied), a line saying what will be scored."""
@@ -259,7 +262,7 @@ class IndexFields:
         for pattern in (p for p in patterns if not p.startswith("-")):
             expression = ",".join([pattern, *excludes])
             if not self.enabled:
-                what = f"{', '.join(configured)} (RERANK__DISCOVER_FIELDS is off)"
+                what = f"{', '.join(configured)} (GATEWAY_RERANK__DISCOVER_FIELDS is off)"
             else:
                 indices = await self.mappings(expression)
                 if indices is None:

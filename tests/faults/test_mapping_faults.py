@@ -99,8 +99,8 @@ async def test_mapping_is_cached_for_its_ttl_then_read_again(
     assert await fields.choose("news", CONFIGURED, CIMultiDict()) == ("story",)
     told = [r.getMessage() for r in caplog.records if r.name == "gateway.search.mappings"]
     assert [m.split(": ")[-1] for m in told] == [
-        "scoring its text fields headline, body (set RERANK__FIELDS to choose)",
-        "scoring its text fields story (set RERANK__FIELDS to choose)",
+        "scoring its text fields headline, body (set GATEWAY_RERANK__FIELDS to choose)",
+        "scoring its text fields story (set GATEWAY_RERANK__FIELDS to choose)",
     ]
     await fields.close()
 
