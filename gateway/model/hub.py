@@ -42,7 +42,7 @@ def choose_files(hub_id: str, files: Sequence[str], file: str) -> HubFiles:
     if not onnx_files:
         raise ModelError(
             f"{hub_id} has no ONNX export (no .onnx file in the repository); export one with"
-            f" `rerank-gateway export-model --model {hub_id} --out DIR` and set MODEL__PATH"
+            f" `rerank-gateway export-model --model {hub_id} --out DIR` and set GATEWAY_MODEL__PATH"
         )
     chosen = next((d + file for d in _ONNX_DIRS if d + file in listed), None)
     if chosen is None:

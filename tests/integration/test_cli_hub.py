@@ -84,12 +84,12 @@ def test_a_quantized_variant_is_the_only_graph_fetched(
             "model.onnx",
             "org/torch-only has no ONNX export (no .onnx file in the repository); export one"
             " with `rerank-gateway export-model --model org/torch-only --out DIR` and set"
-            " MODEL__PATH",
+            " GATEWAY_MODEL__PATH",
         ),
         (
             "org/ce",
             "model_int8.onnx",
-            "GATEWAY_MODEL__FILE=model_int8.onnx is not in org/ce; its ONNX files:"
+            "GATEWAY_MODEL__FILE=model_int8.onnx (--model-file) is not in org/ce; its ONNX files:"
             " onnx/model.onnx, onnx/model_qint8_avx512.onnx",
         ),
     ],
