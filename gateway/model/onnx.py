@@ -56,11 +56,23 @@ def _fingerprint(model: ModelFile, tokenizer_file: Path, max_length: int, path: 
 def execution_path(model: ModelFile, settings: OnnxModel, speed: SpeedSettings) -> str:
     """How scores are computed, e.g. ``device=cpu;precision=model;quantization=static;...``."""
     precision = speed.openvino_precision if settings.device == "openvino" else "model"
-    runs = "per-pair" if model.per_pair and not settings.allow_batch_dependent else "batched"
+    runs = "per-pair" if runs_per_pair(model, settings, speed) else "batched"
     return (
         f"device={settings.device};precision={precision};quantization={model.kind};"
         f"runs={runs};graph={speed.graph_optimization}"
     )
+
+
+def runs_per_pair(model: ModelFile, settings: OnnxModel, speed: SpeedSettings) -> bool:
+    """Whether only one pair per run keeps a pair's score independent of its batch-mates:
+    a dynamically quantized file, or the OpenVINO execution provider on an int8 or bf16
+    path (shape-dependent kernels, see ``gateway.model.openvino``), unless the operator
+    allowed batch dependence."""
+    lossy = model.per_pair or (
+        settings.device == "openvino"
+        and (model.kind != "none" or speed.openvino_precision == "bf16")
+    )
+    return lossy and not settings.allow_batch_dependent
 
 
 def providers_for(device: str) -> list[str]:
@@ -81,7 +93,13 @@ def provider_options_for(device: str, speed: SpeedSettings) -> dict[str, str]:
     """The first provider's options: the operator's, over the gateway's defaults."""
     defaults: dict[str, str] = {}
     if device == "openvino":
-        hint = {"CPU": {"INFERENCE_PRECISION_HINT": speed.openvino_precision}}
+        # No run-time activation quantization: it scales over the whole batch.
+        hint = {
+            "CPU": {
+                "INFERENCE_PRECISION_HINT": speed.openvino_precision,
+                "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+            }
+        }
         defaults = {"device_type": "CPU", "load_config": json.dumps(hint)}
     return {**defaults, **speed.provider_options}
 
@@ -163,7 +181,7 @@ class OnnxCrossEncoder(LocalEncoder):
         )
         # A dynamically quantized graph scales activations over its whole input: one pair
         # per run keeps a pair's score independent of its batch-mates.
-        self.per_pair = model.per_pair and not settings.allow_batch_dependent
+        self.per_pair = runs_per_pair(model, settings, speed)
         self._device = "cuda" if settings.device == "cuda" else "cpu"
         self._device_id = int(speed.provider_options.get("device_id", "0"))
         self.io_binding = not self.per_pair and (

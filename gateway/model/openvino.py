@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from gateway.errors import ModelError
+from gateway.model.hub import locate_onnx
 from gateway.model.local import LocalEncoder, check_inputs, load_tokenizer, registered_as
 from gateway.model.variants import ModelFile, file_digest, inspect
 from gateway.settings import OnnxModel, SpeedSettings
@@ -47,9 +48,7 @@ def ov_static_path(cache_dir: Path, source: ModelFile) -> Path:
 
 def resolve_ov(directory: Path, settings: OnnxModel) -> tuple[Path, str]:
     """The model file to compile and its quantization kind (``none`` or ``static``)."""
-    source_path = directory / settings.file
-    if not source_path.is_file():
-        raise ModelError(f"no {settings.file} in {directory}")
+    source_path = locate_onnx(directory, settings.file)  # the root, then onnx/ (Hub layout)
     if settings.quantization == "dynamic":
         raise ModelError(
             "GATEWAY_MODEL__QUANTIZATION=dynamic is not offered with MODEL__BACKEND=openvino "
@@ -116,8 +115,10 @@ class OpenVinoCrossEncoder(LocalEncoder):
         self._output = named[0] if named else outputs[0]
         self._request = compiled.create_infer_request()
         precision = compiled.get_property("INFERENCE_PRECISION_HINT")
-        # Static int8 kernels are shape-dependent (module docstring): one pair per run.
-        self.per_pair = kind != "none" and not settings.allow_batch_dependent
+        # Static int8 kernels are shape-dependent, and bf16 rounds differently per shape
+        # (module docstring): one pair per run for both.
+        lossy = kind != "none" or str(precision).lower() == "bf16"
+        self.per_pair = lossy and not settings.allow_batch_dependent
         runs = "per-pair" if self.per_pair else "batched"
         self.execution = (
             f"backend=openvino;precision={precision};quantization={kind};runs={runs};"

@@ -171,8 +171,10 @@ class PoolCrossEncoder(RemoteText):
         scores = np.empty(len(pairs), dtype=np.float32)
         results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
         for (part, _), result in zip(jobs, results, strict=True):
-            if isinstance(result, BaseException):
+            if isinstance(result, ModelError | asyncio.CancelledError):
                 raise result
+            if isinstance(result, BaseException):  # the one boundary: nothing else escapes raw
+                raise ModelError(f"pool scoring failed: {type(result).__name__}") from result
             scores[part] = result
         return scores
 

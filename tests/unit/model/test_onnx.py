@@ -123,7 +123,9 @@ def test_openvino_provider_options() -> None:
     speed = SpeedSettings.model_validate({})
     got = provider_options_for("openvino", speed)
     assert got["device_type"] == "CPU"
-    assert json.loads(got["load_config"]) == {"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}
+    assert json.loads(got["load_config"]) == {
+        "CPU": {"INFERENCE_PRECISION_HINT": "bf16", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+    }
     speed = SpeedSettings.model_validate(
         {"openvino_precision": "f32", "provider_options": {"num_of_threads": "2"}}
     )
