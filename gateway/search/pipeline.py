@@ -134,7 +134,7 @@ class SearchFlow:
             req.method,
             forward_url(req.url),
             self.upstream.outgoing_headers(req.headers),
-            _without_gateway_ext(req) or None,
+            req.for_cluster() or None,
             decode=ctx.arm is not None,
         )
         return verbatim(reply, ctx.plan)
@@ -173,13 +173,3 @@ class SearchFlow:
         return json_result(
             reply, page.body, page.status, reasons_of(page.reason), req.params, timings=timings
         )
-
-
-def _without_gateway_ext(req: SearchRequest) -> bytes:
-    """A skipped search's body minus ``ext.rerank`` (the cluster rejects it); else as sent."""
-    if not es_body.may_name_rerank(req.raw) or not (req.json_typed or req.media_type == ""):
-        return req.raw
-    parsed = req.json
-    if parsed is None or not es_body.has_gateway_ext(parsed):
-        return req.raw
-    return es_body.dump(es_body.strip_gateway_ext(parsed))

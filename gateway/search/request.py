@@ -93,6 +93,16 @@ class SearchRequest:
         """The validated ``ext.rerank`` of the parsed body ({} when none or unparsed)."""
         return rerank_option(self.json) if self.json is not None else {}
 
+    def for_cluster(self) -> bytes:
+        """The body as the cluster should get it: minus ``ext.rerank`` (the cluster rejects
+        it), else as sent."""
+        if not es_body.may_name_rerank(self.raw) or not (self.json_typed or self.media_type == ""):
+            return self.raw
+        parsed = self.json
+        if parsed is None or not es_body.has_gateway_ext(parsed):
+            return self.raw
+        return es_body.dump(es_body.strip_gateway_ext(parsed))
+
     def rewritten(self, body: dict[str, Any]) -> SearchRequest:
         """The same request with ``body`` in place of the one sent (already parsed)."""
         out = SearchRequest(self.method, self.url, self.index, self.headers, es_body.dump(body))

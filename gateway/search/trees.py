@@ -72,7 +72,11 @@ class TreeStage:
         if self.flow.passes_through:
             out_headers = self.upstream.outgoing_headers(req.headers)
             reply = await self.upstream.fetch(
-                req.method, forward_url(req.url), out_headers, req.raw, decode=arm is not None
+                req.method,
+                forward_url(req.url),
+                out_headers,
+                req.for_cluster(),  # minus ext.rerank, which the cluster rejects
+                decode=arm is not None,
             )
             return verbatim(reply, "retriever_on_cluster")
         tree = self.flow.read(parsed, req.params)
