@@ -114,10 +114,11 @@ class OpenVinoCrossEncoder(LocalEncoder):
         named = [port for port in outputs if "logits" in port.get_names()]
         self._output = named[0] if named else outputs[0]
         self._request = compiled.create_infer_request()
-        precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type
+        precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
         # Static int8 kernels are shape-dependent, and bf16 rounds differently per shape
         # (module docstring): one pair per run for both.
-        lossy = kind != "none" or str(precision).lower() == "bf16"
+        lossy = kind != "none" or precision == "bf16"
         self.per_pair = lossy and not settings.allow_batch_dependent
         runs = "per-pair" if self.per_pair else "batched"
         self.execution = (
