@@ -19,6 +19,11 @@ One command, one run, one machine, one model, one data set: the SciFact corpus
              each search gains through the gateway, and the gateway's CPU time per
              request), p50/p99 and requests/s at concurrency 4
 5. memory    peak RSS (VmHWM) of the gateway process (``python -m gateway``)
+6. cache     with ``--cache-queries N``: ``ops.bench_cache`` on the same cluster, a private
+             Redis and the gateway in process: a warm (fully cached) search against the
+             direct search with the same window, interleaved
+7. targets   the ratios issue 16 asks for: 100-candidate search at concurrency 1 / the
+             PyTorch bf16 peer's, gateway pairs/s / the ceiling
 
 The gateway runs with its score cache off (``CACHE__MEMORY_ENTRIES=0``, no Redis)
 and a long deadline, so every rerank runs the model. Environment variables
@@ -55,7 +60,8 @@ from typing import Any
 import aiohttp
 
 from gateway.model.base import Encoded, Pair
-from gateway.model.onnx import OnnxCrossEncoder
+from gateway.model.loader import load_encoder
+from gateway.model.local import LocalEncoder
 from gateway.settings import OnnxModel, Settings, SpeedSettings
 from ops.harness import beir, servers
 from ops.harness.metrics import pct
@@ -97,7 +103,7 @@ def gateway_model_settings(model_dir: Path) -> tuple[OnnxModel, SpeedSettings]:
     settings = Settings()
     model = settings.model
     if not isinstance(model, OnnxModel):
-        raise SystemExit("the ceiling is measured on a local model (MODEL__BACKEND=onnx)")
+        raise SystemExit("the ceiling is measured on a local model (MODEL__BACKEND=onnx/openvino)")
     if model.path is None:
         model = model.model_copy(update={"path": model_dir})
     return model, settings.speed
@@ -109,7 +115,7 @@ def batches(encoded: list[Encoded], size: int) -> list[list[Encoded]]:
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def ceiling(encoder: OnnxCrossEncoder, pairs: list[Pair], batch: int, when: str) -> Row:
+def ceiling(encoder: LocalEncoder, pairs: list[Pair], batch: int, when: str) -> Row:
     started = time.perf_counter()
     encoded = encoder.encode(pairs)
     tokenize_s = time.perf_counter() - started
@@ -122,7 +128,7 @@ def ceiling(encoder: OnnxCrossEncoder, pairs: list[Pair], batch: int, when: str)
     lengths = [len(e) for e in encoded]
     return Row(
         "1 ceiling",
-        f"onnxruntime {encoder.model_file.name}, batch {batch} ({when})",
+        f"{getattr(encoder, 'model_file', Path('?')).name}, batch {batch} ({when})",
         {
             "pairs/s": f"{len(pairs) / model_s:.1f}",
             "pairs": str(len(pairs)),
@@ -325,7 +331,9 @@ async def run(args: argparse.Namespace) -> None:
         print(f"# osmem-server {upstream}: {count} SciFact documents, {len(queries)} test queries")
         model, speed = gateway_model_settings(args.model_dir)
         pairs = await candidates(upstream, queries[: args.ceiling_queries], PEER_CANDIDATES)
-        encoder = OnnxCrossEncoder(model.path or args.model_dir, model, speed)
+        encoder = load_encoder(model, speed)
+        assert isinstance(encoder, LocalEncoder)
+        print(f"# model path: {getattr(encoder, 'execution', '?')}")
         rows = [ceiling(encoder, pairs, args.batch, "before 3")]
         print_row(rows[-1])
         ceiling_rate = float(rows[0].figures["pairs/s"])
@@ -369,9 +377,50 @@ async def run(args: argparse.Namespace) -> None:
             )
         )
         print_row(rows[-1])
+        if args.cache_queries:
+            await cache_section(args, upstream)
     print(f"\n# summary ({load_line()})")
     for row in rows:
         print_row(row)
+    for row in targets(rows):
+        print_row(row)
+
+
+async def cache_section(args: argparse.Namespace, upstream: str) -> None:
+    """(6): ``ops.bench_cache`` against the same cluster (its own table)."""
+    from ops import bench_cache
+
+    print(f"\n# 6 cache: ops.bench_cache, {args.cache_queries} queries, window 100")
+    job = argparse.Namespace(
+        model_dir=args.model_dir,
+        data=args.data,
+        queries=args.cache_queries,
+        window=100,
+        rounds=5,
+        max_length=64,  # only the cold phase runs the model; the warm path is the same
+        cache_timeout_s=0.05,
+        rerank_timeout_s=600.0,
+    )
+    with servers.redis_server() as redis_url:
+        await bench_cache.bench(job, upstream, redis_url)
+
+
+def targets(rows: list[Row]) -> list[Row]:
+    """(7): 100-candidate latency / the bf16 peer's, pairs/s / the ceiling."""
+    peer_ms = [
+        float(r.figures[f"ms/query ({PEER_CANDIDATES} cand.)"])
+        for r in rows
+        if r.section == "2 peer" and "bf16" in r.name and "pairs/s" in r.figures
+    ]
+    out = []
+    for r in rows:
+        if r.section != "3 gateway" or not r.name.startswith(f"window {PEER_CANDIDATES},"):
+            continue
+        figures = {"of ceiling": r.figures.get("of ceiling", "-")}
+        if peer_ms and "concurrency 1" in r.name:
+            figures["p50 / peer bf16"] = f"{float(r.figures['p50 ms']) / peer_ms[0]:.2f}"
+        out.append(Row("7 targets", r.name, figures))
+    return out
 
 
 def _ints(text: str) -> list[int]:
@@ -392,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="batch size of (1) and (2)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     parser.add_argument("--no-peer", dest="peer", action="store_false")
+    parser.add_argument(
+        "--cache-queries", type=int, default=0, help="run (6) with this many queries (e.g. 10)"
+    )
     model_dir_option(parser)
     data_option(parser)
     parser.add_argument("--torch-weights", type=Path, help="PyTorch weights for (2)")

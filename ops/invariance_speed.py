@@ -41,26 +41,42 @@ from gateway.model import openvino_quantize
 from gateway.model.base import CrossEncoder, Encoded
 from gateway.model.loader import load_encoder
 from gateway.model.quantize import generate
-from gateway.settings import OnnxModel
+from gateway.settings import OnnxModel, SpeedSettings
+from ops.harness import ceilings
 from ops.harness.bm25 import build_pairs
 from ops.harness.metrics import agreement
 from ops.harness.options import data_option, model_dir_option, path_option
+from ops.harness.peer_runs import Peer, pytorch_peer, st_openvino_peer
 
-# name -> OnnxModel fields (besides path, cache_dir, threads)
-PATHS: dict[str, dict[str, Any]] = {
-    "fp32": {"quantization": "none"},
-    "int8-dynamic (today)": {"quantization": "dynamic", "allow_batch_dependent": True},
-    "int8-dynamic per-pair": {"quantization": "dynamic"},
-    "int8-static": {"quantization": "static"},
-    # The OpenVINO runtime (the `openvino` extra); its int8 model from NNCF.
-    "ov fp32": {"backend": "openvino", "quantization": "none"},
-    "ov int8 per-pair": {"backend": "openvino", "quantization": "static"},
-    "ov int8 batched": {
-        "backend": "openvino",
-        "quantization": "static",
-        "allow_batch_dependent": True,
-    },
+# name -> (OnnxModel fields besides path, cache_dir, threads; SpeedSettings fields)
+PATHS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "fp32": ({"quantization": "none"}, {}),
+    "int8-dynamic (today)": ({"quantization": "dynamic", "allow_batch_dependent": True}, {}),
+    "int8-dynamic per-pair": ({"quantization": "dynamic"}, {}),
+    # The same one pair at a time (SPEED__PAIR_LANES=1): what running pairs side by side,
+    # one thread each, buys over one run with every thread.
+    "int8-dyn per-pair 1 lane": ({"quantization": "dynamic"}, {"pair_lanes": 1}),
+    "int8-static": ({"quantization": "static"}, {}),
+    # The OpenVINO runtime (the `openvino` extra); its int8 model from NNCF. "ov bf16" and
+    # the int8 paths compute in bf16 where the CPU has bf16 instructions (the default
+    # SPEED__OPENVINO_PRECISION), and then run one pair per run, pairs side by side on
+    # one stream per thread; "ov f32" asks for f32.
+    "ov f32": ({"backend": "openvino", "quantization": "none"}, {"openvino_precision": "f32"}),
+    "ov bf16": ({"backend": "openvino", "quantization": "none"}, {}),
+    "ov int8 per-pair": ({"backend": "openvino", "quantization": "static"}, {}),
+    "ov int8 1 lane": ({"backend": "openvino", "quantization": "static"}, {"pair_lanes": 1}),
+    "ov int8 batched": (
+        {"backend": "openvino", "quantization": "static", "allow_batch_dependent": True},
+        {},
+    ),
 }
+
+
+def precision_of(execution: str) -> str:
+    """``fp32``, ``bf16`` or ``int8``: what bounds a path's ceiling."""
+    if "quantization=none" not in execution:
+        return "int8"
+    return "bf16" if "precision=bf16" in execution else "fp32"
 
 
 @dataclass
@@ -98,6 +114,59 @@ def _cpu_model() -> str:
     return "unknown"
 
 
+def report(
+    runs: list[Run],
+    peers: list[Peer],
+    *,
+    single: dict[str, np.ndarray[Any, Any]],
+    qids: list[str],
+    limits: ceilings.Ceilings,
+    names: list[str],
+    sizes: list[int],
+) -> None:
+    """The table: one row per path and batch size, then the peers and the ratios to the best."""
+    ref = single["fp32"]
+    by = {(r.name, r.batch): r for r in runs}
+    head = (
+        f"{'path':22s} {'batch':>5s} {'pairs/s':>8s} {'x fp32':>7s} {'x dyn':>6s}"
+        f" {'of ceil':>8s} {'variance':>9s} {'tau mean':>8s} {'tau min':>7s} {'top1':>5s}"
+    )
+    print(head)
+    print("-" * len(head))
+    for run in runs:
+        assert run.scores is not None
+        ratios = [
+            statistics.median(
+                a / b for a, b in zip(run.rates, by[(base, run.batch)].rates, strict=True)
+            )
+            if (base, run.batch) in by
+            else float("nan")
+            for base in ("fp32", "int8-dynamic (today)")
+        ]
+        variance = float(np.max(np.abs(run.scores - single[run.name])))
+        ag = agreement(ref, run.scores, qids)
+        bound = limits.pairs_per_s(precision_of(getattr(run.encoder, "execution", "")))
+        print(
+            f"{run.name:22s} {run.batch:5d} {max(run.rates):8.1f} {ratios[0]:7.2f}"
+            f" {ratios[1]:6.2f} {max(run.rates) / bound:8.0%} {variance:9.1e}"
+            f" {ag.mean_tau:8.4f} {ag.min_tau:7.3f} {ag.top1:5.2f}"
+        )
+    fp32_best = max(max(by[("fp32", b)].rates) for b in sizes)
+    for one in peers:
+        ag = agreement(ref, one.scores, qids)
+        print(
+            f"{one.name:22s} {one.batch:5d} {max(one.rates):8.1f}"
+            f" {max(one.rates) / fp32_best:7.2f} {'':>6s} {'':>8s} {'':>9s}"
+            f" {ag.mean_tau:8.4f} {ag.min_tau:7.3f} {ag.top1:5.2f}"
+        )
+    if peers:
+        best = max(peers, key=lambda one: max(one.rates))
+        print(f"\nx best peer ({best.name}, {max(best.rates):.1f} pairs/s), best batch per path:")
+        for name in names:
+            rate = max(max(by[(name, b)].rates) for b in sizes)
+            print(f"  {name:22s} {rate / max(best.rates):5.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     model_dir_option(ap)
@@ -110,22 +179,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calibration-pairs", type=int, default=128)
+    ap.add_argument("--only", default="", help="paths to run, comma separated (fp32 always)")
+    ap.add_argument("--torch-weights", type=Path, help="PyTorch weights: the bf16 peer")
+    ap.add_argument(
+        "--st-python", type=Path, help="a Python with sentence-transformers + optimum-intel"
+    )
     args = ap.parse_args(argv)
 
-    generate(args.model_dir, args.cache_dir, args.data, n_pairs=args.calibration_pairs)
     paths = dict(PATHS)
+    if args.only:
+        wanted = {"fp32", *args.only.split(",")}
+        paths = {k: v for k, v in paths.items() if k in wanted}
+    if "int8-static" in paths:
+        generate(args.model_dir, args.cache_dir, args.data, n_pairs=args.calibration_pairs)
+    uses_ov = any(v[0].get("backend") == "openvino" for v in paths.values())
     if importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None:
-        paths = {k: v for k, v in paths.items() if v.get("backend") != "openvino"}
+        paths = {k: v for k, v in paths.items() if v[0].get("backend") != "openvino"}
         print("OpenVINO paths left out: pip install 'rerank-gateway[openvino]'")
-    else:
+    elif uses_ov:
         openvino_quantize.generate(
             args.model_dir, args.cache_dir, args.data, n_pairs=args.calibration_pairs
         )
     ps = build_pairs(args.data, "test", args.pairs, 16)
+    # Before any session exists: idle runtime thread pools would compete with the GEMM.
+    limits = ceilings.measure(args.model_dir, 250.0)
     sizes = [int(b) for b in args.batch.split(",")]
     runs: list[Run] = []
     encoders: dict[str, CrossEncoder] = {}
-    for name, fields in paths.items():
+    for name, (fields, speed) in paths.items():
         encoders[name] = load_encoder(
             OnnxModel.model_validate(
                 {
@@ -135,15 +216,25 @@ def main(argv: list[str] | None = None) -> int:
                     **fields,
                 }
             ),
+            SpeedSettings.model_validate(speed),
         )
         runs += [Run(name, size, encoders[name]) for size in sizes]
     encoded = encoders["fp32"].encode(ps.pairs)
-    tokens = np.mean([len(e) for e in encoded])
+    tokens = float(np.mean([len(e) for e in encoded]))
+    limits = ceilings.Ceilings(
+        limits.fp32_gflops, ceilings.pair_gflop(args.model_dir, tokens), limits.flags
+    )
     print(f"CPU: {_cpu_model()}")
     print(
         f"{len(encoded)} SciFact test pairs ({len(ps.qrels)} queries x BM25 top-16),"
         f" {tokens:.0f} tokens/pair, {args.threads} threads, {args.repeats} repetitions"
     )
+    print(limits.line())
+    for name, encoder in encoders.items():
+        print(f"  {name:22s} {getattr(encoder, 'execution', '')}")
+    peers: list[Peer] = []
+    if args.torch_weights is not None:
+        peers.append(pytorch_peer(args.torch_weights, args.model_dir, args.threads, max(sizes)))
     single = {name: alone(enc, encoded) for name, enc in encoders.items()}
     for run in runs:  # warm-up (kernel selection, prepacking)
         timed(run, encoded[: run.batch])
@@ -151,30 +242,22 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeats):
         for run in runs:
             run.scores = timed(run, encoded)
-
-    ref = single["fp32"]
-    by = {(r.name, r.batch): r for r in runs}
-    head = (
-        f"{'path':22s} {'batch':>5s} {'pairs/s':>8s} {'x fp32':>7s} {'x dyn':>6s}"
-        f" {'variance':>9s} {'tau mean':>8s} {'tau min':>7s} {'top1':>5s}"
-    )
-    print(head)
-    print("-" * len(head))
-    for run in runs:
-        assert run.scores is not None
-        ratios = [
-            statistics.median(
-                a / b for a, b in zip(run.rates, by[(base, run.batch)].rates, strict=True)
+        for one in peers:
+            one.time(ps.pairs)
+    if args.st_python is not None and args.torch_weights is not None:
+        # Another process: once after the paths (its own warm-up), as many repetitions.
+        peers.append(
+            st_openvino_peer(
+                args.st_python,
+                args.torch_weights,
+                ps.pairs,
+                threads=args.threads,
+                batch=max(sizes),
+                repeats=args.repeats,
             )
-            for base in ("fp32", "int8-dynamic (today)")
-        ]
-        variance = float(np.max(np.abs(run.scores - single[run.name])))
-        ag = agreement(ref, run.scores, ps.qids)
-        print(
-            f"{run.name:22s} {run.batch:5d} {max(run.rates):8.1f} {ratios[0]:7.2f}"
-            f" {ratios[1]:6.2f} {variance:9.1e} {ag.mean_tau:8.4f} {ag.min_tau:7.3f}"
-            f" {ag.top1:5.2f}"
         )
+
+    report(runs, peers, single=single, qids=ps.qids, limits=limits, names=list(paths), sizes=sizes)
     return 0
 
 

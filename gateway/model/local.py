@@ -10,6 +10,7 @@ batch's feed to a device in ``_bind``). Imports neither runtime.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 from gateway.errors import ModelError
 from gateway.model.base import Encoded, Pair, Scores
 from gateway.model.pairs import PairTokenizer, padded_inputs
-from gateway.settings import OnnxModel
+from gateway.settings import OnnxModel, SpeedSettings
 
 
 def load_tokenizer(directory: Path, settings: OnnxModel) -> PairTokenizer:
@@ -33,6 +34,17 @@ def load_tokenizer(directory: Path, settings: OnnxModel) -> PairTokenizer:
         raise
     except Exception as exc:  # tokenizers raises plain Exception types
         raise ModelError(f"could not load model from {directory}: {type(exc).__name__}") from exc
+
+
+def model_threads(settings: OnnxModel) -> int:
+    """``MODEL__INTRA_OP_THREADS``, or the CPUs this process may run on."""
+    return settings.intra_op_threads or len(os.sched_getaffinity(0))
+
+
+def pair_lanes(settings: OnnxModel, speed: SpeedSettings, per_pair: bool) -> int:
+    """How many pairs a per-pair model scores at once (``SPEED__PAIR_LANES``): one lane per
+    model thread by default; a batched model runs one batch at a time."""
+    return (speed.pair_lanes or model_threads(settings)) if per_pair else 1
 
 
 def check_inputs(model_file: Path, inputs: Collection[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ import numpy as np
 import onnxruntime as ort
 
 from gateway.errors import ModelError
-from gateway.model.local import LocalEncoder, check_inputs, load_tokenizer, registered_as
+from gateway.model.base import Scores
+from gateway.model.local import (
+    LocalEncoder,
+    check_inputs,
+    load_tokenizer,
+    pair_lanes,
+    registered_as,
+)
 from gateway.model.variants import ModelFile, resolve
 from gateway.settings import OnnxModel, SpeedSettings
 
@@ -104,19 +112,25 @@ def provider_options_for(device: str, speed: SpeedSettings) -> dict[str, str]:
     return {**defaults, **speed.provider_options}
 
 
-def session_options(settings: OnnxModel, speed: SpeedSettings) -> ort.SessionOptions:
-    """Threads from MODEL__*, graph optimization from SPEED__*; one run at a time per session
-    (the batcher's model thread), so operators run sequentially inside it."""
+def session_options(
+    settings: OnnxModel, speed: SpeedSettings, threads: int | None = None
+) -> ort.SessionOptions:
+    """Threads from MODEL__* (or ``threads`` per run), graph optimization from SPEED__*;
+    operators run sequentially inside a run."""
     options = ort.SessionOptions()
     options.graph_optimization_level = _OPT_LEVEL[speed.graph_optimization]
-    options.intra_op_num_threads = settings.intra_op_threads
+    options.intra_op_num_threads = settings.intra_op_threads if threads is None else threads
     options.inter_op_num_threads = settings.inter_op_threads
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return options
 
 
 def open_session(
-    model_file: Path, settings: OnnxModel, speed: SpeedSettings, section: str = "MODEL"
+    model_file: Path,
+    settings: OnnxModel,
+    speed: SpeedSettings,
+    section: str = "MODEL",
+    threads: int | None = None,
 ) -> ort.InferenceSession:
     """An inference session on the configured device (the reranker's and the embedder's)."""
     providers = providers_for(settings.device)
@@ -125,7 +139,7 @@ def open_session(
     try:
         session = ort.InferenceSession(
             str(model_file),
-            session_options(settings, speed),
+            session_options(settings, speed, threads),
             providers=providers,
             provider_options=provider_options,
         )
@@ -167,7 +181,15 @@ class OnnxCrossEncoder(LocalEncoder):
         model = resolve(directory, settings)
         model_file = model.path
         self._tok = load_tokenizer(directory, settings)
-        self._session = open_session(model_file, settings, speed)
+        # A dynamically quantized graph scales activations over its whole input: one pair
+        # per run keeps a pair's score independent of its batch-mates. On the CPU such
+        # pairs run side by side, one thread each (``SPEED__PAIR_LANES``): a 256-token
+        # pair keeps a core busy, and a run's result does not depend on its thread.
+        self.per_pair = runs_per_pair(model, settings, speed)
+        self.lanes = pair_lanes(settings, speed, self.per_pair and settings.device == "cpu")
+        threads = 1 if self.lanes > 1 else None
+        self._session = open_session(model_file, settings, speed, threads=threads)
+        self._lanes = ThreadPoolExecutor(self.lanes, "pair-lane") if self.lanes > 1 else None
         self._inputs = {i.name for i in self._session.get_inputs()}
         check_inputs(model_file, self._inputs)
         names = [o.name for o in self._session.get_outputs()]
@@ -179,9 +201,6 @@ class OnnxCrossEncoder(LocalEncoder):
         self._fingerprint = _fingerprint(
             model, tokenizer_file, settings.max_length, self.execution + revision
         )
-        # A dynamically quantized graph scales activations over its whole input: one pair
-        # per run keeps a pair's score independent of its batch-mates.
-        self.per_pair = runs_per_pair(model, settings, speed)
         self._device = "cuda" if settings.device == "cuda" else "cpu"
         self._device_id = int(speed.provider_options.get("device_id", "0"))
         self.io_binding = not self.per_pair and (
@@ -189,12 +208,18 @@ class OnnxCrossEncoder(LocalEncoder):
         )
         self.model_file = model_file
         log.info(
-            "model loaded: %s (providers %s, %s, fingerprint %s)",
+            "model loaded: %s (providers %s, %s, %d pair lane(s), fingerprint %s)",
             model_file,
             ",".join(self._session.get_providers()),
             self.execution,
+            self.lanes,
             self._fingerprint,
         )
+
+    def run(self, feed: object) -> Scores:
+        if self._lanes is None or not isinstance(feed, list) or len(feed) < 2:
+            return super().run(feed)
+        return np.concatenate(list(self._lanes.map(super().run, feed)))
 
     def _bind(self, arrays: dict[str, Any]) -> object:
         """With IO binding, the arrays bound on the device."""

@@ -23,14 +23,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gateway.errors import ModelError
+from gateway.model.base import Scores
 from gateway.model.hub import locate_onnx
-from gateway.model.local import LocalEncoder, check_inputs, load_tokenizer, registered_as
+from gateway.model.local import (
+    LocalEncoder,
+    check_inputs,
+    load_tokenizer,
+    logits_to_scores,
+    model_threads,
+    pair_lanes,
+    registered_as,
+)
 from gateway.model.variants import ModelFile, file_digest, inspect
 from gateway.settings import OnnxModel, SpeedSettings
 
@@ -70,17 +80,48 @@ def resolve_ov(directory: Path, settings: OnnxModel) -> tuple[Path, str]:
     return source_path, "none"
 
 
-def compile_config(settings: OnnxModel, speed: SpeedSettings) -> dict[str, Any]:
-    """The CPU plugin's properties: latency, one stream, no run-time activation quantization."""
+def compile_config(settings: OnnxModel, speed: SpeedSettings, streams: int = 1) -> dict[str, Any]:
+    """The CPU plugin's properties: no run-time activation quantization; one stream with
+    every thread (latency), or ``streams`` streams sharing the threads (one pair each)."""
     config: dict[str, Any] = {
-        "PERFORMANCE_HINT": "LATENCY",
-        "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
+        "NUM_STREAMS": streams,
         "INFERENCE_PRECISION_HINT": speed.openvino_precision,
         "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
+        "INFERENCE_NUM_THREADS": max(model_threads(settings), streams),
     }
-    if settings.intra_op_threads:
-        config["INFERENCE_NUM_THREADS"] = settings.intra_op_threads
     return config
+
+
+def _precision(compiled: Any) -> str:
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type
+    return str(hint.get_type_name() if hasattr(hint, "get_type_name") else hint)
+
+
+def compile_cpu(
+    core: Any, model_file: Path, kind: str, settings: OnnxModel, speed: SpeedSettings
+) -> tuple[Any, bool, int, str]:
+    """The compiled model, whether it runs one pair per run, its streams and precision.
+
+    Static int8 kernels are picked by shape and bf16 rounds differently per shape (module
+    docstring), so both run one pair per run unless MODEL__ALLOW_BATCH_DEPENDENT; such
+    pairs run side by side, on streams of one thread each (a 256-token pair keeps a core
+    busy), and every stream runs the same kernels, so a pair's score does not depend on
+    its stream. bf16 applies where the CPU has bf16 instructions: predicted from the
+    plugin's capabilities, checked on the compiled model (compiled again if it differs).
+    """
+    capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    precision = "bf16" if speed.openvino_precision == "bf16" and "BF16" in capabilities else "f32"
+    for _ in range(2):
+        per_pair = (kind != "none" or precision == "bf16") and not settings.allow_batch_dependent
+        streams = pair_lanes(settings, speed, per_pair)
+        compiled = core.compile_model(
+            str(model_file), "CPU", compile_config(settings, speed, streams)
+        )
+        if _precision(compiled) == precision:
+            break
+        precision = _precision(compiled)
+    return compiled, per_pair, streams, precision
 
 
 class OpenVinoCrossEncoder(LocalEncoder):
@@ -100,10 +141,11 @@ class OpenVinoCrossEncoder(LocalEncoder):
         speed = speed or SpeedSettings.model_validate({})
         self._tok = load_tokenizer(directory, settings)
         model_file, kind = resolve_ov(directory, settings)
-        config = compile_config(settings, speed)
         try:
             core = ov.Core()
-            compiled = core.compile_model(str(model_file), "CPU", config)
+            compiled, self.per_pair, self.streams, precision = compile_cpu(
+                core, model_file, kind, settings, speed
+            )
         except Exception as exc:  # openvino raises RuntimeError for everything
             raise ModelError(
                 f"could not load model from {model_file.parent}: {type(exc).__name__}: {exc}"
@@ -114,12 +156,7 @@ class OpenVinoCrossEncoder(LocalEncoder):
         named = [port for port in outputs if "logits" in port.get_names()]
         self._output = named[0] if named else outputs[0]
         self._request = compiled.create_infer_request()
-        hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type
-        precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-        # Static int8 kernels are shape-dependent, and bf16 rounds differently per shape
-        # (module docstring): one pair per run for both.
-        lossy = kind != "none" or precision == "bf16"
-        self.per_pair = lossy and not settings.allow_batch_dependent
+        self._queue = ov.AsyncInferQueue(compiled, self.streams) if self.streams > 1 else None
         runs = "per-pair" if self.per_pair else "batched"
         self.execution = (
             f"backend=openvino;precision={precision};quantization={kind};runs={runs};"
@@ -135,12 +172,36 @@ class OpenVinoCrossEncoder(LocalEncoder):
         self._fingerprint = hashlib.sha256(path.encode()).hexdigest()[:32]
         self.model_file = model_file
         log.info(
-            "model loaded: %s (OpenVINO %s on CPU, %s, fingerprint %s)",
+            "model loaded: %s (OpenVINO %s on CPU, %s, %d stream(s), fingerprint %s)",
             model_file,
             ov.get_version(),
             self.execution,
+            self.streams,
             self._fingerprint,
         )
+
+    def run(self, feed: object) -> Scores:
+        if self._queue is None or not isinstance(feed, list) or len(feed) < 2:
+            return super().run(feed)
+        return self._run_side_by_side(feed, self._queue)
+
+    def _run_side_by_side(self, feeds: Sequence[object], queue: Any) -> Scores:
+        """One pair per infer request, ``streams`` at a time; scores in ``feeds`` order."""
+        outputs: list[np.ndarray[Any, Any] | None] = [None] * len(feeds)
+
+        def done(request: Any, index: int) -> None:
+            outputs[index] = np.array(request.get_tensor(self._output).data)
+
+        queue.set_callback(done)
+        try:
+            for index, one in enumerate(feeds):
+                queue.start_async(one, index)
+            queue.wait_all()
+        except Exception as exc:
+            raise ModelError(f"inference failed: {type(exc).__name__}") from exc
+        if any(out is None for out in outputs):
+            raise ModelError("inference failed: a pair returned no logits")
+        return np.concatenate([logits_to_scores(out) for out in outputs if out is not None])
 
     def _infer(self, feed: object) -> np.ndarray[Any, Any]:
         result = self._request.infer(feed)

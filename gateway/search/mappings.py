@@ -47,10 +47,27 @@ _LISTED = 20  # fields named in a "no text fields" warning, at most
 
 @dataclass(frozen=True, slots=True)
 class IndexMapping:
-    """One concrete index's fields (dotted paths, mapping order) and their types."""
+    """One concrete index's fields (dotted paths, mapping order) and their types; whether
+    its ``_source`` is kept whole (not disabled, no includes / excludes) and holds only
+    mapped fields (``dynamic`` neither ``false`` nor ``runtime``)."""
 
     index: str
     types: tuple[tuple[str, str], ...]
+    whole_source: bool = False
+    copied: frozenset[str] = frozenset()  # ``copy_to`` targets: not in ``_source``
+
+    def in_source(self, field: str) -> bool:
+        """Whether a hit's ``_source`` holds ``field`` as the ``fields`` option would return
+        it: a whole ``_source``, and the field a top-level mapped value (not an alias, an
+        object, a multi-field, a runtime field or one left unmapped)."""
+        kind = dict(self.types).get(field)
+        return (
+            self.whole_source
+            and "." not in field
+            and kind is not None
+            and kind not in ("alias", "object", "nested", "flattened", "")
+            and field not in self.copied
+        )
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -94,6 +111,19 @@ def _walk(properties: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from _walk(spec.get("properties"), path + ".")
 
 
+def _copy_targets(properties: Any) -> Iterator[str]:
+    """The fields ``copy_to`` fills, anywhere in ``properties`` (multi-fields included)."""
+    if not isinstance(properties, dict):
+        return
+    for spec in properties.values():
+        if not isinstance(spec, dict):
+            continue
+        target = spec.get("copy_to")
+        yield from [target] if isinstance(target, str) else target or []
+        yield from _copy_targets(spec.get("properties"))
+        yield from _copy_targets(spec.get("fields"))
+
+
 def parse(body: Any) -> list[IndexMapping]:
     """The indices of a ``_mapping`` answer (``{index: {"mappings": {...}}}``), sorted.
 
@@ -107,7 +137,20 @@ def parse(body: Any) -> list[IndexMapping]:
         if "properties" not in mappings and len(mappings) == 1:
             mappings = next(iter(mappings.values()))
         props = mappings.get("properties") if isinstance(mappings, dict) else None
-        out.append(IndexMapping(index, tuple(_walk(props))))
+        source = mappings.get("_source", {}) if isinstance(mappings, dict) else None
+        whole = source == {} or (
+            isinstance(source, dict)
+            and source.get("enabled", True) is True
+            and not source.get("includes")
+            and not source.get("excludes")
+            and source.get("mode") in (None, "stored")
+        )
+        # ``dynamic: false`` / ``runtime`` keep values in ``_source`` that the mapping
+        # (and so the ``fields`` option) does not have: read this index as before.
+        dynamic = mappings.get("dynamic", True) if isinstance(mappings, dict) else None
+        whole = whole and str(dynamic).lower() not in ("false", "runtime")
+        copied = frozenset(t for t in _copy_targets(props) if isinstance(t, str))
+        out.append(IndexMapping(index, tuple(_walk(props)), whole, copied))
     return out
 
 
@@ -225,6 +268,20 @@ class IndexFields:
         choice = choose(configured, indices)
         self._tell(choice, configured)
         return choice.fields
+
+    async def in_source(
+        self, index: str | None, fields: Sequence[str], headers: Mapping[str, str]
+    ) -> bool:
+        """Whether every index behind ``index`` returns each of ``fields`` in its hits'
+        ``_source`` (``IndexMapping.in_source``), so that asking for them in ``fields``
+        would only send the text twice. False when the mapping is unread or unreadable."""
+        if not self.enabled or not fields:
+            return False
+        indices = await self.mappings(index, headers)
+        if not indices:
+            return False
+        # A field an index does not map at all has no text there either way.
+        return all(m.in_source(f) or not m.has_any([f]) for m in indices for f in fields)
 
     def _tell(self, choice: Choice, configured: Sequence[str]) -> None:
         """Warn once per index (again if its fields change) about a non-configured choice."""

@@ -226,6 +226,17 @@ def _wants_explain(
     return body.get("explain") is True or option.get("explain") is True
 
 
+def source_whole(body: dict[str, Any], params: Mapping[str, str]) -> bool:
+    """Whether the client's hits carry their whole ``_source`` (nothing filters it)."""
+    if any(k in params for k in ("_source", "_source_includes", "_source_excludes")):
+        return False
+    if "stored_fields" in body or "stored_fields" in params:
+        return False
+    if "script_fields" in body:  # Elasticsearch then leaves _source out unless asked
+        return body.get("_source") is True
+    return body.get("_source", True) is True
+
+
 def widen(body: dict[str, Any], p: Plan) -> dict[str, Any]:
     """The body sent upstream: top ``fetch`` hits from 0, with the text fields returned."""
     out = dict(strip_gateway_ext(body))  # the caller's dict stays as the client sent it

@@ -72,6 +72,16 @@ class SpeedSettings(Section):
             'Options of the first execution provider, JSON, e.g. `{"device_id": "1"}` for cuda.'
         ),
     )
+    pair_lanes: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Pairs scored at once, one thread each, when the model runs one pair per run"
+            " (dynamic int8 on onnxruntime's CPU; OpenVINO int8 or bf16); 0: one per model"
+            " thread (MODEL__INTRA_OP_THREADS, else the CPUs). A pair's score does not"
+            " depend on it (docs/speed.md)."
+        ),
+    )
     openvino_precision: Literal["bf16", "f32"] = Field(
         "bf16",
         description=(

@@ -315,3 +315,20 @@ async def test_msearch_says_what_happened_to_each_sub_search(
     assert [h["_id"] for h in trimmed["responses"][0]["hits"]["hits"]] == [
         h["_id"] for h in got["responses"][0]["hits"]["hits"]
     ]
+
+
+async def test_text_read_from_source_ranks_as_the_text_asked_for_in_fields(gw: str) -> None:
+    """With the whole ``_source`` in the hits the gateway reads the text there instead of
+    asking for it in ``fields`` (the mapping says both hold the same); with ``_source``
+    off it asks. Both give the same reranked page, score for score."""
+    body = {"query": MATCH, "size": 5}
+    _, from_source_headers, from_source = await post(gw, body)
+    _, from_fields_headers, from_fields = await post(gw, {**body, "_source": False})
+    assert from_source_headers["X-Rerank"] == from_fields_headers["X-Rerank"] == "full"
+    assert "fields" not in from_source["hits"]["hits"][0]  # nothing the gateway added
+    assert "_source" not in from_fields["hits"]["hits"][0]
+
+    def scored(answer: dict[str, Any]) -> list[tuple[str, float]]:
+        return [(h["_id"], round(h["_score"], 5)) for h in answer["hits"]["hits"]]
+
+    assert scored(from_source) == scored(from_fields)

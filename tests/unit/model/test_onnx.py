@@ -133,3 +133,22 @@ def test_openvino_provider_options() -> None:
     assert json.loads(got["load_config"])["CPU"]["INFERENCE_PRECISION_HINT"] == "f32"
     assert got["num_of_threads"] == "2"
     assert provider_options_for("cpu", speed) == {"num_of_threads": "2"}
+
+
+def test_per_pair_runs_side_by_side_with_the_scores_of_one_lane(model_dir: Path) -> None:
+    """The dynamic int8 file runs one pair per run; on the CPU its pairs run on lanes of
+    one thread each, and a pair gets the score it gets alone on one lane, in feed order."""
+    settings = model(model_dir, quantization="dynamic", intra_op_threads=2)
+    one = OnnxCrossEncoder(model_dir, settings, speed(pair_lanes=1))
+    two = OnnxCrossEncoder(model_dir, settings, speed())  # one lane per model thread
+    batched = OnnxCrossEncoder(model_dir, model(model_dir, intra_op_threads=2), speed())
+    assert (one.lanes, two.lanes, batched.lanes) == (1, 2, 1)
+    assert one.per_pair and two.per_pair
+    encoded = one.encode(PAIRS * 3)
+    alone = np.concatenate([one.score([e]) for e in encoded])
+    side_by_side = two.score(encoded)
+    assert side_by_side.shape == (len(encoded),)
+    np.testing.assert_allclose(side_by_side, alone, atol=1e-6)
+    assert len(set(np.round(side_by_side, 4).tolist())) == 4  # four distinct pairs, in order
+    np.testing.assert_allclose(side_by_side[:4], side_by_side[4:8], atol=1e-6)
+    assert one.fingerprint == two.fingerprint

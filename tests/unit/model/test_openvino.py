@@ -15,7 +15,9 @@ from gateway.model.openvino import OpenVinoCrossEncoder, ov_static_path
 from gateway.model.openvino_quantize import generate
 from gateway.model.quantize import calibration_pairs
 from gateway.model.variants import inspect
-from gateway.settings import ModelSettings, OnnxModel
+from gateway.settings import ModelSettings, OnnxModel, SpeedSettings
+
+F32 = SpeedSettings.model_validate({"openvino_precision": "f32"})
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +54,9 @@ def alone_and_batched(encoder: OpenVinoCrossEncoder, encoded: list[Encoded]) -> 
 def test_fp32_scores_match_onnxruntime_and_ignore_batch_mates(
     model_dir: Path, pairs: list[tuple[str, str]]
 ) -> None:
-    ov = load_encoder(settings(model_dir, quantization="none"))
+    ov = load_encoder(settings(model_dir, quantization="none"), F32)
     assert isinstance(ov, OpenVinoCrossEncoder)
+    assert "precision=f32" in ov.execution and "runs=batched" in ov.execution
     ort = OnnxCrossEncoder(model_dir, OnnxModel(path=model_dir, quantization="none"))
     encoded = ov.encode(pairs)
     assert [e.ids.tolist() for e in encoded] == [e.ids.tolist() for e in ort.encode(pairs)]
@@ -70,7 +73,7 @@ def test_int8_model_is_generated_picked_by_auto_and_batch_invariant(
     assert generated.is_file() and generated.with_suffix(".bin").is_file()
     assert (generated.parent / "manifest.json").is_file()
     int8 = OpenVinoCrossEncoder(model_dir, settings(model_dir, cache_dir=cache_dir))
-    fp32 = OpenVinoCrossEncoder(model_dir, settings(model_dir, quantization="none"))
+    fp32 = OpenVinoCrossEncoder(model_dir, settings(model_dir, quantization="none"), F32)
     assert int8.model_file == generated
     assert "quantization=static" in int8.execution
     assert int8.fingerprint != fp32.fingerprint
@@ -111,3 +114,38 @@ def test_dynamic_quantization_is_refused(model_dir: Path) -> None:
 def test_openvino_backend_runs_on_the_cpu_only(model_dir: Path) -> None:
     with pytest.raises(ValueError, match="runs on the CPU"):
         settings(model_dir, device="cuda")
+
+
+def test_pairs_run_side_by_side_on_streams_with_the_scores_of_one_stream(
+    model_dir: Path, cache_dir: Path, pairs: list[tuple[str, str]]
+) -> None:
+    one = OpenVinoCrossEncoder(
+        model_dir,
+        settings(model_dir, cache_dir=cache_dir),
+        SpeedSettings.model_validate({"pair_lanes": 1}),
+    )
+    two = OpenVinoCrossEncoder(
+        model_dir,
+        settings(model_dir, cache_dir=cache_dir),
+        SpeedSettings.model_validate({"pair_lanes": 2}),
+    )
+    assert (one.streams, two.streams) == (1, 2)
+    encoded = one.encode(pairs)
+    alone = np.concatenate([one.score([e]) for e in encoded])
+    side_by_side = two.score(encoded)  # one list of per-pair feeds, two at a time
+    assert side_by_side.shape == (len(encoded),)
+    # in feed order, and the score a pair gets alone on one stream
+    np.testing.assert_allclose(side_by_side, alone, atol=1e-6)
+    assert one.fingerprint == two.fingerprint
+
+
+def test_bf16_where_the_cpu_has_it_runs_one_pair_per_run(model_dir: Path) -> None:
+    import openvino
+
+    capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    default = OpenVinoCrossEncoder(model_dir, settings(model_dir, quantization="none"))
+    has_bf16 = "BF16" in capabilities
+    assert ("precision=bf16" in default.execution) == has_bf16
+    assert ("runs=per-pair" in default.execution) == has_bf16
+    f32 = OpenVinoCrossEncoder(model_dir, settings(model_dir, quantization="none"), F32)
+    assert f32.fingerprint != default.fingerprint or not has_bf16

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from gateway.rerank.profiles import Profiles
 from gateway.rerank.reranker import Reranker
 from gateway.search.decide import Planner
 from gateway.search.hooks import Page, Ranked
+from gateway.search.mappings import IndexFields, IndexMapping, parse
 from gateway.search.plan import Plan
 from gateway.search.request import SearchRequest
 from tests.doubles.gateway import settings_with
@@ -95,3 +97,55 @@ async def test_the_plan_takes_the_arms_window_and_a_capped_deadline() -> None:
 async def test_the_validated_option_is_the_one_planned_with() -> None:
     plan, _ = await _planner().plan(ITALY, {"window": 3}, {}, "docs", headers={})
     assert isinstance(plan, Plan) and plan.window == 3
+
+
+class _Mapped(IndexFields):
+    """Index fields with a fixed ``_mapping`` answer (no cluster)."""
+
+    def __init__(self, mappings: dict[str, Any]) -> None:
+        self.enabled = True
+        self._told = {}
+        self._answer = {"docs": {"mappings": mappings}}
+
+    async def mappings(
+        self, index: str | None, headers: Mapping[str, str] | None = None
+    ) -> list[IndexMapping] | None:
+        return parse(self._answer)
+
+
+def _fields_planner(mappings: dict[str, Any]) -> Planner:
+    settings = settings_with(["http://127.0.0.1:1"])
+    profiles = Profiles(settings.rerank, settings.relevance)
+    return Planner(settings.rerank, profiles, lambda _: None, 2.0, _Mapped(mappings))
+
+
+PLAIN = {"properties": {"title": {"type": "text"}, "text": {"type": "text"}}}
+
+
+@pytest.mark.parametrize(
+    ("mappings", "body", "params", "added"),
+    [
+        (PLAIN, {}, {}, ()),  # the whole _source comes back: the text is in it
+        (PLAIN, {"_source": True}, {}, ()),
+        (PLAIN, {"_source": False}, {}, ("title", "text")),
+        (PLAIN, {"_source": ["title"]}, {}, ("title", "text")),
+        (PLAIN, {}, {"_source_excludes": "text"}, ("title", "text")),
+        (PLAIN, {"stored_fields": ["title"]}, {}, ("text",)),
+        # Elasticsearch leaves _source out beside script_fields unless it is asked for
+        (PLAIN, {"script_fields": {"n": {"script": "1"}}}, {}, ("title", "text")),
+        (PLAIN, {"script_fields": {"n": {"script": "1"}}, "_source": True}, {}, ()),
+        ({**PLAIN, "_source": {"enabled": False}}, {}, {}, ("title", "text")),
+        (
+            {"properties": {"title": {"type": "alias", "path": "t"}, "text": {"type": "text"}}},
+            {},
+            {},
+            ("title", "text"),
+        ),
+    ],
+)
+async def test_the_text_is_asked_for_in_fields_only_where_source_lacks_it(
+    mappings: dict[str, Any], body: dict[str, Any], params: dict[str, str], added: tuple[str, ...]
+) -> None:
+    p, _ = await _fields_planner(mappings).plan({**ITALY, **body}, {}, params, "docs", headers={})
+    assert isinstance(p, Plan)
+    assert p.added_fields == added

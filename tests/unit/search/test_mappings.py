@@ -102,3 +102,52 @@ def test_nothing_usable_keeps_the_configured_fields_and_names_what_exists() -> N
     assert line.startswith("nothing in [nums] (no text fields; it has: n00, n01,")
     assert line.endswith("n19, ... 5 more)")
     assert describe(choose(CONFIGURED, []), CONFIGURED) == "title, text (no index matches yet)"
+
+
+def _one(mappings: dict[str, Any]) -> IndexMapping:
+    (index,) = parse({"docs": {"mappings": mappings}})
+    return index
+
+
+PLAIN = {"title": {"type": "text"}, "text": {"type": "text"}}
+
+
+def test_a_whole_source_holds_its_top_level_mapped_fields() -> None:
+    docs = _one({"properties": {**PLAIN, "meta": {"properties": {"t": {"type": "text"}}}}})
+    assert docs.whole_source
+    assert docs.in_source("title") and docs.in_source("text")
+    assert not docs.in_source("meta")  # an object
+    assert not docs.in_source("meta.t")  # dotted: _source may hold it either way
+    assert not docs.in_source("body")  # not mapped
+
+
+def test_what_the_fields_option_reads_elsewhere_is_not_in_source() -> None:
+    props = {
+        **PLAIN,
+        "headline": {"type": "alias", "path": "title"},
+        "text": {"type": "text", "fields": {"en": {"type": "text"}}},
+    }
+    props["title"] = {"type": "text", "copy_to": ["all"]}
+    props["all"] = {"type": "text"}  # filled by copy_to: never in _source
+    docs = _one({"properties": props, "runtime": {"day": {"type": "keyword"}}})
+    assert docs.in_source("title")
+    assert not docs.in_source("all")
+    assert not docs.in_source("headline")
+    assert not docs.in_source("text.en")
+    assert not docs.in_source("day")
+    assert docs.in_source("text")
+
+
+def test_a_filtered_disabled_or_unmapped_source_is_not_whole() -> None:
+    for source in (
+        {"enabled": False},
+        {"includes": ["title"]},
+        {"excludes": ["text"]},
+        {"mode": "synthetic"},
+    ):
+        assert not _one({"_source": source, "properties": PLAIN}).in_source("title"), source
+    for dynamic in (False, "false", "runtime"):
+        assert not _one({"dynamic": dynamic, "properties": PLAIN}).whole_source, dynamic
+    assert _one(
+        {"dynamic": "strict", "_source": {"enabled": True}, "properties": PLAIN}
+    ).whole_source
