@@ -193,7 +193,50 @@ class RedisCache:
         await self.redis.close()
 
 
+class TieredCache:
+    """The process's LRU in front of Redis: a key's score never changes (the key covers the
+    model, the query and the text), so what one replica read or wrote stays true, and a
+    search repeated on it is served without a Redis round trip. Misses go to Redis in one
+    ``MGET``; its hits fill the LRU; write-backs go to both. ``stats`` are Redis's, with
+    the LRU's hits counted as hits."""
+
+    def __init__(self, memory: MemoryCache, redis: RedisCache) -> None:
+        self.memory = memory
+        self.redis = redis
+        self.stats = redis.stats
+
+    async def get_many(self, keys: Sequence[str]) -> list[float | None]:
+        values = await self.memory.get_many(keys)
+        missing = [i for i, v in enumerate(values) if v is None]
+        self.stats.hits += len(values) - len(missing)
+        if missing:
+            try:
+                found = await self.redis.get_many([keys[i] for i in missing])
+            except CacheError:  # Redis down or slow: the LRU's hits still count
+                if len(missing) == len(values):
+                    raise
+                return values
+            for i, value in zip(missing, found, strict=True):
+                values[i] = value
+            await self.memory.set_many(
+                {keys[i]: v for i, v in zip(missing, found, strict=True) if v is not None}
+            )
+        return values
+
+    async def set_many(self, items: dict[str, float]) -> None:
+        await self.memory.set_many(items)
+        await self.redis.set_many(items)
+
+    async def close(self) -> None:
+        await self.memory.close()
+        await self.redis.close()
+
+
 def create_cache(settings: CacheSettings) -> ScoreCache:
-    if settings.redis_url is not None:
+    """Redis (shared by the replicas) behind an in-process LRU of ``MEMORY_ENTRIES``; the
+    LRU alone without Redis; Redis alone with ``MEMORY_ENTRIES=0``."""
+    if settings.redis_url is None:
+        return MemoryCache(settings.memory_entries)
+    if settings.memory_entries <= 0:
         return RedisCache(settings)
-    return MemoryCache(settings.memory_entries)
+    return TieredCache(MemoryCache(settings.memory_entries), RedisCache(settings))

@@ -23,7 +23,14 @@ async def gateway_with_redis(gateway: GatewayFactory, osmem: str, redis_url: str
     settings = make_settings(
         osmem,
         rerank={"window": 10},
-        cache={"redis_url": redis_url, "timeout_s": 0.05, "breaker_backoff_s": 0.1},
+        # Redis alone (no LRU in front): these faults are Redis's, and a search the
+        # LRU already holds would never reach it.
+        cache={
+            "redis_url": redis_url,
+            "timeout_s": 0.05,
+            "breaker_backoff_s": 0.1,
+            "memory_entries": 0,
+        },
     )
     return await gateway(settings, encoder=FakeEncoder())
 

@@ -117,9 +117,10 @@ async def start_gateway(osmem: str) -> AsyncIterator[GatewayStarter]:
     servers: list[TestServer] = []
 
     async def start(encoder: CrossEncoder, upstream: str = osmem, **cache: Any) -> Gateway:
-        settings = make_settings(
-            upstream, rerank={"window": WINDOW}, cache={"timeout_s": 2.0, **cache}
-        )
+        # Redis alone unless a test asks for the process's LRU in front of it
+        # (``memory_entries``): these tests watch what reaches Redis.
+        cache = {"timeout_s": 2.0, "memory_entries": 0, **cache}
+        settings = make_settings(upstream, rerank={"window": WINDOW}, cache=cache)
         app = create_app(settings, encoder=encoder)
         server = TestServer(app, host="127.0.0.1", port=free_port())
         await server.start_server()
@@ -431,3 +432,43 @@ async def test_redis_over_tls_with_password(
     stats = gw.reranker.cache.stats
     assert stats.errors == 0
     assert stats.writes > 0
+
+
+def mget_calls(port: int) -> int:
+    """How many MGET commands the Redis on ``port`` has answered."""
+    client = redis.Redis(port=port)
+    try:
+        stats = client.info("commandstats")
+        return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+    finally:
+        client.close()
+
+
+async def test_the_process_lru_serves_a_repeated_search_and_redis_the_other_replicas(
+    start_gateway: GatewayStarter, own_redis: Callable[..., RedisProcess]
+) -> None:
+    server = own_redis()
+    url = f"redis://127.0.0.1:{server.port}/0"
+    name = f"fake-{uuid.uuid4().hex}"  # one model on both replicas: one fingerprint
+    one, other = FakeEncoder(name=name), FakeEncoder(name=name)
+    first = await start_gateway(one, redis_url=url, memory_entries=1000)
+    second = await start_gateway(other, redis_url=url, memory_entries=1000)
+    reference = await first.search()
+    scored = one.pairs_scored
+    reads = await asyncio.to_thread(mget_calls, server.port)
+
+    assert await first.search() == reference  # the same replica: its LRU, no Redis read
+    assert one.pairs_scored == scored
+    assert await asyncio.to_thread(mget_calls, server.port) == reads
+    assert first.reranker.cache.stats.hits >= WINDOW
+
+    warm_up = other.pairs_scored
+    assert await second.search() == reference  # another replica: Redis's scores
+    assert other.pairs_scored == warm_up
+    assert await asyncio.to_thread(mget_calls, server.port) == reads + 1
+
+    server.kill()  # Redis gone: what a replica has read or written still serves it
+    assert await second.search() == reference
+    assert other.pairs_scored == warm_up
+    assert (await second.search("coffee"))[0] == "full"  # a new search: scored, uncached
+    assert other.pairs_scored > warm_up

@@ -16,6 +16,7 @@ from gateway.rerank.cache import (
     KeyMaker,
     MemoryCache,
     RedisCache,
+    TieredCache,
     cache_key,
     create_cache,
     decode_score,
@@ -132,6 +133,25 @@ async def test_memory_cache_of_size_zero_stores_nothing() -> None:
 
 def test_without_redis_the_cache_is_in_process() -> None:
     assert isinstance(create_cache(CacheSettings(memory_entries=5)), MemoryCache)
+
+
+def test_with_redis_the_process_lru_stands_in_front_unless_it_is_sized_zero() -> None:
+    url = SecretStr("redis://127.0.0.1:1/0")
+    tiered = create_cache(CacheSettings(redis_url=url, memory_entries=5))
+    assert isinstance(tiered, TieredCache)
+    assert tiered.stats is tiered.redis.stats  # one set of counters for the metrics
+    assert isinstance(create_cache(CacheSettings(redis_url=url, memory_entries=0)), RedisCache)
+
+
+async def test_the_lru_answers_what_it_holds_when_redis_fails() -> None:
+    settings = CacheSettings(redis_url=SecretStr("redis://127.0.0.1:1/0"), breaker_backoff_s=60)
+    cache = TieredCache(MemoryCache(10), RedisCache(settings))
+    await cache.memory.set_many({"a": 1.5})
+    assert await cache.get_many(["a", "b"]) == [1.5, None]  # b: Redis refused
+    assert cache.stats.hits == 1
+    with pytest.raises(CacheError):  # nothing held: the failure is the reranker's to see
+        await cache.get_many(["b"])
+    await cache.close()
 
 
 async def test_unreachable_redis_costs_one_failure_then_nothing() -> None:
