@@ -4,7 +4,8 @@ One command, one run, one machine, one model, one data set: the SciFact corpus
 (``--data``, read at runtime) in osmem-server, its test queries. Prints a table
 (not a test; nothing is asserted):
 
-1. ceiling   raw onnxruntime on pre-tokenized batches, the gateway's configured
+1. ceiling   this CPU's limit for the path's precision (``ops.harness.ceilings``), and
+             the raw model on pre-tokenized batches, the gateway's configured
              model and session (MODEL__FILE, threads, SPEED__*): pairs/s; and the
              tokenizer's cost per pair beside it (does tokenizing compete?);
              measured before and after (3), as a shared box's load drifts
@@ -63,7 +64,7 @@ from gateway.model.base import Encoded, Pair
 from gateway.model.loader import load_encoder
 from gateway.model.local import LocalEncoder
 from gateway.settings import OnnxModel, Settings, SpeedSettings
-from ops.harness import beir, servers
+from ops.harness import beir, ceilings, servers
 from ops.harness.metrics import pct
 from ops.harness.options import data_option, model_dir_option
 from ops.harness.ports import free_port
@@ -331,12 +332,32 @@ async def run(args: argparse.Namespace) -> None:
         print(f"# osmem-server {upstream}: {count} SciFact documents, {len(queries)} test queries")
         model, speed = gateway_model_settings(args.model_dir)
         pairs = await candidates(upstream, queries[: args.ceiling_queries], PEER_CANDIDATES)
+        limits = ceilings.measure(args.model_dir, 250.0)  # before any runtime's threads
         encoder = load_encoder(model, speed)
         assert isinstance(encoder, LocalEncoder)
-        print(f"# model path: {getattr(encoder, 'execution', '?')}")
+        execution = getattr(encoder, "execution", "?")
+        print(f"# model path: {execution}")
         rows = [ceiling(encoder, pairs, args.batch, "before 3")]
         print_row(rows[-1])
         ceiling_rate = float(rows[0].figures["pairs/s"])
+        tokens = float(rows[0].figures["tokens/pair"])
+        limits = ceilings.Ceilings(
+            limits.fp32_gflops, ceilings.pair_gflop(args.model_dir, tokens), limits.flags
+        )
+        precision = ceilings.precision_of(execution)
+        cpu_rate = limits.pairs_per_s(precision)
+        rows.append(
+            Row(
+                "1 ceiling",
+                f"this CPU, {precision} ({limits.gflop_per_pair:.2f} GFLOP/pair)",
+                {
+                    "pairs/s": f"{cpu_rate:.0f}",
+                    "fp32 GEMM GFLOP/s": f"{limits.fp32_gflops:.0f}",
+                    "raw model / CPU": f"{ceiling_rate / cpu_rate:.0%}",
+                },
+            )
+        )
+        print_row(rows[-1])
         if args.peer:
             for row in peer(args.torch_weights, args.model_dir, pairs, args.batch, args.threads):
                 rows.append(row)
@@ -382,7 +403,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"\n# summary ({load_line()})")
     for row in rows:
         print_row(row)
-    for row in targets(rows):
+    for row in targets(rows, cpu_rate):
         print_row(row)
 
 
@@ -405,8 +426,9 @@ async def cache_section(args: argparse.Namespace, upstream: str) -> None:
         await bench_cache.bench(job, upstream, redis_url)
 
 
-def targets(rows: list[Row]) -> list[Row]:
-    """(7): 100-candidate latency / the bf16 peer's, pairs/s / the ceiling."""
+def targets(rows: list[Row], cpu_rate: float) -> list[Row]:
+    """(7): 100-candidate latency / the bf16 peer's, pairs/s / the ceilings (the raw
+    model's, measured in (1), and this CPU's for the path's precision)."""
     peer_ms = [
         float(r.figures[f"ms/query ({PEER_CANDIDATES} cand.)"])
         for r in rows
@@ -416,7 +438,10 @@ def targets(rows: list[Row]) -> list[Row]:
     for r in rows:
         if r.section != "3 gateway" or not r.name.startswith(f"window {PEER_CANDIDATES},"):
             continue
-        figures = {"of ceiling": r.figures.get("of ceiling", "-")}
+        figures = {
+            "of ceiling": r.figures.get("of ceiling", "-"),
+            "of CPU ceiling": f"{float(r.figures['pairs/s']) / cpu_rate:.0%}",
+        }
         if peer_ms and "concurrency 1" in r.name:
             figures["p50 / peer bf16"] = f"{float(r.figures['p50 ms']) / peer_ms[0]:.2f}"
         out.append(Row("7 targets", r.name, figures))

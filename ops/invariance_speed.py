@@ -72,13 +72,6 @@ PATHS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 
-def precision_of(execution: str) -> str:
-    """``fp32``, ``bf16`` or ``int8``: what bounds a path's ceiling."""
-    if "quantization=none" not in execution:
-        return "int8"
-    return "bf16" if "precision=bf16" in execution else "fp32"
-
-
 @dataclass
 class Run:
     name: str
@@ -145,7 +138,7 @@ def report(
         ]
         variance = float(np.max(np.abs(run.scores - single[run.name])))
         ag = agreement(ref, run.scores, qids)
-        bound = limits.pairs_per_s(precision_of(getattr(run.encoder, "execution", "")))
+        bound = limits.pairs_per_s(ceilings.precision_of(getattr(run.encoder, "execution", "")))
         print(
             f"{run.name:22s} {run.batch:5d} {max(run.rates):8.1f} {ratios[0]:7.2f}"
             f" {ratios[1]:6.2f} {max(run.rates) / bound:8.0%} {variance:9.1e}"

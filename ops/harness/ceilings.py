@@ -37,6 +37,14 @@ class Ceilings:
         )
 
 
+def precision_of(execution: str) -> str:
+    """``fp32``, ``bf16`` or ``int8``: what bounds a model path's ceiling, read from its
+    execution string (``quantization=...;precision=...``)."""
+    if "quantization=none" not in execution:
+        return "int8"
+    return "bf16" if "precision=bf16" in execution else "fp32"
+
+
 def cpu_flags() -> frozenset[str]:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("flags"):

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.harness.ceilings import Ceilings, pair_gflop
-from ops.invariance_speed import precision_of
+from ops.harness.ceilings import Ceilings, pair_gflop, precision_of
 
 
 def test_a_256_token_pair_of_the_stand_in_costs_about_six_gflop(model_dir: Path) -> None:
