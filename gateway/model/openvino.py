@@ -125,8 +125,9 @@ def compile_cpu(
 
 
 class OpenVinoCrossEncoder(LocalEncoder):
-    """``score`` = ``run(feed(batch))`` (``LocalEncoder``); one infer request, used only
-    from the batcher's model thread."""
+    """``score`` = ``run(feed(batch))`` (``LocalEncoder``); one infer request (and, for a
+    per-pair model, a queue of one request per stream), used only from the batcher's
+    model thread."""
 
     def __init__(
         self, directory: Path, settings: OnnxModel, speed: SpeedSettings | None = None
