@@ -54,20 +54,14 @@ class IndexMapping:
     index: str
     types: tuple[tuple[str, str], ...]
     whole_source: bool = False
-    copied: frozenset[str] = frozenset()  # ``copy_to`` targets: not in ``_source``
+    # With a whole _source: its top-level mapped values (not an alias, an object, a
+    # multi-field, a runtime field, a ``copy_to`` target or one left unmapped).
+    source_fields: frozenset[str] = frozenset()
 
     def in_source(self, field: str) -> bool:
-        """Whether a hit's ``_source`` holds ``field`` as the ``fields`` option would return
-        it: a whole ``_source``, and the field a top-level mapped value (not an alias, an
-        object, a multi-field, a runtime field or one left unmapped)."""
-        kind = dict(self.types).get(field)
-        return (
-            self.whole_source
-            and "." not in field
-            and kind is not None
-            and kind not in ("alias", "object", "nested", "flattened", "")
-            and field not in self.copied
-        )
+        """Whether a hit's ``_source`` holds ``field`` as the ``fields`` option would
+        return it."""
+        return field in self.source_fields
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -149,8 +143,17 @@ def parse(body: Any) -> list[IndexMapping]:
         # (and so the ``fields`` option) does not have: read this index as before.
         dynamic = mappings.get("dynamic", True) if isinstance(mappings, dict) else None
         whole = whole and str(dynamic).lower() not in ("false", "runtime")
-        copied = frozenset(t for t in _copy_targets(props) if isinstance(t, str))
-        out.append(IndexMapping(index, tuple(_walk(props)), whole, copied))
+        types = tuple(_walk(props))
+        copied = {t for t in _copy_targets(props) if isinstance(t, str)}
+        in_source = frozenset(
+            path
+            for path, kind in types
+            if whole
+            and "." not in path
+            and kind not in ("alias", "object", "nested", "flattened", "")
+            and path not in copied
+        )
+        out.append(IndexMapping(index, types, whole, in_source))
     return out
 
 
