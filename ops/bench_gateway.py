@@ -341,9 +341,7 @@ async def run(args: argparse.Namespace) -> None:
         print_row(rows[-1])
         ceiling_rate = float(rows[0].figures["pairs/s"])
         tokens = float(rows[0].figures["tokens/pair"])
-        limits = ceilings.Ceilings(
-            limits.fp32_gflops, ceilings.pair_gflop(args.model_dir, tokens), limits.flags
-        )
+        limits = limits.at(args.model_dir, tokens)
         precision = ceilings.precision_of(execution)
         cpu_rate = limits.pairs_per_s(precision)
         rows.append(

@@ -214,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         runs += [Run(name, size, encoders[name]) for size in sizes]
     encoded = encoders["fp32"].encode(ps.pairs)
     tokens = float(np.mean([len(e) for e in encoded]))
-    limits = ceilings.Ceilings(
-        limits.fp32_gflops, ceilings.pair_gflop(args.model_dir, tokens), limits.flags
-    )
+    limits = limits.at(args.model_dir, tokens)
     print(f"CPU: {_cpu_model()}")
     print(
         f"{len(encoded)} SciFact test pairs ({len(ps.qrels)} queries x BM25 top-16),"

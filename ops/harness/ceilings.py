@@ -29,6 +29,10 @@ class Ceilings:
         scale["int8"] = 4.0 if vnni else 2.0
         return self.fp32_gflops * scale[precision] / self.gflop_per_pair
 
+    def at(self, model_dir: Path, tokens: float) -> Ceilings:
+        """The same measured CPU for pairs of ``tokens`` tokens."""
+        return Ceilings(self.fp32_gflops, pair_gflop(model_dir, tokens), self.flags)
+
     def line(self) -> str:
         rates = ", ".join(f"{p} {self.pairs_per_s(p):.0f}" for p in ("fp32", "bf16", "int8"))
         return (
