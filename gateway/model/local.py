@@ -9,6 +9,7 @@ batch's feed to a device in ``_bind``). Imports neither runtime.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Collection, Sequence
@@ -89,12 +90,19 @@ class LocalEncoder:
 
     def run(self, feed: object) -> Scores:
         if isinstance(feed, list):
-            return np.concatenate([self.run(one) for one in feed])
+            return self._run_pairs(feed)
+        return self._run_one(feed)
+
+    def _run_one(self, feed: object) -> Scores:
         try:
             out = self._infer(feed)
         except Exception as exc:
             raise ModelError(f"inference failed: {type(exc).__name__}") from exc
         return logits_to_scores(out)
+
+    def _run_pairs(self, feeds: list[object]) -> Scores:
+        """A per-pair feed, one run per pair; a backend may run them side by side."""
+        return np.concatenate([self._run_one(one) for one in feeds])
 
     def _arrays(self, batch: Sequence[Encoded]) -> dict[str, Any]:
         return padded_inputs(batch, self._inputs)
@@ -123,6 +131,29 @@ def logits_to_scores(out: np.ndarray[Any, Any]) -> Scores:
     else:
         raise ModelError(f"unsupported model output shape {list(out.shape)}")
     return scores.astype(np.float32, copy=False)
+
+
+def fingerprint(
+    model_digest: str,
+    tokenizer_file: Path,
+    max_length: int,
+    execution: str,
+    revision: str | None,
+) -> str:
+    """The cache fingerprint of a local model: its content, the tokenizer, truncation, the
+    execution path (device, precision, quantization, per-pair or batched runs) and a
+    fine-tuned model's registry revision, so that paths that score differently never
+    share cache entries."""
+    digest = hashlib.sha256()
+    digest.update(model_digest.encode())
+    digest.update(b"\x00")
+    with tokenizer_file.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    digest.update(b"\x00")
+    suffix = f";revision={revision}" if revision else ""
+    digest.update(f"max_length={max_length};{execution}{suffix}".encode())
+    return digest.hexdigest()[:32]
 
 
 # A fine-tuned model's registry revision (``{"fingerprint": "ce:name@rN"}``), written into

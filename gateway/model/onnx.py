@@ -7,7 +7,6 @@ tokenizer's in ``gateway.model.local``, which this backend shares with ``openvin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from gateway.model.base import Scores
 from gateway.model.local import (
     LocalEncoder,
     check_inputs,
+    fingerprint,
     load_tokenizer,
     pair_lanes,
     registered_as,
@@ -46,28 +46,15 @@ _OPT_LEVEL = {
 }
 
 
-def _fingerprint(model: ModelFile, tokenizer_file: Path, max_length: int, path: str) -> str:
-    """Model and tokenizer content, truncation, and the execution path (device, precision,
-    quantization, per-pair or batched runs): paths that score differently never share
-    cache entries."""
-    digest = hashlib.sha256()
-    digest.update(model.sha256.encode())
-    digest.update(b"\x00")
-    with tokenizer_file.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    digest.update(b"\x00")
-    digest.update(f"max_length={max_length};{path}".encode())
-    return digest.hexdigest()[:32]
-
-
 def execution_path(model: ModelFile, settings: OnnxModel, speed: SpeedSettings) -> str:
     """How scores are computed, e.g. ``device=cpu;precision=model;quantization=static;...``."""
     precision = speed.openvino_precision if settings.device == "openvino" else "model"
     runs = "per-pair" if runs_per_pair(model, settings, speed) else "batched"
+    # The OpenVINO provider runs with run-time activation quantization off (provider_options_for)
+    dynamic = ";dynamic_quantization=off" if settings.device == "openvino" else ""
     return (
         f"device={settings.device};precision={precision};quantization={model.kind};"
-        f"runs={runs};graph={speed.graph_optimization}"
+        f"runs={runs};graph={speed.graph_optimization}{dynamic}"
     )
 
 
@@ -197,9 +184,8 @@ class OnnxCrossEncoder(LocalEncoder):
         self.execution = execution_path(model, settings, speed)
         tokenizer_file = directory / "tokenizer.json"
         self.revision = registered_as(directory)
-        revision = f";revision={self.revision}" if self.revision else ""
-        self._fingerprint = _fingerprint(
-            model, tokenizer_file, settings.max_length, self.execution + revision
+        self._fingerprint = fingerprint(
+            model.sha256, tokenizer_file, settings.max_length, self.execution, self.revision
         )
         self._device = "cuda" if settings.device == "cuda" else "cpu"
         self._device_id = int(speed.provider_options.get("device_id", "0"))
@@ -216,10 +202,10 @@ class OnnxCrossEncoder(LocalEncoder):
             self._fingerprint,
         )
 
-    def run(self, feed: object) -> Scores:
-        if self._lanes is None or not isinstance(feed, list) or len(feed) < 2:
-            return super().run(feed)
-        return np.concatenate(list(self._lanes.map(super().run, feed)))
+    def _run_pairs(self, feeds: list[object]) -> Scores:
+        if self._lanes is None or len(feeds) < 2:
+            return super()._run_pairs(feeds)
+        return np.concatenate(list(self._lanes.map(self._run_one, feeds)))
 
     def _bind(self, arrays: dict[str, Any]) -> object:
         """With IO binding, the arrays bound on the device."""

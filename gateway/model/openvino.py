@@ -21,9 +21,7 @@ others OpenVINO computes in f32. ``tests/unit/model/test_openvino.py`` checks al
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from gateway.model.hub import locate_onnx
 from gateway.model.local import (
     LocalEncoder,
     check_inputs,
+    fingerprint,
     load_tokenizer,
     logits_to_scores,
     model_threads,
@@ -166,11 +165,14 @@ class OpenVinoCrossEncoder(LocalEncoder):
         weights = [model_file]
         if model_file.suffix == ".xml":
             weights.append(model_file.with_suffix(".bin"))
-        content = file_digest(*weights, directory / "tokenizer.json")
         self.revision = registered_as(directory)  # a fine-tuned model's registry revision
-        revision = f";revision={self.revision}" if self.revision else ""
-        path = f"{content};max_length={settings.max_length};{self.execution}{revision}"
-        self._fingerprint = hashlib.sha256(path.encode()).hexdigest()[:32]
+        self._fingerprint = fingerprint(
+            file_digest(*weights),
+            directory / "tokenizer.json",
+            settings.max_length,
+            self.execution,
+            self.revision,
+        )
         self.model_file = model_file
         log.info(
             "model loaded: %s (OpenVINO %s on CPU, %s, %d stream(s), fingerprint %s)",
@@ -181,13 +183,11 @@ class OpenVinoCrossEncoder(LocalEncoder):
             self._fingerprint,
         )
 
-    def run(self, feed: object) -> Scores:
-        if self._queue is None or not isinstance(feed, list) or len(feed) < 2:
-            return super().run(feed)
-        return self._run_side_by_side(feed, self._queue)
-
-    def _run_side_by_side(self, feeds: Sequence[object], queue: Any) -> Scores:
+    def _run_pairs(self, feeds: list[object]) -> Scores:
         """One pair per infer request, ``streams`` at a time; scores in ``feeds`` order."""
+        queue = self._queue
+        if queue is None or len(feeds) < 2:
+            return super()._run_pairs(feeds)
         outputs: list[np.ndarray[Any, Any] | None] = [None] * len(feeds)
 
         def done(request: Any, index: int) -> None:
