@@ -54,14 +54,24 @@ class IndexMapping:
     index: str
     types: tuple[tuple[str, str], ...]
     whole_source: bool = False
-    # With a whole _source: its top-level mapped values (not an alias, an object, a
+    # With a whole _source: its top-level text fields (not an alias, an object, a
     # multi-field, a runtime field, a ``copy_to`` target or one left unmapped).
     source_fields: frozenset[str] = frozenset()
+    runtime: frozenset[str] = frozenset()  # the mapping's runtime fields
 
     def in_source(self, field: str) -> bool:
         """Whether a hit's ``_source`` holds ``field`` as the ``fields`` option would
         return it."""
         return field in self.source_fields
+
+    def reads_alike(self, field: str) -> bool:
+        """Whether reading ``field`` from a whole ``_source`` gives what the ``fields``
+        option gives: the same text, or nothing either way (a field this index neither
+        maps nor computes)."""
+        if not self.whole_source:
+            return False
+        unknown = field not in self.runtime and not self.has_any([field])
+        return self.in_source(field) or unknown
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -145,15 +155,20 @@ def parse(body: Any) -> list[IndexMapping]:
         whole = whole and str(dynamic).lower() not in ("false", "runtime")
         types = tuple(_walk(props))
         copied = {t for t in _copy_targets(props) if isinstance(t, str)}
+        runtime = mappings.get("runtime") if isinstance(mappings, dict) else None
+        computed = frozenset(runtime) if isinstance(runtime, dict) else frozenset()
+        # Only text: ``fields`` formats or fills other types (``ignore_above``, dates,
+        # ``null_value``, ``constant_keyword``), so their ``_source`` may read otherwise.
         in_source = frozenset(
             path
             for path, kind in types
             if whole
             and "." not in path
-            and kind not in ("alias", "object", "nested", "flattened", "")
+            and kind in TEXT_TYPES
             and path not in copied
+            and path not in computed
         )
-        out.append(IndexMapping(index, types, whole, in_source))
+        out.append(IndexMapping(index, types, whole, in_source, computed))
     return out
 
 
@@ -278,13 +293,12 @@ class IndexFields:
         """Whether every index behind ``index`` returns each of ``fields`` in its hits'
         ``_source`` (``IndexMapping.in_source``), so that asking for them in ``fields``
         would only send the text twice. False when the mapping is unread or unreadable."""
-        if not self.enabled or not fields:
-            return False
+        if not self.enabled or not fields or ":" in (index or ""):
+            return False  # a remote cluster's indices are not in this mapping
         indices = await self.mappings(index, headers)
         if not indices:
             return False
-        # A field an index does not map at all has no text there either way.
-        return all(m.in_source(f) or not m.has_any([f]) for m in indices for f in fields)
+        return all(m.reads_alike(f) for m in indices for f in fields)
 
     def _tell(self, choice: Choice, configured: Sequence[str]) -> None:
         """Warn once per index (again if its fields change) about a non-configured choice."""

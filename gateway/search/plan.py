@@ -232,6 +232,8 @@ def source_whole(body: dict[str, Any], params: Mapping[str, str]) -> bool:
         return False
     if "stored_fields" in body or "stored_fields" in params:
         return False
+    if "runtime_mappings" in body or "expand_wildcards" in params:
+        return False  # fields the mapping lacks, or indices (hidden, closed) it did not list
     if "script_fields" in body:  # Elasticsearch then leaves _source out unless asked
         return body.get("_source") is True
     return body.get("_source", True) is True

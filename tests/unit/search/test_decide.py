@@ -134,6 +134,9 @@ PLAIN = {"properties": {"title": {"type": "text"}, "text": {"type": "text"}}}
         # Elasticsearch leaves _source out beside script_fields unless it is asked for
         (PLAIN, {"script_fields": {"n": {"script": "1"}}}, {}, ("title", "text")),
         (PLAIN, {"script_fields": {"n": {"script": "1"}}, "_source": True}, {}, ()),
+        (PLAIN, {"runtime_mappings": {"text": {"type": "keyword"}}}, {}, ("title", "text")),
+        (PLAIN, {}, {"expand_wildcards": "all"}, ("title", "text")),
+        ({**PLAIN, "runtime": {"title": {"type": "keyword"}}}, {}, {}, ("title", "text")),
         ({**PLAIN, "_source": {"enabled": False}}, {}, {}, ("title", "text")),
         (
             {"properties": {"title": {"type": "alias", "path": "t"}, "text": {"type": "text"}}},
@@ -149,3 +152,9 @@ async def test_the_text_is_asked_for_in_fields_only_where_source_lacks_it(
     p, _ = await _fields_planner(mappings).plan({**ITALY, **body}, {}, params, "docs", headers={})
     assert isinstance(p, Plan)
     assert p.added_fields == added
+
+
+async def test_a_remote_cluster_s_index_keeps_asking_for_fields() -> None:
+    p, _ = await _fields_planner(PLAIN).plan(ITALY, {}, {}, "docs,remote:docs", headers={})
+    assert isinstance(p, Plan)
+    assert p.added_fields == ("title", "text")

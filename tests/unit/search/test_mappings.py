@@ -151,3 +151,20 @@ def test_a_filtered_disabled_or_unmapped_source_is_not_whole() -> None:
     assert _one(
         {"dynamic": "strict", "_source": {"enabled": True}, "properties": PLAIN}
     ).whole_source
+
+
+def test_only_plain_text_fields_read_alike_from_source() -> None:
+    props = {
+        "title": {"type": "constant_keyword", "value": "paper"},  # filled from the mapping
+        "text": {"type": "keyword", "ignore_above": 10},  # ``fields`` drops long values
+        "body": {"type": "text"},
+        "shadowed": {"type": "text"},
+    }
+    runtime = {"day": {"type": "keyword"}, "shadowed": {"type": "keyword"}}
+    docs = _one({"properties": props, "runtime": runtime})
+    assert docs.reads_alike("body")
+    assert not docs.reads_alike("title") and not docs.reads_alike("text")
+    assert not docs.reads_alike("day")  # computed: only ``fields`` has it
+    assert not docs.reads_alike("shadowed")  # a runtime field over a mapped one
+    assert docs.reads_alike("nowhere")  # neither mapped nor computed: no text either way
+    assert not _one({"dynamic": False, "properties": props}).reads_alike("nowhere")
