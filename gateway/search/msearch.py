@@ -185,11 +185,13 @@ class MultiSearch:
             sub_index = head.get("index", req.index)
             if isinstance(sub_index, list):
                 sub_index = ",".join(str(x) for x in sub_index)
-            not_here: Reason = skip or "index_not_configured"
+            # An index that is no name (a number, an object): sent as is, the cluster's verdict.
+            named = sub_index is None or isinstance(sub_index, str)
+            not_here: Reason = skip or ("index_not_configured" if named else "unreadable_body")
             p: es_plan.Plan | Reason = not_here
             profile = self.planner.profiles.default
-            allowed = skip is None and self.planner.allowed(sub_index, opted_in)
-            if "retriever" in sub and not self.trees.flow.passes_through:
+            allowed = named and skip is None and self.planner.allowed(sub_index, opted_in)
+            if named and "retriever" in sub and not self.trees.flow.passes_through:
                 out.trees[i] = TreeSub(sub_index, sub, None if allowed else not_here)
             elif allowed:
                 try:

@@ -27,3 +27,14 @@ async def test_msearch_answers_each_sub_search_in_its_slot(flow: SearchFlow) -> 
     responses = json.loads(result.body)["responses"]
     assert [h["_id"] for h in responses[0]["hits"]["hits"]] == ["d3", "d1"]
     assert responses[1]["error"]["type"] == "x_content_parse_exception"
+
+
+async def test_a_sub_search_whose_index_is_no_name_goes_to_the_cluster_as_is(
+    flow: SearchFlow,
+) -> None:
+    lines = [json.dumps({"index": 5}), json.dumps(ITALY), json.dumps({"index": "docs"})]
+    raw = ("\n".join([*lines, json.dumps(ITALY)]) + "\n").encode()
+    headers = {"Content-Type": "application/x-ndjson"}
+    result = await flow.msearch(SearchRequest("POST", URL("/_msearch"), None, headers, raw))
+    assert result.headers["X-Rerank-Each"] == "skipped,full"
+    assert result.headers["X-Rerank-Each-Reason"] == "unreadable_body,-"
