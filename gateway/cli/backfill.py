@@ -21,11 +21,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from gateway.cli.config import EXIT_CONFIG, describe_config_error
+from gateway.cli.config import EXIT_CONFIG, load_settings
 from gateway.cli.logs import setup_logging
-from gateway.settings import Settings
 
 NAME = "backfill"
 HELP = "fill a vector field of an index with the embedder"
@@ -53,11 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.vectors.backfill import EXIT_INTERRUPTED, options_from
     from gateway.vectors.backfill import run as fill
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"backfill: {describe_config_error(exc)}", file=sys.stderr)
-        return EXIT_CONFIG
+    settings = load_settings()  # a ConfigError reaches cli.main: one line per problem
     setup_logging(settings.log)
     if settings.embedder.path is None:
         print("backfill: set GATEWAY_EMBEDDER__PATH to the embedding model", file=sys.stderr)
