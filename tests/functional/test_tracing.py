@@ -25,9 +25,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
 
-from gateway import settings as settings_module
 from gateway.model.fake import FakeEncoder
 from gateway.settings import Settings
+from gateway.settings import server as server_settings
 from gateway.tracing import Tracing, es_endpoint, stage
 from tests.doubles.corpora import WALL_SEARCH as SEARCH
 from tests.doubles.gateway import GatewayFactory
@@ -306,7 +306,7 @@ def test_log_tracing_without_the_extra_is_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert Settings.model_validate({"log": {"tracing": True}}).log.tracing
-    monkeypatch.setattr(settings_module, "OTLP_EXPORTER", "no_such_package.exporter")
+    monkeypatch.setattr(server_settings, "OTLP_EXPORTER", "no_such_package.exporter")
     with pytest.raises(ValidationError, match="otel extra"):
         Settings.model_validate({"log": {"tracing": True}})
     assert not Settings.model_validate({"log": {"tracing": False}}).log.tracing
