@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import sys
 import tempfile
@@ -50,12 +49,9 @@ import numpy as np
 from gateway.learning import finetune_checks as checks
 from gateway.learning.clicks import (
     Session,
-    examination_curve,
-    fit_pbm,
-    judgments_from_clicks,
 )
 from gateway.learning.finetune import LOSSES, TuneSettings, examples, fine_tune
-from gateway.learning.judgments import by_query, query_key, read_qrels
+from gateway.learning.judgments import by_query, query_key
 from gateway.learning.registry import CROSS_ENCODER, Registry, fingerprint
 from gateway.learning.significance import Paired, paired_test, per_query_ndcg
 from gateway.learning.ubi import read_ndjson
@@ -118,21 +114,14 @@ def _sessions(args: argparse.Namespace) -> list[Session]:
 
 def labels_of(args: argparse.Namespace) -> tuple[Labels, dict[str, float], str]:
     """(labels by query key, data window, what they came from)."""
+    from gateway.offline.train import click_judgments, judged_by_key
+
     if args.qrels:
-        queries = {str(q["_id"]): str(q["text"]) for q in read_ndjson(Path(args.queries))}
-        judged = by_query(read_qrels(Path(args.qrels), queries))
-        return {query_key(q): j for q, j in judged.items()}, {}, f"qrels {args.qrels}"
+        return judged_by_key(Path(args.qrels), Path(args.queries)), {}, f"qrels {args.qrels}"
     sessions = _sessions(args)
     if not sessions:
         raise SystemExit("fine-tune: no sessions with a query text in the log")
-    if args.click_model == "coec":
-        found = judgments_from_clicks(sessions, model="coec")
-        got = by_query(found)
-    else:
-        fitted = fit_pbm(sessions, examination=examination_curve(sessions))
-        got = {}
-        for (q, d), a in fitted.attractiveness.items():
-            got.setdefault(q, {})[d] = a
+    got = by_query(click_judgments(sessions, args.click_model))
     stamps = [s.ts for s in sessions]
     window = {"from": min(stamps), "to": max(stamps)}
     return {query_key(q): j for q, j in got.items()}, window, f"{args.click_model} clicks"
@@ -143,17 +132,15 @@ def split(
 ) -> tuple[Labels, dict[str, dict[str, float]], str]:
     """(training labels, evaluation judgments, what the evaluation is on): evaluation
     queries never train."""
+    from gateway.offline.train import held_queries, judged_by_key
+
     if args.eval_qrels:
         queries_file = args.eval_queries or args.queries
         if not queries_file:
             raise SystemExit("fine-tune: --eval-qrels needs --eval-queries (or --queries)")
-        queries = {str(q["_id"]): str(q["text"]) for q in read_ndjson(Path(queries_file))}
-        held = {
-            query_key(q): j for q, j in by_query(read_qrels(Path(args.eval_qrels), queries)).items()
-        }
+        held = judged_by_key(Path(args.eval_qrels), Path(queries_file))
         return {q: j for q, j in labels.items() if q not in held}, held, args.eval_qrels
-    names = sorted(labels)
-    chosen = set(random.Random(args.seed).sample(names, round(len(names) * args.holdout_queries)))
+    chosen = held_queries(labels, args.holdout_queries, args.seed)
     train = {q: j for q, j in labels.items() if q not in chosen}
     return train, {q: labels[q] for q in chosen}, f"{len(chosen)} held-out labelled queries"
 

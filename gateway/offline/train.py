@@ -189,7 +189,7 @@ def _scaled(judgments: Sequence[Judgment]) -> dict[str, dict[str, float]]:
     }
 
 
-def _click_judgments(
+def click_judgments(
     sessions: Sequence[Session], model: str, theta: Sequence[float] | None = None
 ) -> list[Judgment]:
     """PBM attractiveness (θ given, else fitted on these sessions' varied traffic) or COEC."""
@@ -197,6 +197,12 @@ def _click_judgments(
         return judgments_from_clicks(sessions, model="coec")
     fitted = fit_pbm(sessions, examination=theta or examination_curve(sessions))
     return [Judgment(q, d, a, source="pbm") for (q, d), a in fitted.attractiveness.items()]
+
+
+def judged_by_key(qrels: Path, queries: Path) -> dict[str, dict[str, float]]:
+    """Human judgments (BEIR ``qrels`` over ``queries.jsonl``) by query key."""
+    texts = {str(q["_id"]): str(q["text"]) for q in read_ndjson(queries)}
+    return {query_key(q): j for q, j in by_query(read_qrels(qrels, texts)).items()}
 
 
 def held_queries(queries: Iterable[str], share: float, seed: int) -> set[str]:
@@ -225,12 +231,12 @@ def run(args: argparse.Namespace) -> int:
     before, after = split_by_time(sessions, cut)
     windows: dict[str, Window] = json.loads(Path(args.features).read_text(encoding="utf-8"))
     theta = examination_curve(before) if args.click_model == "pbm" else None
-    labels = by_query(_click_judgments(before, args.click_model, theta))
-    held = _click_judgments(after, args.click_model, theta)
+    labels = by_query(click_judgments(before, args.click_model, theta))
+    held = click_judgments(after, args.click_model, theta)
     held_out = held_queries((s.query for s in sessions), args.holdout_queries, args.seed)
     if held_out:  # validate on queries the model never saw: their clicks, all sessions
         labels = {q: j for q, j in labels.items() if q not in held_out}
-        held = [j for j in _click_judgments(sessions, args.click_model) if j.query in held_out]
+        held = [j for j in click_judgments(sessions, args.click_model) if j.query in held_out]
     rows, ys, groups = dataset(windows, labels)
     if not groups:
         print("train: no query has two labelled hits in --features", file=sys.stderr)
@@ -244,10 +250,7 @@ def run(args: argparse.Namespace) -> int:
     model = train(args.kind, rows, ys, groups, names)
     serving = parse_serving(args.serving)
     if args.qrels:
-        queries = {str(q["_id"]): str(q["text"]) for q in read_ndjson(Path(args.queries))}
-        judged = {
-            query_key(q): j for q, j in by_query(read_qrels(Path(args.qrels), queries)).items()
-        }
+        judged = judged_by_key(Path(args.qrels), Path(args.queries))
         source = f"human judgments {args.qrels}"
     else:
         judged = _scaled(held)
