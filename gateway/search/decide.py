@@ -86,14 +86,14 @@ class Planner:
             fields = await self.index_fields.choose(index, profile.document.fields, headers)
             if fields != profile.document.fields:
                 profile = replace(profile, document=replace(profile.document, fields=fields))
-                p = es_plan.plan(body, params, window=profile.window, fields=fields, option=option)
+            shadowed, added = es_plan.field_split(body, fields)
             if (
-                isinstance(p, es_plan.Plan)
-                and p.added_fields
+                added
                 and es_plan.source_whole(body, params)
-                and await self.index_fields.in_source(index, p.added_fields, headers)
+                and await self.index_fields.in_source(index, added, headers)
             ):
                 # The text comes back in ``_source`` anyway: not asking for it again in
                 # ``fields`` halves the cluster's answer (docs/speed.md, the cache-hit path).
-                p = replace(p, added_fields=())
+                added = ()
+            p = replace(p, shadowed=shadowed, added_fields=added)
         return p, profile

@@ -172,17 +172,7 @@ def plan(
     query = find_text(body, params.get("q"))
     if not query:
         return "no_query_text"
-    # Text the client's own ``fields`` / ``stored_fields`` bring back is read there; a name its
-    # ``docvalue_fields`` / ``script_fields`` / ``collapse`` fill is read from ``_source`` only
-    # (not asked for: the gateway's entry would overwrite the client's); the rest is added.
-    readable = _patterns(body.get("fields")) + _patterns(body.get("stored_fields"))
-    others = [*_patterns(body.get("docvalue_fields")), *_named(body.get("script_fields"))]
-    collapse = body.get("collapse")
-    if isinstance(collapse, dict):
-        others += _patterns(collapse.get("field"))
-    covered = [f for f in fields if _matches(f, readable)]
-    shadowed = tuple(f for f in fields if f not in covered and _matches(f, others))
-    added = tuple(f for f in fields if f not in covered and f not in shadowed)
+    shadowed, added = field_split(body, fields)
     return Plan(
         query=query,
         from_=from_,
@@ -197,6 +187,25 @@ def plan(
         orders=orders,
         cursor=tuple(after) if after is not None else None,
     )
+
+
+def field_split(body: dict[str, Any], fields: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """(shadowed, added): how the text ``fields`` come back.
+
+    Text the client's own ``fields`` / ``stored_fields`` bring back is read there; a name its
+    ``docvalue_fields`` / ``script_fields`` / ``collapse`` fill is read from ``_source`` only
+    (shadowed: not asked for, the gateway's entry would overwrite the client's); the rest is
+    added to the search's ``fields``.
+    """
+    readable = _patterns(body.get("fields")) + _patterns(body.get("stored_fields"))
+    others = [*_patterns(body.get("docvalue_fields")), *_named(body.get("script_fields"))]
+    collapse = body.get("collapse")
+    if isinstance(collapse, dict):
+        others += _patterns(collapse.get("field"))
+    covered = [f for f in fields if _matches(f, readable)]
+    shadowed = tuple(f for f in fields if f not in covered and _matches(f, others))
+    added = tuple(f for f in fields if f not in covered and f not in shadowed)
+    return shadowed, added
 
 
 def _patterns(value: Any) -> list[str]:
