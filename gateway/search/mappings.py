@@ -43,6 +43,7 @@ _MAX_FIELDS = 6
 _RETRY_S = 10.0  # a mapping that could not be read is asked again after this
 _LENIENT = "ignore_unavailable=true&allow_no_indices=true"  # what exists of the expression
 _LISTED = 20  # fields named in a "no text fields" warning, at most
+_CACHED = 1024  # index expressions whose mapping is kept, at most (the oldest read go first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,13 +244,22 @@ class IndexFields:
         now = self._clock()
         entry = self._cache.get(key)
         if entry is None or entry.expires <= now:
+            self._evict()
             auth = {k: v for k, v in (headers or {}).items() if k.lower() == "authorization"}
             task = asyncio.create_task(self._read(key, auth), name=f"mapping {key}")
+            self._cache.pop(key, None)  # re-inserted last: the newest read
             entry = self._cache[key] = _Entry(now + self.ttl_s, task)
         result = await asyncio.shield(entry.task)
         if result is None and entry.expires > now + _RETRY_S:
             entry.expires = now + _RETRY_S
         return result
+
+    def _evict(self) -> None:
+        """Keep at most ``_CACHED`` expressions (clients name any they like): drop the
+        oldest finished reads; one still in flight is kept for the searches awaiting it."""
+        excess = len(self._cache) - _CACHED + 1
+        for key in [k for k, e in self._cache.items() if e.task.done()][: max(excess, 0)]:
+            del self._cache[key]
 
     async def _read(self, key: str, auth: Mapping[str, str]) -> list[IndexMapping] | None:
         path = f"/{quote(key, safe=',*-_.+')}/_mapping?{_LENIENT}"

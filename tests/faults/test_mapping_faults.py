@@ -155,3 +155,20 @@ async def test_an_index_name_that_climbs_is_not_read(
         assert await fields.choose(name, CONFIGURED, CIMultiDict()) == CONFIGURED
     assert not [s for s in scripted.seen if "_mapping" in s.path]
     await fields.close()
+
+
+async def test_the_mapping_cache_keeps_a_bounded_number_of_expressions(
+    scripted: ScriptedUpstream, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients name any index expression they like: the oldest are dropped, and asked
+    again when searched again."""
+    monkeypatch.setattr("gateway.search.mappings._CACHED", 3)
+    fields = IndexFields(upstream, RerankSettings())
+    for name in ("a", "b", "c", "d", "e"):
+        scripted.script(f"/{name}/_mapping", mapping(name, body="text"))
+        assert await fields.choose(name, CONFIGURED, CIMultiDict()) == ("body",)
+    assert sorted(fields._cache) == ["c", "d", "e"]
+    assert await fields.choose("a", CONFIGURED, CIMultiDict()) == ("body",)
+    asked = [s.path for s in scripted.seen if s.path.endswith("/_mapping")]
+    assert asked == [f"/{name}/_mapping" for name in "abcdea"]  # "a" read again
+    await fields.close()
