@@ -69,6 +69,9 @@ class OipServer:
         options.intra_op_num_threads = 1
         self._session = ort.InferenceSession(str(self.model_dir / "model.onnx"), options)
         self._tok = PairTokenizer(self.model_dir / "tokenizer.json", 256, 128)
+        # A served model is warm before it takes calls (Triton loads and runs it first): the
+        # session's first run, slow on a loaded box, must not eat the gateway's call timeout.
+        self._session.run(["logits"], _token_arrays(self._tok.encode([("warm", "up")])))
         app = web.Application()
         app.router.add_get("/v2/health/ready", self._server_ready)
         for model in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):

@@ -188,7 +188,7 @@ async def test_a_slow_server_times_out_and_its_part_goes_to_the_other(
     upstream: Scripted, gateway: GatewayFactory, model_dir: Path, servers: list[OipServer]
 ) -> None:
     a, b = servers
-    pool = await gateway(settings(upstream, oip(model_dir, servers, pool_timeout_s=0.3)))
+    pool = await gateway(settings(upstream, oip(model_dir, servers, pool_timeout_s=1.0)))
     forget(servers)
     a.hang = True
     answer = await call("POST", f"{pool}/docs/_search", SEARCH)
