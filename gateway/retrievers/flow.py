@@ -47,7 +47,10 @@ class InferenceNotFound(ClientRequestError):
 class TreeSearch:
     """A compound tree to run: the body, where it goes, and the request's limits.
 
-    ``skip``: why its rerankers may not score (their fallback: the child's order)."""
+    ``skip``: why its rerankers may not score (their fallback: the child's order);
+    ``added``: the rerankers' text fields the hits would not bring back as the client
+    asked them (the search stage decides: ``Planner.fields_to_ask``), asked for in
+    ``fields`` and taken out of the page's hits again."""
 
     tree: Tree
     body: Mapping[str, Any]
@@ -56,6 +59,7 @@ class TreeSearch:
     headers: Mapping[str, str]
     skip: Reason | None
     budget: PairBudget
+    added: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -167,7 +171,7 @@ class RetrieverFlow:
             return await self._score(node, hits, index, budget)
 
         ctx = self._context(search.path, index, search.headers, body, scorer)
-        added = self._added_fields(tree.root, body, index)
+        added = search.added
         if added:  # the rerankers' text, where the client's _source may leave it out
             asked = body.get("fields")
             ctx.hit_options["fields"] = [*(asked if isinstance(asked, list) else []), *added]
@@ -203,21 +207,14 @@ class RetrieverFlow:
         status, reasons = _overall(ctx.statuses)
         return Ran(answer, None, status, reasons, {"retriever": float(took)})
 
-    def _added_fields(
-        self, node: parse.Node, body: Mapping[str, Any], index: str | None
-    ) -> tuple[str, ...]:
-        """Text fields the tree's rerankers read that the client's hit options may not
-        bring back (a ``_source`` / ``stored_fields`` of its own): asked as ``fields``."""
-        if "_source" not in body and "stored_fields" not in body:
-            return ()
+    def reranked_fields(self, tree: Tree, index: str | None) -> tuple[str, ...]:
+        """The text fields the tree's rerankers read (each its ``field``, else its
+        profile's); raises InferenceNotFound for an unknown ``inference_id``."""
         wanted: list[str] = []
-        for rerank in _rerankers(node):
+        for rerank in _rerankers(tree.root):
             profile_fields = self._profile(rerank.inference_id, index).document.read_fields
             wanted += [rerank.field] if rerank.field is not None else profile_fields
-        asked = body.get("fields")
-        asked = asked if isinstance(asked, list) else [] if asked is None else [asked]
-        have = {f if isinstance(f, str) else f.get("field") for f in asked if f}
-        return tuple(f for f in dict.fromkeys(wanted) if f not in have)
+        return tuple(dict.fromkeys(wanted))
 
     def _profile(self, inference_id: str | None, index: str | None) -> Profile:
         if inference_id in (None, DEFAULT, ES_DEFAULT_INFERENCE):

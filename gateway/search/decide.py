@@ -2,14 +2,16 @@
 
 ::
 
-    skip     settings, index patterns, the request's opt in / out, the model's readiness
-    plan     profile (index, ``ext.rerank.profile``, an experiment arm's), deadline
-             (``ext.rerank.timeout_ms``), ``plan.plan``, the index's text fields
+    skip           settings, index patterns, the request's opt in / out, the model's
+                   readiness
+    plan           profile (index, ``ext.rerank.profile``, an experiment arm's), deadline
+                   (``ext.rerank.timeout_ms``), ``plan.plan``, the index's text fields
+    fields_to_ask  the text fields a search (or a retriever tree) asks for in ``fields``
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -86,14 +88,29 @@ class Planner:
             fields = await self.index_fields.choose(index, profile.document.fields, headers)
             if fields != profile.document.fields:
                 profile = replace(profile, document=replace(profile.document, fields=fields))
-            shadowed, added = es_plan.field_split(body, fields)
-            if (
-                added
-                and es_plan.source_whole(body, params)
-                and await self.index_fields.in_source(index, added, headers)
-            ):
-                # The text comes back in ``_source`` anyway: not asking for it again in
-                # ``fields`` halves the cluster's answer (docs/speed.md, the cache-hit path).
-                added = ()
+            shadowed, added = await self.fields_to_ask(body, params, index, fields, headers)
             p = replace(p, shadowed=shadowed, added_fields=added)
         return p, profile
+
+    async def fields_to_ask(
+        self,
+        body: Mapping[str, Any],
+        params: Mapping[str, str],
+        index: str | None,
+        fields: Sequence[str],
+        headers: Mapping[str, str],
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(shadowed, added): how the text ``fields`` a search scores come back
+        (``es_plan.field_split``); none added where its hits carry their whole ``_source``
+        and the mapping says each field reads there as ``fields`` would return it."""
+        shadowed, added = es_plan.field_split(body, fields)
+        if (
+            added
+            and self.index_fields is not None
+            and es_plan.source_whole(body, params)
+            and await self.index_fields.in_source(index, added, headers)
+        ):
+            # The text comes back in ``_source`` anyway: not asking for it again in
+            # ``fields`` halves the cluster's answer (docs/speed.md, the cache-hit path).
+            added = ()
+        return shadowed, added

@@ -59,6 +59,8 @@ class IndexMapping:
     # multi-field, a runtime field, a ``copy_to`` target or one left unmapped).
     source_fields: frozenset[str] = frozenset()
     runtime: frozenset[str] = frozenset()  # the mapping's runtime fields
+    # Multi-fields (``title.english``): not paths of ``_source``, but ``fields`` returns them.
+    multi: frozenset[str] = frozenset()
 
     def in_source(self, field: str) -> bool:
         """Whether a hit's ``_source`` holds ``field`` as the ``fields`` option would
@@ -79,8 +81,10 @@ class IndexMapping:
         return tuple(path for path, _ in self.types)
 
     def has_any(self, fields: Sequence[str]) -> bool:
-        """Whether one of ``fields`` (or an object path below it) is mapped."""
-        return any(p == f or p.startswith(f + ".") for f in fields for p in self.paths)
+        """Whether one of ``fields`` (or an object path below it, or a multi-field) is mapped."""
+        return any(f in self.multi for f in fields) or any(
+            p == f or p.startswith(f + ".") for f in fields for p in self.paths
+        )
 
     def text_fields(self) -> tuple[str, ...]:
         """Its text fields, title-like names first, at most ``_MAX_FIELDS``."""
@@ -114,6 +118,20 @@ def _walk(properties: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
         yield path, str(kind)
         if kind == "object":
             yield from _walk(spec.get("properties"), path + ".")
+
+
+def _multi_fields(properties: Any, prefix: str = "") -> Iterator[str]:
+    """The multi-fields below ``properties``' fields (``title.english``), objects' included."""
+    if not isinstance(properties, dict):
+        return
+    for name, spec in properties.items():
+        if not isinstance(spec, dict):
+            continue
+        path = f"{prefix}{name}"
+        subs = spec.get("fields")
+        if isinstance(subs, dict):
+            yield from (f"{path}.{sub}" for sub in subs)
+        yield from _multi_fields(spec.get("properties"), path + ".")
 
 
 def _copy_targets(properties: Any) -> Iterator[str]:
@@ -169,7 +187,8 @@ def parse(body: Any) -> list[IndexMapping]:
             and path not in copied
             and path not in computed
         )
-        out.append(IndexMapping(index, types, whole, in_source, computed))
+        multi = frozenset(_multi_fields(props))
+        out.append(IndexMapping(index, types, whole, in_source, computed, multi))
     return out
 
 

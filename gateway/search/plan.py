@@ -189,7 +189,9 @@ def plan(
     )
 
 
-def field_split(body: dict[str, Any], fields: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+def field_split(
+    body: Mapping[str, Any], fields: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(shadowed, added): how the text ``fields`` come back.
 
     Text the client's own ``fields`` / ``stored_fields`` bring back is read there; a name its
@@ -235,7 +237,7 @@ def _wants_explain(
     return body.get("explain") is True or option.get("explain") is True
 
 
-def source_whole(body: dict[str, Any], params: Mapping[str, str]) -> bool:
+def source_whole(body: Mapping[str, Any], params: Mapping[str, str]) -> bool:
     """Whether the client's hits carry their whole ``_source`` (nothing filters it)."""
     if any(k in params for k in ("_source", "_source_includes", "_source_excludes")):
         return False

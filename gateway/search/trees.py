@@ -119,8 +119,9 @@ class TreeStage:
         req = ctx.request
         headers = self.upstream.outgoing_headers(req.headers)
         path = forward_url(req.url, MOVED)
+        added = await self._added(tree, parsed, req.params, req.index, req.headers)
         ran = await self.flow.execute(
-            TreeSearch(tree, parsed, path, req.index, headers, skip, ctx.budget)
+            TreeSearch(tree, parsed, path, req.index, headers, skip, ctx.budget, added)
         )
         if ran.answer is None:
             assert ran.refused is not None
@@ -134,8 +135,9 @@ class TreeStage:
         path = f"/{sub.index}/_search" if sub.index else "/_search"
         try:
             tree = self.flow.read(sub.body, {})
+            added = await self._added(tree, sub.body, {}, sub.index, headers)
             ran: Ran = await self.flow.execute(
-                TreeSearch(tree, sub.body, path, sub.index, headers, sub.skip, budget)
+                TreeSearch(tree, sub.body, path, sub.index, headers, sub.skip, budget, added)
             )
         except ClientRequestError as exc:
             return SubAnswer(exc.body(), "skipped", ("invalid_option",))
@@ -144,3 +146,21 @@ class TreeStage:
             refused = json_object(ran.refused) or {"status": ran.refused.status}
             return SubAnswer(refused, "skipped", ("upstream_status",))
         return SubAnswer({**ran.answer, "status": 200}, ran.rerank, ran.reasons)
+
+    async def _added(
+        self,
+        tree: Tree,
+        body: Mapping[str, Any],
+        params: Mapping[str, str],
+        index: str | None,
+        headers: Mapping[str, str],
+    ) -> tuple[str, ...]:
+        """The rerankers' text fields to ask for in ``fields``: by the rule a plain search
+        follows (``Planner.fields_to_ask``: the client's own ``fields`` may bring them, a whole
+        ``_source`` holds them where the mapping says so), not left to the client's hit
+        options (``?_source=false``, ``script_fields`` alone, a multi-field or alias)."""
+        wanted = self.flow.reranked_fields(tree, index)
+        if not wanted:
+            return ()
+        _, added = await self.planner.fields_to_ask(body, params, index, wanted, headers)
+        return added

@@ -7,6 +7,7 @@ each flavor is sent for a knn leaf, and the fallback when the reranker fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ def searches(upstream: Scripted) -> list[dict[str, Any]]:
 
 async def test_the_leaves_of_a_node_run_concurrently(upstream: Scripted, start: Start) -> None:
     in_flight, most = 0, 0
+    all_in = asyncio.Event()
 
     async def count(request: web.Request) -> None:
         nonlocal in_flight, most
@@ -40,7 +42,11 @@ async def test_the_leaves_of_a_node_run_concurrently(upstream: Scripted, start: 
             return  # the gateway's own reads (product, mappings) are not leaves
         in_flight += 1
         most = max(most, in_flight)
-        await asyncio.sleep(0.2)
+        if most == 4:
+            all_in.set()
+        # Each search is held until all four are in (or 2 s: then they came in turn).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), 2)
         in_flight -= 1
 
     upstream.behaviour = count

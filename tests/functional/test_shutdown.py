@@ -62,7 +62,9 @@ async def test_in_flight_search_finishes_and_scores_are_flushed(
     gate, upstream = held_cluster
     encoder = FakeEncoder(name=f"shutdown-{uuid.uuid4().hex}")
     settings = settings_with(
-        [upstream], server={"shutdown_timeout_s": 30}, cache={"redis_url": redis_url}
+        [upstream],
+        server={"shutdown_timeout_s": 30},
+        cache={"redis_url": redis_url, "timeout_s": 2.0},  # a cold connect may outlast 50 ms
     )
     runner, url = await serve(settings, encoder)
     port = int(url.rsplit(":", 1)[1])
@@ -81,7 +83,7 @@ async def test_in_flight_search_finishes_and_scores_are_flushed(
         await stopping
 
     # The write-back of the scores reached Redis before the cache was closed.
-    cache = RedisCache(CacheSettings.model_validate({"redis_url": redis_url}))
+    cache = RedisCache(CacheSettings.model_validate({"redis_url": redis_url, "timeout_s": 2.0}))
     keys = [
         cache_key(encoder.fingerprint, QUERY, "docs", d["_id"], f"{d['title']} {d['text']}")
         for d in DOCS

@@ -92,6 +92,7 @@ async def test_a_longer_deadline_lets_a_slow_model_finish(
     encoder = Stuck()
     url = await start(upstream, gateway, encoder, rerank={"window": 5, "timeout_s": 0.05})
     asked = asyncio.create_task(call("POST", f"{url}/docs/_search", body=search(timeout_ms=20_000)))
+    await asyncio.to_thread(encoder.stuck.wait, 10)  # the model run is held
     await asyncio.sleep(0.3)  # well past the configured 50 ms deadline
     encoder.gate.set()
     got = await asked
@@ -169,10 +170,10 @@ async def test_warm_up_runs_the_configured_batch_shapes_before_ready(
 async def test_msearch_sub_searches_share_one_deadline_window(
     upstream: Scripted, gateway: GatewayFactory, stuck: Stuck
 ) -> None:
-    """Sub-searches are scored side by side: three 400 ms deadlines end together, not in
-    turn (in turn would take 1.2 s or more)."""
+    """Sub-searches are scored side by side: three 1 s deadlines end together, not in
+    turn (in turn would take 3 s or more)."""
     url = await start(upstream, gateway, stuck)
-    subs = [search(f"{QUERY} {i}", timeout_ms=400) for i in range(3)]
+    subs = [search(f"{QUERY} {i}", timeout_ms=1000) for i in range(3)]
     data = b"".join(b"{}\n" + json.dumps(sub).encode() + b"\n" for sub in subs)
     started = asyncio.get_running_loop().time()
     got = await call(
@@ -187,4 +188,4 @@ async def test_msearch_sub_searches_share_one_deadline_window(
     assert [[h["_id"] for h in r["hits"]["hits"]] for r in got.json()["responses"]] == [
         UPSTREAM_ORDER
     ] * 3
-    assert elapsed < 1.0
+    assert elapsed < 2.5

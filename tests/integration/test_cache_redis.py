@@ -322,7 +322,7 @@ async def test_slow_redis_is_given_up_on(
     stats = gw.reranker.cache.stats
     reference = await gw.search()
     scored = encoder.pairs_scored
-    stalled = asyncio.create_task(asyncio.to_thread(_debug_sleep, server.port, 1.5))
+    stalled = asyncio.create_task(asyncio.to_thread(_debug_sleep, server.port, 3.0))
     await wait_for(lambda: asyncio.to_thread(blocked, server.port), what="Redis blocked")
     assert await gw.search() == reference  # scored uncached, past the cache's budget
     assert encoder.pairs_scored > scored

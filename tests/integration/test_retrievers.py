@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import urllib.error
@@ -549,3 +550,96 @@ async def test_reranker_reads_its_field_when_the_client_turns_source_off(
     assert headers["X-Rerank"] == "full"
     assert page(got) == page(full)
     assert all(set(h) == {"_index", "_id", "_score"} for h in got["hits"]["hits"])
+
+
+# ---- the reranker's text, whatever the client's hit options leave out ---------------------
+
+SRC_INDEX = "retr_src"
+
+
+@pytest.fixture(scope="module")
+def src_index(noida: str) -> str:
+    """``text`` with a keyword multi-field, and ``body``: an alias of it (neither is in
+    ``_source``; ``fields`` returns both)."""
+    mappings = {
+        "properties": {
+            "text": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+            "body": {"type": "alias", "path": "text"},
+        }
+    }
+    docs = [{"_id": i, "text": t} for i, t in TEXTS.items()]
+    seed_index(noida, SRC_INDEX, docs, mappings)
+    return noida
+
+
+async def search_at(base: str, path_qs: str, body: dict[str, Any]) -> tuple[int, Any, str]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/{SRC_INDEX}/_search{path_qs}", json=body) as resp,
+    ):
+        return resp.status, await resp.json(), resp.headers.get("X-Rerank", "")
+
+
+HIDDEN = {  # (query string, hit options, the reranker's field): text not in the hits as asked
+    "source off by parameter": ("?_source=false", {}, "text"),
+    "script_fields alone (no _source)": ("", {"script_fields": {"one": {"script": "1"}}}, "text"),
+    "an alias": ("", {}, "body"),
+    "a multi-field": ("", {}, "text.raw"),
+}
+
+
+@pytest.mark.parametrize("case", list(HIDDEN), ids=list(HIDDEN))
+async def test_reranker_reads_its_field_whatever_the_hit_options_leave_out(
+    src_index: str, encoder: OnnxCrossEncoder, gateway: GatewayFactory, case: str
+) -> None:
+    """The page is the one the reranker gives on ``text`` in full, and each hit is shaped as
+    the cluster shapes it for the client's own options (the gateway's ``fields`` taken out)."""
+    path_qs, options, field = HIDDEN[case]
+    url = await start(gateway, src_index, encoder)
+    reference = {"retriever": std(), "field": "text", "inference_text": "growing apples"}
+    status, full, rerank = await search_at(
+        url, "", {"retriever": {"text_similarity_reranker": reference}}
+    )
+    assert (status, rerank) == (200, "full"), full
+    tsr = {**reference, "field": field}
+    body = {"retriever": {"text_similarity_reranker": tsr}, **options}
+    status, got, rerank = await search_at(url, path_qs, body)
+    assert (status, rerank) == (200, "full"), got
+    assert page(got) == page(full)
+    # The cluster's own hits for the same options (the leaf search, sent to it directly).
+    direct = post(
+        src_index,
+        {"query": std()["standard"]["query"], **options},
+        f"/{SRC_INDEX}/_search{path_qs}",
+    )[1]
+    own = {h["_id"]: {k: v for k, v in h.items() if k != "_score"} for h in direct["hits"]["hits"]}
+    assert [{k: v for k, v in h.items() if k != "_score"} for h in got["hits"]["hits"]] == [
+        own[h["_id"]] for h in got["hits"]["hits"]
+    ]
+
+
+@pytest.mark.parametrize("field", ["body", "text.raw"], ids=["an alias", "a multi-field"])
+async def test_a_plain_search_scores_a_configured_alias_or_multi_field(
+    src_index: str,
+    encoder: OnnxCrossEncoder,
+    gateway: GatewayFactory,
+    field: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RERANK__FIELDS naming a field ``_source`` lacks: the gateway asks for it in ``fields``
+    (and does not fall back to the index's own text fields), so the page is the one on
+    ``text``, with the hits as the cluster gives them."""
+    caplog.set_level(logging.WARNING, logger="gateway.search.mappings")
+    match = {"query": {"match": {"text": QUERY}}}
+    on_text = await start(gateway, src_index, encoder, rerank={"window": 20, "fields": ["text"]})
+    status, want, rerank = await search_at(on_text, "", match)
+    assert (status, rerank) == (200, "full"), want
+    url = await start(gateway, src_index, encoder, rerank={"window": 20, "fields": [field]})
+    status, got, rerank = await search_at(url, "", match)
+    assert (status, rerank) == (200, "full"), got
+    assert page(got) == page(want)
+    assert all(set(h) == {"_index", "_id", "_score", "_source"} for h in got["hits"]["hits"])
+    fell_back = [r.getMessage() for r in caplog.records if f"[{SRC_INDEX}]" in r.getMessage()]
+    assert fell_back == []  # the configured field is the index's: no other chosen

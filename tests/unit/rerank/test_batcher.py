@@ -16,6 +16,7 @@ from gateway.model.fake import FakeEncoder
 from gateway.rerank.batcher import ENCODE_SLICE_PAIRS, INLINE_QUERY_CHARS, Batcher, warm_up_shapes
 from gateway.settings import BatcherSettings, ModelSettings
 from tests.doubles.encoders import RecordingEncoder
+from tests.doubles.waits import wait_for
 
 
 class BrokenEncoder(FakeEncoder):
@@ -160,7 +161,8 @@ async def test_a_search_that_gives_up_stops_its_tokenizing(make_batcher: Factory
     encoder.gate.set()
     with pytest.raises(asyncio.CancelledError):
         await encoding
-    await asyncio.sleep(0.05)
+    await wait_for(lambda: encoder.encoded, what="the first slice tokenized")
+    await asyncio.sleep(0.05)  # time for a second slice, were one started
     assert encoder.encoded == [ENCODE_SLICE_PAIRS]  # one slice, not the whole window
 
 

@@ -136,6 +136,9 @@ def test_what_the_fields_option_reads_elsewhere_is_not_in_source() -> None:
     assert not docs.in_source("text.en")
     assert not docs.in_source("day")
     assert docs.in_source("text")
+    # Unlisted as paths, but ``fields`` returns them: never read from _source.
+    assert not docs.reads_alike("text.en") and not docs.reads_alike("headline")
+    assert not docs.reads_alike("all")
 
 
 def test_a_filtered_disabled_or_unmapped_source_is_not_whole() -> None:
@@ -167,4 +170,17 @@ def test_only_plain_text_fields_read_alike_from_source() -> None:
     assert not docs.reads_alike("day")  # computed: only ``fields`` has it
     assert not docs.reads_alike("shadowed")  # a runtime field over a mapped one
     assert docs.reads_alike("nowhere")  # neither mapped nor computed: no text either way
+    assert docs.reads_alike("body.raw")  # no such multi-field: nothing either way
     assert not _one({"dynamic": False, "properties": props}).reads_alike("nowhere")
+
+
+def test_a_configured_multi_field_is_mapped() -> None:
+    props = {
+        "title": {"type": "text", "fields": {"english": {"type": "text"}}},
+        "meta": {"properties": {"note": {"type": "text", "fields": {"raw": {"type": "keyword"}}}}},
+    }
+    docs = _one({"properties": props})
+    assert docs.has_any(["title.english"]) and docs.has_any(["meta.note.raw"])
+    assert not docs.has_any(["title.french"])
+    assert docs.text_fields() == ("title", "meta.note")  # discovery reads no multi-field
+    assert choose(["title.english"], [docs]).fields == ("title.english",)
