@@ -50,7 +50,9 @@ class TreeSearch:
     ``skip``: why its rerankers may not score (their fallback: the child's order);
     ``added``: the rerankers' text fields the hits would not bring back as the client
     asked them (the search stage decides: ``Planner.fields_to_ask``), asked for in
-    ``fields`` and taken out of the page's hits again."""
+    ``fields`` and taken out of the page's hits again; ``shadowed``: those whose ``fields``
+    entry is the client's own (``docvalue_fields``, ``script_fields``): their text is read
+    from ``_source`` only."""
 
     tree: Tree
     body: Mapping[str, Any]
@@ -60,6 +62,7 @@ class TreeSearch:
     skip: Reason | None
     budget: PairBudget
     added: tuple[str, ...] = ()
+    shadowed: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -168,6 +171,8 @@ class RetrieverFlow:
         async def scorer(node: Rerank, hits: list[dict[str, Any]]) -> run.Scored:
             if skip is not None:
                 return _unscored(hits, skip)
+            if search.shadowed:  # the text as the rerankers read it; the page keeps all
+                hits = [_without(hit, search.shadowed) for hit in hits]
             return await self._score(node, hits, index, budget)
 
         ctx = self._context(search.path, index, search.headers, body, scorer)
@@ -209,11 +214,17 @@ class RetrieverFlow:
 
     def reranked_fields(self, tree: Tree, index: str | None) -> tuple[str, ...]:
         """The text fields the tree's rerankers read (each its ``field``, else its
-        profile's); raises InferenceNotFound for an unknown ``inference_id``."""
+        profile's). An unknown ``inference_id`` adds none: its reranker answers for it
+        when it comes to score (a 404, as before any text is fetched)."""
         wanted: list[str] = []
         for rerank in _rerankers(tree.root):
-            profile_fields = self._profile(rerank.inference_id, index).document.read_fields
-            wanted += [rerank.field] if rerank.field is not None else profile_fields
+            if rerank.field is not None:
+                wanted.append(rerank.field)
+                continue
+            try:
+                wanted += self._profile(rerank.inference_id, index).document.read_fields
+            except InferenceNotFound:
+                continue
         return tuple(dict.fromkeys(wanted))
 
     def _profile(self, inference_id: str | None, index: str | None) -> Profile:

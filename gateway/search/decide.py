@@ -101,9 +101,13 @@ class Planner:
         headers: Mapping[str, str],
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(shadowed, added): how the text ``fields`` a search scores come back
-        (``es_plan.field_split``); none added where its hits carry their whole ``_source``
-        and the mapping says each field reads there as ``fields`` would return it."""
-        shadowed, added = es_plan.field_split(body, fields)
+        (``es_plan.field_split``; ``stored_fields`` brings back only what the mapping
+        stores); none added where its hits carry their whole ``_source`` and the mapping
+        says each field reads there as ``fields`` would return it."""
+        unstored: tuple[str, ...] = ()
+        if self.index_fields is not None and "stored_fields" in body:
+            unstored = await self.index_fields.unstored(index, fields, headers)
+        shadowed, added = es_plan.field_split(body, fields, unstored)
         if (
             added
             and self.index_fields is not None

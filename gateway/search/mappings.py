@@ -61,6 +61,7 @@ class IndexMapping:
     runtime: frozenset[str] = frozenset()  # the mapping's runtime fields
     # Multi-fields (``title.english``): not paths of ``_source``, but ``fields`` returns them.
     multi: frozenset[str] = frozenset()
+    stored: frozenset[str] = frozenset()  # ``store: true``: what ``stored_fields`` returns
 
     def in_source(self, field: str) -> bool:
         """Whether a hit's ``_source`` holds ``field`` as the ``fields`` option would
@@ -120,18 +121,28 @@ def _walk(properties: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from _walk(spec.get("properties"), path + ".")
 
 
-def _multi_fields(properties: Any, prefix: str = "") -> Iterator[str]:
-    """The multi-fields below ``properties``' fields (``title.english``), objects' included."""
+def _specs(properties: Any, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every field's (path, mapping): objects' fields (as ``_walk``, not ``nested``) and
+    multi-fields (``title.english``) included."""
     if not isinstance(properties, dict):
         return
     for name, spec in properties.items():
         if not isinstance(spec, dict):
             continue
         path = f"{prefix}{name}"
+        yield path, spec
         subs = spec.get("fields")
         if isinstance(subs, dict):
-            yield from (f"{path}.{sub}" for sub in subs)
-        yield from _multi_fields(spec.get("properties"), path + ".")
+            yield from ((f"{path}.{k}", v) for k, v in subs.items() if isinstance(v, dict))
+        if spec.get("type", "object" if "properties" in spec else "") == "object":
+            yield from _specs(spec.get("properties"), path + ".")
+
+
+def _multi_fields(properties: Any) -> Iterator[str]:
+    """The multi-fields (``title.english``) of ``properties``, objects' included."""
+    for path, spec in _specs(properties):
+        if isinstance(spec.get("fields"), dict):
+            yield from (f"{path}.{sub}" for sub in spec["fields"])
 
 
 def _copy_targets(properties: Any) -> Iterator[str]:
@@ -188,7 +199,8 @@ def parse(body: Any) -> list[IndexMapping]:
             and path not in computed
         )
         multi = frozenset(_multi_fields(props))
-        out.append(IndexMapping(index, types, whole, in_source, computed, multi))
+        stored = frozenset(path for path, spec in _specs(props) if spec.get("store") is True)
+        out.append(IndexMapping(index, types, whole, in_source, computed, multi, stored))
     return out
 
 
@@ -328,6 +340,18 @@ class IndexFields:
         if not indices:
             return False
         return all(m.reads_alike(f) for m in indices for f in fields)
+
+    async def unstored(
+        self, index: str | None, fields: Sequence[str], headers: Mapping[str, str]
+    ) -> tuple[str, ...]:
+        """Those of ``fields`` that no index behind ``index`` stores (``store: true``), so
+        that ``stored_fields`` brings none of them back; none when the mapping is unread."""
+        if not self.enabled or not fields or ":" in (index or ""):
+            return ()
+        indices = await self.mappings(index, headers)
+        if not indices:
+            return ()
+        return tuple(f for f in fields if not any(f in m.stored for m in indices))
 
     def _tell(self, choice: Choice, configured: Sequence[str]) -> None:
         """Warn once per index (again if its fields change) about a non-configured choice."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,21 +190,24 @@ def plan(
 
 
 def field_split(
-    body: Mapping[str, Any], fields: Sequence[str]
+    body: Mapping[str, Any], fields: Sequence[str], unstored: Collection[str] = ()
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(shadowed, added): how the text ``fields`` come back.
 
-    Text the client's own ``fields`` / ``stored_fields`` bring back is read there; a name its
-    ``docvalue_fields`` / ``script_fields`` / ``collapse`` fill is read from ``_source`` only
-    (shadowed: not asked for, the gateway's entry would overwrite the client's); the rest is
-    added to the search's ``fields``.
+    Text the client's own ``fields`` / ``stored_fields`` bring back is read there (not
+    ``stored_fields`` for a field the mapping says is ``unstored``: the cluster returns
+    nothing for it); a name its ``docvalue_fields`` / ``script_fields`` / ``collapse`` fill
+    is read from ``_source`` only (shadowed: not asked for, the gateway's entry would
+    overwrite the client's); the rest is added to the search's ``fields``.
     """
-    readable = _patterns(body.get("fields")) + _patterns(body.get("stored_fields"))
+    asked, stored = _patterns(body.get("fields")), _patterns(body.get("stored_fields"))
     others = [*_patterns(body.get("docvalue_fields")), *_named(body.get("script_fields"))]
     collapse = body.get("collapse")
     if isinstance(collapse, dict):
         others += _patterns(collapse.get("field"))
-    covered = [f for f in fields if _matches(f, readable)]
+    covered = [
+        f for f in fields if _matches(f, asked) or (f not in unstored and _matches(f, stored))
+    ]
     shadowed = tuple(f for f in fields if f not in covered and _matches(f, others))
     added = tuple(f for f in fields if f not in covered and f not in shadowed)
     return shadowed, added

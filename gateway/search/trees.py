@@ -119,9 +119,11 @@ class TreeStage:
         req = ctx.request
         headers = self.upstream.outgoing_headers(req.headers)
         path = forward_url(req.url, MOVED)
-        added = await self._added(tree, parsed, req.params, req.index, req.headers)
+        shadowed, added = await self._text_fields(
+            tree, parsed, req.params, req.index, req.headers, skip=skip
+        )
         ran = await self.flow.execute(
-            TreeSearch(tree, parsed, path, req.index, headers, skip, ctx.budget, added)
+            TreeSearch(tree, parsed, path, req.index, headers, skip, ctx.budget, added, shadowed)
         )
         if ran.answer is None:
             assert ran.refused is not None
@@ -135,9 +137,13 @@ class TreeStage:
         path = f"/{sub.index}/_search" if sub.index else "/_search"
         try:
             tree = self.flow.read(sub.body, {})
-            added = await self._added(tree, sub.body, {}, sub.index, headers)
+            shadowed, added = await self._text_fields(
+                tree, sub.body, {}, sub.index, headers, skip=sub.skip
+            )
             ran: Ran = await self.flow.execute(
-                TreeSearch(tree, sub.body, path, sub.index, headers, sub.skip, budget, added)
+                TreeSearch(
+                    tree, sub.body, path, sub.index, headers, sub.skip, budget, added, shadowed
+                )
             )
         except ClientRequestError as exc:
             return SubAnswer(exc.body(), "skipped", ("invalid_option",))
@@ -147,20 +153,22 @@ class TreeStage:
             return SubAnswer(refused, "skipped", ("upstream_status",))
         return SubAnswer({**ran.answer, "status": 200}, ran.rerank, ran.reasons)
 
-    async def _added(
+    async def _text_fields(
         self,
         tree: Tree,
         body: Mapping[str, Any],
         params: Mapping[str, str],
         index: str | None,
         headers: Mapping[str, str],
-    ) -> tuple[str, ...]:
-        """The rerankers' text fields to ask for in ``fields``: by the rule a plain search
-        follows (``Planner.fields_to_ask``: the client's own ``fields`` may bring them, a whole
-        ``_source`` holds them where the mapping says so), not left to the client's hit
-        options (``?_source=false``, ``script_fields`` alone, a multi-field or alias)."""
-        wanted = self.flow.reranked_fields(tree, index)
+        *,
+        skip: Reason | None,
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(shadowed, added) for the rerankers' text fields, by the rule a plain search
+        follows (``Planner.fields_to_ask``: the client's own ``fields`` may bring them, a
+        whole ``_source`` holds them where the mapping says so), not left to the client's
+        hit options (``?_source=false``, ``script_fields`` alone, a multi-field or alias).
+        None when the rerankers will not score (``skip``)."""
+        wanted = self.flow.reranked_fields(tree, index) if skip is None else ()
         if not wanted:
-            return ()
-        _, added = await self.planner.fields_to_ask(body, params, index, wanted, headers)
-        return added
+            return (), ()
+        return await self.planner.fields_to_ask(body, params, index, wanted, headers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -201,3 +202,42 @@ async def test_in_an_experiment_the_control_arms_reranker_falls_back(
     assert arms["baseline"] == ("skipped", "experiment_control", [d["_id"] for d in DOCS[:5]])
     assert arms["rerank"][0] == "full"
     assert arms["rerank"][2] != arms["baseline"][2]
+
+
+async def test_an_msearch_retriever_sub_asks_for_its_rerankers_text(
+    upstream: Scripted, start: Start
+) -> None:
+    """A sub-search with ``_source: false``: its leaf asks for the reranker's field in
+    ``fields`` (the mapping is unreadable here, so nothing says ``_source`` would do), and
+    the sub's hits come back without it."""
+    url = await start()
+    tsr = {"retriever": STD, "field": "text", "inference_text": QUERY, "rank_window_size": 5}
+    sub = {"retriever": {"text_similarity_reranker": tsr}, "_source": False, "size": 3}
+    data = b"{}\n" + json.dumps(sub).encode() + b"\n"
+    got = await call(
+        "POST", f"{url}/docs/_msearch", data=data, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert got.status == 200, got.body
+    leaf, union = searches(upstream)  # the leaf's window and the totals
+    assert leaf["fields"] == ["text"] and leaf["_source"] is False
+    assert union["size"] == 0 and "fields" not in union
+    (response,) = got.json()["responses"]
+    assert response["status"] == 200
+    assert all("fields" not in hit for hit in response["hits"]["hits"])
+
+
+async def test_a_skipped_tree_needs_no_text_and_names_no_unknown_model(
+    upstream: Scripted, start: Start
+) -> None:
+    """Opted out (``X-Rerank: off``), a tree's rerankers do not score: no ``fields`` is
+    asked for them, and an ``inference_id`` no model answers to is no error."""
+    url = await start()
+    tsr = {"retriever": STD, "field": "text", "inference_id": "nope", "inference_text": QUERY}
+    body = {"retriever": {"text_similarity_reranker": tsr}, "_source": False}
+    got = await call("POST", f"{url}/docs/_search", body, headers={"X-Rerank": "off"})
+    assert got.status == 200, got.body
+    assert got.headers["X-Rerank"] == "skipped"
+    assert all("fields" not in s for s in searches(upstream))
+    refused = await call("POST", f"{url}/docs/_search", body)  # scored: the model is unknown
+    assert refused.status == 404
+    assert refused.json()["error"]["type"] == "resource_not_found_exception"

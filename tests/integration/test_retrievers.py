@@ -587,6 +587,13 @@ HIDDEN = {  # (query string, hit options, the reranker's field): text not in the
     "script_fields alone (no _source)": ("", {"script_fields": {"one": {"script": "1"}}}, "text"),
     "an alias": ("", {}, "body"),
     "a multi-field": ("", {}, "text.raw"),
+    "stored_fields naming it, not stored": ("", {"stored_fields": ["text"]}, "text"),
+    # The client's own script field of that name: the text is still the document's.
+    "a script field of its name": (
+        "",
+        {"_source": True, "script_fields": {"text": {"script": "1"}}},
+        "text",
+    ),
 }
 
 
@@ -643,3 +650,18 @@ async def test_a_plain_search_scores_a_configured_alias_or_multi_field(
     assert all(set(h) == {"_index", "_id", "_score", "_source"} for h in got["hits"]["hits"])
     fell_back = [r.getMessage() for r in caplog.records if f"[{SRC_INDEX}]" in r.getMessage()]
     assert fell_back == []  # the configured field is the index's: no other chosen
+
+
+async def test_a_plain_search_reads_text_that_stored_fields_does_not_bring(
+    src_index: str, encoder: OnnxCrossEncoder, gateway: GatewayFactory
+) -> None:
+    """``stored_fields: ["text"]`` where ``text`` is not stored: the cluster returns neither
+    it nor ``_source``, so the gateway asks for it in ``fields`` (and takes it out again)."""
+    url = await start(gateway, src_index, encoder)
+    match = {"query": {"match": {"text": QUERY}}}
+    status, want, rerank = await search_at(url, "", match)
+    assert (status, rerank) == (200, "full"), want
+    status, got, rerank = await search_at(url, "", {**match, "stored_fields": ["text"]})
+    assert (status, rerank) == (200, "full"), got
+    assert page(got) == page(want)
+    assert all(set(h) == {"_index", "_id", "_score"} for h in got["hits"]["hits"])

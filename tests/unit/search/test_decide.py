@@ -120,6 +120,7 @@ def _fields_planner(mappings: dict[str, Any]) -> Planner:
 
 
 PLAIN = {"properties": {"title": {"type": "text"}, "text": {"type": "text"}}}
+STORED = {"properties": {"title": {"type": "text", "store": True}, "text": {"type": "text"}}}
 
 
 @pytest.mark.parametrize(
@@ -130,7 +131,10 @@ PLAIN = {"properties": {"title": {"type": "text"}, "text": {"type": "text"}}}
         (PLAIN, {"_source": False}, {}, ("title", "text")),
         (PLAIN, {"_source": ["title"]}, {}, ("title", "text")),
         (PLAIN, {}, {"_source_excludes": "text"}, ("title", "text")),
-        (PLAIN, {"stored_fields": ["title"]}, {}, ("text",)),
+        # stored_fields brings back a stored field; the cluster has nothing for another
+        (STORED, {"stored_fields": ["title"]}, {}, ("text",)),
+        (PLAIN, {"stored_fields": ["title"]}, {}, ("title", "text")),
+        (STORED, {"stored_fields": ["*"]}, {}, ("text",)),
         # Elasticsearch leaves _source out beside script_fields unless it is asked for
         (PLAIN, {"script_fields": {"n": {"script": "1"}}}, {}, ("title", "text")),
         (PLAIN, {"script_fields": {"n": {"script": "1"}}, "_source": True}, {}, ()),

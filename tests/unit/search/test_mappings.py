@@ -184,3 +184,18 @@ def test_a_configured_multi_field_is_mapped() -> None:
     assert not docs.has_any(["title.french"])
     assert docs.text_fields() == ("title", "meta.note")  # discovery reads no multi-field
     assert choose(["title.english"], [docs]).fields == ("title.english",)
+
+
+def test_stored_fields_and_multi_fields_are_read_where_fields_reads_them() -> None:
+    props = {
+        "title": {
+            "type": "text",
+            "store": True,
+            "fields": {"raw": {"type": "keyword", "store": True}},
+        },
+        "meta": {"properties": {"note": {"type": "text", "store": True}}},
+        "comments": {"type": "nested", "properties": {"c": {"type": "text", "fields": {"r": {}}}}},
+    }
+    docs = _one({"properties": props})
+    assert docs.stored == {"title", "title.raw", "meta.note"}
+    assert docs.multi == {"title.raw"}  # not below ``nested``: ``fields`` returns objects there
