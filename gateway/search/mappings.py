@@ -108,41 +108,25 @@ class Choice:
     configured: tuple[str, ...]  # indices that have a configured field
 
 
-def _walk(properties: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+def _kind(spec: dict[str, Any]) -> str:
+    return str(spec.get("type", "object" if "properties" in spec else ""))
+
+
+def _specs(properties: Any, prefix: str = "") -> Iterator[tuple[str, dict[str, Any], bool]]:
+    """Every field's (dotted path, mapping, whether it is a multi-field such as
+    ``title.english``), in mapping order: objects' fields included, not ``nested`` ones."""
     if not isinstance(properties, dict):
         return
     for name, spec in properties.items():
         if not isinstance(spec, dict):
             continue
         path = f"{prefix}{name}"
-        kind = spec.get("type", "object" if "properties" in spec else "")
-        yield path, str(kind)
-        if kind == "object":
-            yield from _walk(spec.get("properties"), path + ".")
-
-
-def _specs(properties: Any, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every field's (path, mapping): objects' fields (as ``_walk``, not ``nested``) and
-    multi-fields (``title.english``) included."""
-    if not isinstance(properties, dict):
-        return
-    for name, spec in properties.items():
-        if not isinstance(spec, dict):
-            continue
-        path = f"{prefix}{name}"
-        yield path, spec
+        yield path, spec, False
         subs = spec.get("fields")
         if isinstance(subs, dict):
-            yield from ((f"{path}.{k}", v) for k, v in subs.items() if isinstance(v, dict))
-        if spec.get("type", "object" if "properties" in spec else "") == "object":
+            yield from ((f"{path}.{k}", v, True) for k, v in subs.items() if isinstance(v, dict))
+        if _kind(spec) == "object":
             yield from _specs(spec.get("properties"), path + ".")
-
-
-def _multi_fields(properties: Any) -> Iterator[str]:
-    """The multi-fields (``title.english``) of ``properties``, objects' included."""
-    for path, spec in _specs(properties):
-        if isinstance(spec.get("fields"), dict):
-            yield from (f"{path}.{sub}" for sub in spec["fields"])
 
 
 def _copy_targets(properties: Any) -> Iterator[str]:
@@ -183,7 +167,8 @@ def parse(body: Any) -> list[IndexMapping]:
         # (and so the ``fields`` option) does not have: read this index as before.
         dynamic = mappings.get("dynamic", True) if isinstance(mappings, dict) else None
         whole = whole and str(dynamic).lower() not in ("false", "runtime")
-        types = tuple(_walk(props))
+        specs = list(_specs(props))
+        types = tuple((path, _kind(spec)) for path, spec, multi in specs if not multi)
         copied = {t for t in _copy_targets(props) if isinstance(t, str)}
         runtime = mappings.get("runtime") if isinstance(mappings, dict) else None
         computed = frozenset(runtime) if isinstance(runtime, dict) else frozenset()
@@ -198,8 +183,8 @@ def parse(body: Any) -> list[IndexMapping]:
             and path not in copied
             and path not in computed
         )
-        multi = frozenset(_multi_fields(props))
-        stored = frozenset(path for path, spec in _specs(props) if spec.get("store") is True)
+        multi = frozenset(path for path, _, is_multi in specs if is_multi)
+        stored = frozenset(path for path, spec, _ in specs if spec.get("store") is True)
         out.append(IndexMapping(index, types, whole, in_source, computed, multi, stored))
     return out
 
