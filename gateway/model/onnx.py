@@ -1,8 +1,9 @@
 """An ONNX cross-encoder run by onnxruntime over a ``tokenizers`` tokenizer.
 
-The only module that runs onnxruntime (``gateway.model.quantize`` uses its quantization
-tools offline, to build a model file). Its exceptions become ``ModelError`` here (the
-tokenizer's in ``gateway.model.local``, which this backend shares with ``openvino.py``).
+The only module that runs onnxruntime (``gateway.model.quantize`` builds a model file
+offline with NNCF, which calibrates through onnxruntime). Its exceptions become
+``ModelError`` here (the tokenizer's in ``gateway.model.local``, which this backend
+shares with ``openvino.py``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from gateway.settings import OnnxModel
 DYNAMIC_FILE = "model_int8.onnx"
 STATIC_FILE = "model_int8_static.onnx"
 # Bumped when the static recipe changes, so an old generated file is never picked up.
-STATIC_RECIPE = "qdq-matmul-w8pc-a8minmax-ffnfp32-v2"
+STATIC_RECIPE = "qdq-nncf-transformer-mixed-ffnfp32-v3"
 Kind = Literal["none", "static", "dynamic"]
 # ONNX op types that quantize activations at run time (over the whole input tensor).
 _DYNAMIC_OPS = (b"DynamicQuantizeLinear", b"DynamicQuantizeMatMul")

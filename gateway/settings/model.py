@@ -126,7 +126,7 @@ class OnnxModel(ModelSettings):
         "auto",
         description=(
             "`static`: the int8 model generated from MODEL__FILE into MODEL__CACHE_DIR"
-            " (`python -m gateway.model.quantize`; batch-invariant, the fast CPU path);"
+            " (`python -m gateway.model.quantize`; batch-invariant, the int8 path closest to fp32);"
             " `dynamic`: `model_int8.onnx` of the model directory, one pair per run unless"
             " MODEL__ALLOW_BATCH_DEPENDENT; `none`: MODEL__FILE as it is;"
             " `auto`: `static` when generated, else (cpu, MODEL__FILE unset) `dynamic` when"
