@@ -225,7 +225,9 @@ def fp32_source(path: Path) -> ModelFile:
 
 def _static_int8(source: Path, out: Path, feeds: Feeds) -> dict[str, str]:
     quantize_static_int8(source, out, feeds)
-    return {}
+    from importlib.metadata import version
+
+    return {"nncf": version("nncf")}
 
 
 # The static model of ``model_dir/model_file`` in ``cache_dir`` (built if missing).
