@@ -16,7 +16,7 @@ import pytest
 
 from gateway.errors import ModelError
 from gateway.model.onnx import OnnxCrossEncoder, execution_path
-from gateway.model.quantize import calibration_pairs, generate
+from gateway.model.quantize import calibration_pairs, generate, quantize_static_int8
 from gateway.model.variants import inspect, resolve, static_model_path
 from gateway.settings import ModelSettings, SpeedSettings
 
@@ -178,3 +178,14 @@ def test_the_execution_path_names_device_precision_and_quantization(model_dir: P
     bf16, f32 = path(device="openvino"), path(device="openvino", hint="f32")
     assert "precision=bf16" in bf16 and "precision=f32" in f32
     assert len({path(), path(device="cuda"), bf16, f32}) == 4
+
+
+def test_a_failed_quantization_is_one_error_and_writes_nothing(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """Feeds the model does not take: NNCF's own exception becomes one ModelError line."""
+    out = tmp_path / "static" / "model_int8_static.onnx"
+    wrong = [{"not_an_input": np.ones((1, 4), dtype=np.int64)}]
+    with pytest.raises(ModelError, match="static quantization failed"):
+        quantize_static_int8(model_dir / "model.onnx", out, wrong)
+    assert not out.exists()
