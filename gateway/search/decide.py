@@ -105,9 +105,9 @@ class Planner:
         stores); none added where its hits carry their whole ``_source`` and the mapping
         says each field reads there as ``fields`` would return it."""
         unstored: tuple[str, ...] = ()
-        if self.index_fields is not None and "stored_fields" in body:
+        if self.index_fields is not None and ("stored_fields" in body or "stored_fields" in params):
             unstored = await self.index_fields.unstored(index, fields, headers)
-        shadowed, added = es_plan.field_split(body, fields, unstored)
+        shadowed, added = es_plan.field_split(body, params, fields, unstored)
         if (
             added
             and self.index_fields is not None

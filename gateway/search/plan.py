@@ -167,12 +167,12 @@ def plan(
         return "sorted"
     if from_ >= window:
         return "beyond_window"
-    if body.get("stored_fields") == "_none_":
+    if params.get("stored_fields", body.get("stored_fields")) == "_none_":
         return "no_source"
     query = find_text(body, params.get("q"))
     if not query:
         return "no_query_text"
-    shadowed, added = field_split(body, fields)
+    shadowed, added = field_split(body, params, fields)
     return Plan(
         query=query,
         from_=from_,
@@ -190,7 +190,10 @@ def plan(
 
 
 def field_split(
-    body: Mapping[str, Any], fields: Sequence[str], unstored: Collection[str] = ()
+    body: Mapping[str, Any],
+    params: Mapping[str, str],
+    fields: Sequence[str],
+    unstored: Collection[str] = (),
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(shadowed, added): how the text ``fields`` come back.
 
@@ -198,10 +201,17 @@ def field_split(
     ``stored_fields`` for a field the mapping says is ``unstored``: the cluster returns
     nothing for it); a name its ``docvalue_fields`` / ``script_fields`` / ``collapse`` fill
     is read from ``_source`` only (shadowed: not asked for, the gateway's entry would
-    overwrite the client's); the rest is added to the search's ``fields``.
+    overwrite the client's); the rest is added to the search's ``fields``. As in
+    Elasticsearch, a ``stored_fields`` URL parameter (comma-separated) replaces the body's,
+    and a ``docvalue_fields`` one adds to it.
     """
-    asked, stored = _patterns(body.get("fields")), _patterns(body.get("stored_fields"))
-    others = [*_patterns(body.get("docvalue_fields")), *_named(body.get("script_fields"))]
+    asked = _patterns(body.get("fields"))
+    stored = _patterns(_url_list(params, "stored_fields") or body.get("stored_fields"))
+    others = [
+        *_patterns(body.get("docvalue_fields")),
+        *_patterns(_url_list(params, "docvalue_fields")),
+        *_named(body.get("script_fields")),
+    ]
     collapse = body.get("collapse")
     if isinstance(collapse, dict):
         others += _patterns(collapse.get("field"))
@@ -211,6 +221,10 @@ def field_split(
     shadowed = tuple(f for f in fields if f not in covered and _matches(f, others))
     added = tuple(f for f in fields if f not in covered and f not in shadowed)
     return shadowed, added
+
+
+def _url_list(params: Mapping[str, str], name: str) -> list[str] | None:
+    return params[name].split(",") if name in params else None
 
 
 def _patterns(value: Any) -> list[str]:

@@ -135,6 +135,10 @@ STORED = {"properties": {"title": {"type": "text", "store": True}, "text": {"typ
         (STORED, {"stored_fields": ["title"]}, {}, ("text",)),
         (PLAIN, {"stored_fields": ["title"]}, {}, ("title", "text")),
         (STORED, {"stored_fields": ["*"]}, {}, ("text",)),
+        # URL parameters as Elasticsearch reads them: stored_fields replaces the body's
+        (STORED, {}, {"stored_fields": "title"}, ("text",)),
+        (STORED, {"stored_fields": ["title"]}, {"stored_fields": "other"}, ("title", "text")),
+        (PLAIN, {}, {"stored_fields": "title,text"}, ("title", "text")),
         # Elasticsearch leaves _source out beside script_fields unless it is asked for
         (PLAIN, {"script_fields": {"n": {"script": "1"}}}, {}, ("title", "text")),
         (PLAIN, {"script_fields": {"n": {"script": "1"}}, "_source": True}, {}, ()),
@@ -162,3 +166,19 @@ async def test_a_remote_cluster_s_index_keeps_asking_for_fields() -> None:
     p, _ = await _fields_planner(PLAIN).plan(ITALY, {}, {}, "docs,remote:docs", headers={})
     assert isinstance(p, Plan)
     assert p.added_fields == ("title", "text")
+
+
+async def test_a_docvalue_fields_parameter_shadows_like_the_body_option() -> None:
+    """``?docvalue_fields=title``: the hit's ``fields.title`` is the client's doc value, so
+    the title is read from ``_source`` (whole here: nothing else is asked for)."""
+    planner = _fields_planner(PLAIN)
+    p, _ = await planner.plan(ITALY, {}, {"docvalue_fields": "title"}, "docs", headers={})
+    assert isinstance(p, Plan)
+    assert (p.shadowed, p.added_fields) == (("title",), ())
+
+
+async def test_stored_fields_none_as_a_parameter_is_not_reranked() -> None:
+    p, _ = await _fields_planner(PLAIN).plan(
+        ITALY, {}, {"stored_fields": "_none_"}, "docs", headers={}
+    )
+    assert p == "no_source"
