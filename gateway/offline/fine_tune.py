@@ -47,9 +47,7 @@ from typing import Any
 import numpy as np
 
 from gateway.learning import finetune_checks as checks
-from gateway.learning.clicks import (
-    Session,
-)
+from gateway.learning.clicks import Session
 from gateway.learning.finetune import LOSSES, TuneSettings, examples, fine_tune
 from gateway.learning.judgments import by_query, query_key
 from gateway.learning.registry import CROSS_ENCODER, Registry, fingerprint
@@ -57,6 +55,7 @@ from gateway.learning.significance import Paired, paired_test, per_query_ndcg
 from gateway.learning.ubi import read_ndjson
 from gateway.model.local import REGISTRY_FILE
 from gateway.model.onnx import OnnxCrossEncoder
+from gateway.offline.train import click_judgments, held_queries, judged_by_key
 
 Labels = dict[str, dict[str, float]]  # query key → doc → label
 
@@ -114,8 +113,6 @@ def _sessions(args: argparse.Namespace) -> list[Session]:
 
 def labels_of(args: argparse.Namespace) -> tuple[Labels, dict[str, float], str]:
     """(labels by query key, data window, what they came from)."""
-    from gateway.offline.train import click_judgments, judged_by_key
-
     if args.qrels:
         return judged_by_key(Path(args.qrels), Path(args.queries)), {}, f"qrels {args.qrels}"
     sessions = _sessions(args)
@@ -132,8 +129,6 @@ def split(
 ) -> tuple[Labels, dict[str, dict[str, float]], str]:
     """(training labels, evaluation judgments, what the evaluation is on): evaluation
     queries never train."""
-    from gateway.offline.train import held_queries, judged_by_key
-
     if args.eval_qrels:
         queries_file = args.eval_queries or args.queries
         if not queries_file:
