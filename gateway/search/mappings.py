@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -62,6 +62,16 @@ class IndexMapping:
     # Multi-fields (``title.english``): not paths of ``_source``, but ``fields`` returns them.
     multi: frozenset[str] = frozenset()
     stored: frozenset[str] = frozenset()  # ``store: true``: what ``stored_fields`` returns
+    # Every name ``has_any`` answers yes to: each path and each object above one, and the
+    # multi-fields. Worked out once per mapping read, not per search.
+    _mapped: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = set(self.multi)
+        for path, _ in self.types:
+            parts = path.split(".")
+            names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+        object.__setattr__(self, "_mapped", frozenset(names))
 
     def in_source(self, field: str) -> bool:
         """Whether a hit's ``_source`` holds ``field`` as the ``fields`` option would
@@ -83,9 +93,7 @@ class IndexMapping:
 
     def has_any(self, fields: Sequence[str]) -> bool:
         """Whether one of ``fields`` (or an object path below it, or a multi-field) is mapped."""
-        return any(f in self.multi for f in fields) or any(
-            p == f or p.startswith(f + ".") for f in fields for p in self.paths
-        )
+        return any(f in self._mapped for f in fields)
 
     def text_fields(self) -> tuple[str, ...]:
         """Its text fields, title-like names first, at most ``_MAX_FIELDS``."""
@@ -319,9 +327,7 @@ class IndexFields:
         """Whether every index behind ``index`` returns each of ``fields`` in its hits'
         ``_source`` (``IndexMapping.in_source``), so that asking for them in ``fields``
         would only send the text twice. False when the mapping is unread or unreadable."""
-        if not self.enabled or not fields or ":" in (index or ""):
-            return False  # a remote cluster's indices are not in this mapping
-        indices = await self.mappings(index, headers)
+        indices = await self._local(index, fields, headers)
         if not indices:
             return False
         return all(m.reads_alike(f) for m in indices for f in fields)
@@ -331,12 +337,20 @@ class IndexFields:
     ) -> tuple[str, ...]:
         """Those of ``fields`` that no index behind ``index`` stores (``store: true``), so
         that ``stored_fields`` brings none of them back; none when the mapping is unread."""
-        if not self.enabled or not fields or ":" in (index or ""):
-            return ()
-        indices = await self.mappings(index, headers)
+        indices = await self._local(index, fields, headers)
         if not indices:
             return ()
         return tuple(f for f in fields if not any(f in m.stored for m in indices))
+
+    async def _local(
+        self, index: str | None, fields: Sequence[str], headers: Mapping[str, str]
+    ) -> list[IndexMapping] | None:
+        """The mappings to answer a question about ``fields`` from; None when there is none
+        to ask (discovery off, no fields) or to trust (a remote cluster's indices are not in
+        this mapping), or when it is unread."""
+        if not self.enabled or not fields or ":" in (index or ""):
+            return None
+        return await self.mappings(index, headers)
 
     def _tell(self, choice: Choice, configured: Sequence[str]) -> None:
         """Warn once per index (again if its fields change) about a non-configured choice."""
