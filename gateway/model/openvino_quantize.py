@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gateway.errors import ModelError
 from gateway.model.openvino import OV_RECIPE, ov_static_path
-from gateway.model.quantize import KEEP_FP32, Feeds, Generator, command
+from gateway.model.quantize import KEEP_FP32, Feeds, Generator, command, nncf_int8
 
 
 def _nncf_int8(source: Path, out: Path, feeds: Feeds) -> dict[str, str]:
@@ -37,14 +37,7 @@ def _nncf_int8(source: Path, out: Path, feeds: Feeds) -> dict[str, str]:
     model = ov.Core().read_model(str(source))
     names = {port.get_any_name() for port in model.inputs}
     dataset = [{k: v for k, v in feed.items() if k in names} for feed in feeds]
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(dataset),
-        model_type=nncf.ModelType.TRANSFORMER,
-        preset=nncf.QuantizationPreset.MIXED,
-        subset_size=len(dataset),
-        ignored_scope=nncf.IgnoredScope(patterns=_ignored(), validate=False),
-    )
+    quantized = nncf_int8(model, dataset, nncf.IgnoredScope(patterns=_ignored(), validate=False))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         staged = Path(tmp) / out.name

@@ -116,10 +116,13 @@ def pair_feeds(
     return feeds
 
 
+Feeds = Sequence[dict[str, np.ndarray[Any, Any]]]
+
+
 def quantize_static_int8(
     model_file: Path,
     out_file: Path,
-    feeds: Sequence[dict[str, np.ndarray[Any, Any]]],
+    feeds: Feeds,
     keep_fp32: Sequence[str] = KEEP_FP32,
 ) -> Path:
     """Write the static QDQ int8 model of ``model_file`` to ``out_file`` (atomically):
@@ -127,7 +130,6 @@ def quantize_static_int8(
     try:
         import nncf
         import onnx
-        from nncf.common.logging import nncf_logger
         from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
     except ImportError as exc:
         raise ModelError(
@@ -141,26 +143,16 @@ def quantize_static_int8(
         for n in model.graph.node
         if n.op_type == "MatMul" and any(re.search(k, _layer(n.name)) for k in keep_fp32)
     ]
-    level = nncf_logger.level
-    nncf_logger.setLevel(logging.WARNING)  # its INFO lines name every node it leaves alone
-    try:
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(list(feeds)),
-            model_type=nncf.ModelType.TRANSFORMER,
-            preset=nncf.QuantizationPreset.MIXED,
-            subset_size=len(feeds),
-            ignored_scope=nncf.IgnoredScope(names=excluded, validate=False),
-            # SmoothQuant fails on this graph's shared weights, and is no help with the
-            # feed-forward MatMuls (its target) kept in fp32.
-            advanced_parameters=nncf.AdvancedQuantizationParameters(
-                smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1)
-            ),
-        )
-    except Exception as exc:  # nncf and onnx raise types of their own: one line, no trace
-        raise ModelError(f"static quantization failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        nncf_logger.setLevel(level)
+    quantized = nncf_int8(
+        model,
+        feeds,
+        nncf.IgnoredScope(names=excluded, validate=False),
+        # SmoothQuant fails on this graph's shared weights, and is no help with the
+        # feed-forward MatMuls (its target) kept in fp32.
+        nncf.AdvancedQuantizationParameters(
+            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1)
+        ),
+    )
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_file.parent) as tmp:
         staged = Path(tmp) / out_file.name
@@ -169,12 +161,36 @@ def quantize_static_int8(
     return out_file
 
 
+def nncf_int8(model: Any, feeds: Feeds, ignored: Any, advanced: Any = None) -> Any:
+    """``model`` (ONNX or OpenVINO) through NNCF's recipe here: transformer model type,
+    mixed preset, calibrated on every feed (one pair each), ``ignored`` kept in higher
+    precision. NNCF's INFO lines (one per node it leaves alone) are off meanwhile; its
+    failures, and the runtime's, are one ModelError."""
+    import nncf
+    from nncf.common.logging import nncf_logger
+
+    extra = {} if advanced is None else {"advanced_parameters": advanced}
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.WARNING)
+    try:
+        return nncf.quantize(
+            model,
+            nncf.Dataset(list(feeds)),
+            model_type=nncf.ModelType.TRANSFORMER,
+            preset=nncf.QuantizationPreset.MIXED,
+            subset_size=len(feeds),
+            ignored_scope=ignored,
+            **extra,
+        )
+    except Exception as exc:  # nncf, onnx and openvino raise types of their own
+        raise ModelError(f"static quantization failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        nncf_logger.setLevel(level)
+
+
 def _layer(node_name: str) -> str:
     """``/bert/encoder/layer.0/output/dense_1/MatMul`` -> ``.../output/dense/MatMul``."""
     return re.sub(r"_\d+(?=/)", "", node_name)
-
-
-Feeds = Sequence[dict[str, np.ndarray[Any, Any]]]
 
 
 class Generator:
