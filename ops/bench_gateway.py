@@ -129,7 +129,7 @@ def ceiling(encoder: LocalEncoder, pairs: list[Pair], batch: int, when: str) -> 
     lengths = [len(e) for e in encoded]
     return Row(
         "1 ceiling",
-        f"{getattr(encoder, 'model_file', Path('?')).name}, batch {batch} ({when})",
+        f"{encoder.model_file.name}, batch {batch} ({when})",
         {
             "pairs/s": f"{len(pairs) / model_s:.1f}",
             "pairs": str(len(pairs)),
@@ -335,7 +335,7 @@ async def run(args: argparse.Namespace) -> None:
         limits = ceilings.measure(args.model_dir, 250.0)  # before any runtime's threads
         encoder = load_encoder(model, speed)
         assert isinstance(encoder, LocalEncoder)
-        execution = getattr(encoder, "execution", "?")
+        execution = encoder.execution
         print(f"# model path: {execution}")
         rows = [ceiling(encoder, pairs, args.batch, "before 3")]
         print_row(rows[-1])

@@ -63,6 +63,8 @@ class LocalEncoder:
     _inputs: set[str]
     _fingerprint: str
     per_pair: bool
+    execution: str  # how scores are computed (part of the fingerprint)
+    model_file: Path
 
     @property
     def fingerprint(self) -> str:

@@ -117,10 +117,10 @@ def compile_cpu(
         compiled = core.compile_model(
             str(model_file), "CPU", compile_config(settings, speed, streams)
         )
-        if _precision(compiled) == precision:
-            break
-        precision = _precision(compiled)
-    return compiled, per_pair, streams, precision
+        planned, precision = precision, _precision(compiled)
+        if precision == planned:  # runs as planned: per pair where it must be
+            return compiled, per_pair, streams, precision
+    raise ModelError(f"OpenVINO compiled the model in {planned}, then in {precision}")
 
 
 class OpenVinoCrossEncoder(LocalEncoder):
